@@ -1,0 +1,785 @@
+//! The KCP engine: ties the send and receive windows, the ack list, the RTT
+//! estimator, congestion control and window probing together.
+//!
+//! Read `shared/kcp-spec.md` (§4–§11) before editing: every step below follows the
+//! reference's order, because the datagrams must match ikcp v1.7.1 byte for byte. The
+//! deliberate differences are listed on [`Kcp`].
+
+use alloc::vec::Vec;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::ack::AckList;
+use crate::config::{Config, NoDelay};
+use crate::congestion::Congestion;
+use crate::error::{ConfigError, InputError, RecvError, SendError};
+use crate::probe::WindowProbe;
+use crate::recv::{Arrival, Fragment, RecvWindow};
+use crate::rtt::RttEstimator;
+use crate::segment::{Command, HEADER_LEN, Header};
+use crate::send::{Queued, SendWindow};
+use crate::stats::Stats;
+use crate::{Sn, Timestamp};
+
+/// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
+const CLOCK_JUMP: i32 = 10_000;
+/// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference refuses
+/// 128 or more regardless of the windows.
+const MAX_FRAGMENTS: usize = 127;
+
+/// When the engine next needs [`Kcp::update`]. Returned by [`Kcp::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollAt {
+    /// Call `update` now.
+    Now,
+    /// Call `update` at this time (calling earlier is harmless, and does nothing).
+    At(Timestamp),
+    /// Nothing to do until [`Kcp::input`] or [`Kcp::send`] is called: nothing in flight,
+    /// nothing queued, no ACK owed, no window probe pending.
+    Idle,
+}
+
+/// One KCP conversation: a sans-IO ARQ engine.
+///
+/// The engine owns no socket, no clock and no thread. The host feeds it datagrams
+/// ([`input`](Self::input)) and messages ([`send`](Self::send)), tells it the time, and
+/// passes a sink that receives the datagrams to transmit
+/// ([`update`](Self::update)/[`flush`](Self::flush)).
+///
+/// # Calling contract
+///
+/// The methods fall in four families:
+///
+/// - **getters**: [`stats`](Self::stats), [`peek_size`](Self::peek_size),
+///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv);
+/// - **network input**: [`input`](Self::input); an `Err` changes no state;
+/// - **application commands**: [`send`](Self::send), [`send_bytes`](Self::send_bytes),
+///   [`recv`](Self::recv), [`recv_into`](Self::recv_into);
+/// - **output and timer**: [`update`](Self::update), [`flush`](Self::flush),
+///   [`check`](Self::check).
+///
+/// After any input or command, call `update` (or `flush` for lowest latency), then ask
+/// `check` when to come back. `now` must never go backwards (it may wrap past
+/// `u32::MAX`). Calling `update` more often than `check` asks is allowed: it flushes
+/// on its own `interval` grid, exactly as `ikcp_update` does.
+///
+/// # Differences from ikcp (the wire stays compatible)
+///
+/// - `check` answers [`PollAt::Idle`] when there is nothing to do, and never asks for
+///   an `update` that would not flush.
+/// - Every call that needs the time takes it (`input` uses its own `now` for RTT
+///   samples instead of the time of the last `update`).
+/// - A datagram is validated whole before any of it is applied.
+/// - The send queue ([`Config::send_queue_limit`]), the ack list (4 × `rcv_wnd`), one
+///   segment's RTO ([`Config::max_rto`]) and the fragments a message may claim
+///   (< `rcv_wnd`) are bounded.
+/// - `flush` works before the first `update` (ikcp's is a no-op then).
+///
+/// # Output errors
+///
+/// The sink may fail (say with `WouldBlock`). The flush then completes its bookkeeping
+/// without calling the sink again, and returns the first error: segments already
+/// stamped as sent count as lost and are retransmitted on timeout, ACKs are resent when
+/// the peer retransmits.
+///
+/// # Example
+///
+/// ```
+/// use core::convert::Infallible;
+/// use kcp_core::{Config, Kcp, Timestamp};
+///
+/// let mut a = Kcp::new(7, Config::fast()).unwrap();
+/// let mut b = Kcp::new(7, Config::fast()).unwrap();
+/// a.send(b"hello").unwrap();
+///
+/// let mut wire = Vec::new();
+/// let mut now = Timestamp::from_millis(0);
+/// for _ in 0..10 {
+///     a.update(now, |d| {
+///         wire.push(d.to_vec());
+///         Ok::<_, Infallible>(())
+///     }).unwrap();
+///     for d in wire.drain(..) {
+///         b.input(now, &d).unwrap();
+///     }
+///     b.update(now, |d| {
+///         wire.push(d.to_vec());
+///         Ok::<_, Infallible>(())
+///     }).unwrap();
+///     for d in wire.drain(..) {
+///         a.input(now, &d).unwrap();
+///     }
+///     now = now.add_millis(10);
+/// }
+/// assert_eq!(b.recv().unwrap().as_ref(), b"hello");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Kcp {
+    conv: u32,
+    config: Config,
+    mss: usize,
+    snd: SendWindow,
+    rcv: RecvWindow,
+    acks: AckList,
+    rtt: RttEstimator,
+    cc: Congestion,
+    probe: WindowProbe,
+    /// The peer's last advertised free window (`rmt_wnd`).
+    remote_window: u32,
+    /// Next time on the flush grid; `None` until the first `update`.
+    next_flush: Option<Timestamp>,
+    /// Some segment reached `dead_link` transmissions (`state == -1`).
+    dead: bool,
+    stats: Stats,
+    /// Assembles one outgoing datagram; `mtu` bytes, reused.
+    out_buf: Vec<u8>,
+    /// Segments of the datagram being input, validated before any is applied.
+    parsed: Vec<(Header, usize)>,
+}
+
+impl Kcp {
+    /// A new conversation `conv` with the given configuration.
+    ///
+    /// Both peers must use the same `conv`. Sequence numbers start at 0, as in the
+    /// reference; there is no handshake.
+    pub fn new(conv: u32, config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mss = config.mss();
+        Ok(Self {
+            conv,
+            mss,
+            snd: SendWindow::default(),
+            rcv: RecvWindow::new(config.rcv_wnd, Sn::new(0)),
+            acks: AckList::new(config.rcv_wnd),
+            rtt: RttEstimator::new(config.min_rto),
+            cc: Congestion::new(mss as u32),
+            probe: WindowProbe::default(),
+            remote_window: 128,
+            next_flush: None,
+            dead: false,
+            stats: Stats::default(),
+            out_buf: Vec::with_capacity(config.mtu),
+            parsed: Vec::new(),
+            config,
+        })
+    }
+
+    /// The conversation id.
+    pub const fn conv(&self) -> u32 {
+        self.conv
+    }
+
+    /// The configuration this engine runs with.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// Size of the next complete message, or `None` if none is complete yet.
+    pub fn peek_size(&self) -> Option<usize> {
+        self.rcv.peek_size()
+    }
+
+    /// Segments not yet acknowledged: queued plus in flight (`ikcp_waitsnd`). Gate
+    /// sending on it to bound latency and memory.
+    pub fn wait_send(&self) -> usize {
+        self.snd.queued() + self.snd.in_flight()
+    }
+
+    /// `true` once a segment has been transmitted [`Config::dead_link`] times without
+    /// being acknowledged. The engine keeps retransmitting; the host decides what to do.
+    pub const fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Counters and current estimates.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            rto: self.rtt.rto(),
+            cwnd: self.cc.cwnd,
+            ssthresh: self.cc.ssthresh,
+            remote_window: self.remote_window,
+            in_flight: self.snd.in_flight() as u32,
+            send_queue: self.snd.queued() as u32,
+            recv_queue: self.rcv.ready_len() as u32,
+            recv_buffer: self.rcv.buffered() as u32,
+            ..self.stats
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Processes one datagram from the peer (spec §6).
+    ///
+    /// The datagram is validated whole first: if any segment is truncated, names
+    /// another conversation, carries an unknown command or claims more fragments than
+    /// the receive window can hold, the datagram is rejected and nothing changes.
+    /// Fewer than 24 trailing bytes are ignored, as in the reference.
+    pub fn input(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), InputError> {
+        if let Err(e) = self.validate(datagram) {
+            self.stats.datagrams_rejected += 1;
+            return Err(e);
+        }
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        self.stats.segments_in += self.parsed.len() as u64;
+
+        // Payloads are kept as slices of one copy of the datagram.
+        let needs_copy = self
+            .parsed
+            .iter()
+            .any(|(h, _)| h.cmd == Command::Push && h.len > 0);
+        let owned = if needs_copy {
+            Bytes::copy_from_slice(datagram)
+        } else {
+            Bytes::new()
+        };
+
+        let prev_una = self.snd.una();
+        // (max_ack, latest_ts) of this datagram's ACKs, for fast retransmit.
+        let mut ack_tracker: Option<(Sn, Timestamp)> = None;
+        let parsed = core::mem::take(&mut self.parsed);
+        for &(h, offset) in &parsed {
+            self.remote_window = u32::from(h.wnd);
+            self.snd.ack_before(h.una);
+            match h.cmd {
+                Command::Ack => {
+                    let rtt = now.since(h.ts);
+                    if rtt >= 0 {
+                        self.rtt.on_sample(rtt as u32, self.config.interval);
+                    }
+                    self.snd.ack(h.sn);
+                    ack_tracker = Some(match ack_tracker {
+                        None => (h.sn, h.ts),
+                        Some((max_ack, latest_ts)) => {
+                            let newer = !self.config.fastack_conserve || latest_ts.is_before(h.ts);
+                            if max_ack.is_before(h.sn) && newer {
+                                (h.sn, h.ts)
+                            } else {
+                                (max_ack, latest_ts)
+                            }
+                        }
+                    });
+                }
+                Command::Push => self.on_push(&h, &owned, offset),
+                Command::WindowAsk => self.probe.tell_window(),
+                Command::WindowTell => {}
+            }
+        }
+        self.parsed = parsed;
+        self.parsed.clear();
+
+        if let Some((max_ack, latest_ts)) = ack_tracker {
+            self.snd
+                .count_fast_ack(max_ack, latest_ts, self.config.fastack_conserve);
+        }
+        if prev_una.is_before(self.snd.una()) {
+            self.cc.on_una_advanced(self.remote_window);
+        }
+        Ok(())
+    }
+
+    /// Walks the datagram, checking every segment, into `self.parsed`.
+    fn validate(&mut self, datagram: &[u8]) -> Result<(), InputError> {
+        self.parsed.clear();
+        if datagram.len() < HEADER_LEN {
+            return Err(InputError::Truncated {
+                len: datagram.len(),
+            });
+        }
+        let mut offset = 0;
+        while datagram.len() - offset >= HEADER_LEN {
+            let (h, payload) = Header::parse(&datagram[offset..])?;
+            if h.conv != self.conv {
+                return Err(InputError::ConvMismatch {
+                    expected: self.conv,
+                    got: h.conv,
+                });
+            }
+            if h.cmd == Command::Push && u32::from(h.frg) >= self.rcv.wnd() {
+                return Err(InputError::FragmentOverflow {
+                    frg: h.frg,
+                    rcv_wnd: self.rcv.wnd(),
+                });
+            }
+            self.parsed.push((h, offset + HEADER_LEN));
+            offset += HEADER_LEN + payload.len();
+        }
+        Ok(())
+    }
+
+    fn on_push(&mut self, h: &Header, datagram: &Bytes, offset: usize) {
+        if !self.rcv.acks(h.sn) {
+            self.stats.out_of_window += 1;
+            return;
+        }
+        if !self.acks.push(h.sn, h.ts) {
+            self.stats.acks_dropped += 1;
+        }
+        let data = if h.len == 0 {
+            Bytes::new()
+        } else {
+            datagram.slice(offset..offset + h.len as usize)
+        };
+        match self.rcv.insert(h.sn, Fragment { frg: h.frg, data }) {
+            Arrival::Stored => {}
+            Arrival::Duplicate => self.stats.duplicates += 1,
+            Arrival::OutOfWindow => self.stats.out_of_window += 1,
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Queues a message (message mode) or bytes (stream mode), copying `data` once.
+    /// Returns the number of bytes accepted. See [`Kcp::send_bytes`].
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        self.send_bytes(Bytes::copy_from_slice(data))
+    }
+
+    /// Queues a message (message mode) or bytes (stream mode) without copying: the
+    /// segments are slices of `data`. Nothing is transmitted until the next flush.
+    ///
+    /// Message mode: the whole message is accepted (one peer `recv` returns it) or
+    /// refused; an empty message is delivered as an empty message. Stream mode: the
+    /// bytes may top up the last queued segment, an empty send does nothing, and if the
+    /// rest would need too many segments the call returns the partial count it topped
+    /// up (or the error if that was 0).
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`] if the message needs more than 127 segments (127 × mss
+    /// bytes, 174,752 at the default MTU), [`SendError::QueueFull`] if the send queue
+    /// is at [`Config::send_queue_limit`].
+    pub fn send_bytes(&mut self, mut data: Bytes) -> Result<usize, SendError> {
+        let mss = self.mss;
+        let mut sent = 0;
+        if self.config.stream {
+            if let Some(last) = self.snd.queue_mut().back_mut() {
+                if last.data.len() < mss {
+                    let extend = data.len().min(mss - last.data.len());
+                    append(&mut last.data, &data[..extend], mss);
+                    data = data.slice(extend..);
+                    sent = extend;
+                }
+            }
+            if data.is_empty() {
+                return Ok(sent);
+            }
+        }
+        let count = data.len().div_ceil(mss).max(1);
+        let refuse = |e| if sent > 0 { Ok(sent) } else { Err(e) };
+        if count > MAX_FRAGMENTS {
+            return refuse(SendError::TooLarge {
+                fragments: count,
+                max: MAX_FRAGMENTS,
+            });
+        }
+        let queued = self.snd.queued();
+        if queued + count > self.config.send_queue_limit {
+            return refuse(SendError::QueueFull {
+                queued,
+                needed: count,
+                limit: self.config.send_queue_limit,
+            });
+        }
+        let stream = self.config.stream;
+        let queue = self.snd.queue_mut();
+        for i in 0..count {
+            let size = data.len().min(mss);
+            let piece = data.split_to(size);
+            let frg = if stream { 0 } else { (count - 1 - i) as u8 };
+            // Stream-mode pieces get room to grow, so later small sends top them up
+            // without reallocating.
+            let piece = if stream && size < mss {
+                let mut grow = BytesMut::with_capacity(mss);
+                grow.extend_from_slice(&piece);
+                grow.freeze()
+            } else {
+                piece
+            };
+            queue.push_back(Queued { data: piece, frg });
+            sent += size;
+        }
+        Ok(sent)
+    }
+
+    /// Removes and returns the next complete message, or `None` if there is none yet.
+    /// In stream mode, one segment's bytes per call.
+    pub fn recv(&mut self) -> Option<Bytes> {
+        let (message, was_full) = self.rcv.pop_message()?;
+        self.after_recv(was_full);
+        Some(message)
+    }
+
+    /// Copies the next complete message into `buf` and removes it. `Ok(None)` if there
+    /// is none yet.
+    ///
+    /// # Errors
+    /// [`RecvError::BufferTooSmall`] if the message does not fit; it stays queued.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<Option<usize>, RecvError> {
+        let Some(needed) = self.rcv.peek_size() else {
+            return Ok(None);
+        };
+        if needed > buf.len() {
+            return Err(RecvError::BufferTooSmall {
+                needed,
+                capacity: buf.len(),
+            });
+        }
+        let Some((len, was_full)) = self.rcv.pop_message_into(buf) else {
+            return Ok(None);
+        };
+        self.after_recv(was_full);
+        Ok(Some(len))
+    }
+
+    fn after_recv(&mut self, was_full: bool) {
+        self.stats.messages_received += 1;
+        // Fast recovery: the peer saw a zero window; tell it at once that it reopened.
+        if was_full && self.rcv.ready_len() < self.rcv.wnd() as usize {
+            self.probe.tell_window();
+        }
+    }
+
+    // ---------------------------------------------------------------- timer & output
+
+    /// The timer entry point (`ikcp_update`): flushes if `now` has reached the next
+    /// point of the `interval` grid (the first call always flushes). Datagrams go to
+    /// `out`; see the type's doc for what an `Err` from it means.
+    pub fn update<E>(
+        &mut self,
+        now: Timestamp,
+        out: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut next = *self.next_flush.get_or_insert(now);
+        let mut slap = now.since(next);
+        if !(-CLOCK_JUMP..CLOCK_JUMP).contains(&slap) {
+            next = now;
+            slap = 0;
+        }
+        if slap < 0 {
+            self.next_flush = Some(next);
+            return Ok(());
+        }
+        next = next.add_millis(self.config.interval);
+        if now.has_reached(next) {
+            next = now.add_millis(self.config.interval);
+        }
+        self.next_flush = Some(next);
+        self.flush(now, out)
+    }
+
+    /// When `update` is next needed (see [`PollAt`]).
+    ///
+    /// Mirrors the decisions of [`flush`](Self::flush): ACKs and probe flags owed, data
+    /// the windows let out, fast and timeout retransmissions, the zero-window probe
+    /// timer. While the host follows `update`'s grid, the answer is a grid point; once
+    /// the grid has lapsed (the host slept through it), it is the deadline itself, and
+    /// `update` then re-bases its grid there. Either way `update` at the answer flushes.
+    #[must_use]
+    pub fn check(&self, now: Timestamp) -> PollAt {
+        let idle = self.snd.in_flight() == 0
+            && self.snd.queued() == 0
+            && self.acks.is_empty()
+            && !self.probe.has_pending()
+            && self.remote_window != 0;
+        if idle {
+            return PollAt::Idle;
+        }
+        let Some(next) = self.next_flush else {
+            return PollAt::Now;
+        };
+        let slap = now.since(next);
+        // `update(now)` would flush right away (same test as `update`).
+        let lapsed = !(-CLOCK_JUMP..0).contains(&slap);
+        match self.next_work() {
+            None if lapsed => PollAt::Now,
+            None => PollAt::At(next),
+            Some(due) if lapsed => {
+                if now.has_reached(due) {
+                    PollAt::Now
+                } else {
+                    PollAt::At(due)
+                }
+            }
+            Some(due) => {
+                let late = due.since(next);
+                if late <= 0 {
+                    return PollAt::At(next);
+                }
+                let interval = self.config.interval;
+                let steps = (late as u32).div_ceil(interval);
+                PollAt::At(next.add_millis(steps.saturating_mul(interval)))
+            }
+        }
+    }
+
+    /// The earliest time a flush has something to do; `None` if it has work at once.
+    fn next_work(&self) -> Option<Timestamp> {
+        let window = self.send_window();
+        let room = self.snd.nxt().since(self.snd.una()) < window as i32;
+        let opens_window = self.config.congestion_control && self.cc.cwnd == 0;
+        let urgent = !self.acks.is_empty()
+            || self.probe.has_pending()
+            || (self.snd.queued() > 0 && (room || opens_window))
+            || (self.remote_window == 0 && self.probe.timer().is_none());
+        if urgent {
+            return None;
+        }
+        let resend = self.fast_resend_threshold();
+        let mut earliest: Option<Timestamp> = None;
+        for seg in self.snd.iter() {
+            if seg.fastack >= resend && self.fast_resend_allowed(seg.xmit) {
+                return None;
+            }
+            earliest = Some(earlier(earliest, seg.resend_at));
+        }
+        if self.remote_window == 0 {
+            if let Some(due) = self.probe.timer() {
+                earliest = Some(earlier(earliest, due));
+            }
+        }
+        // Always `Some` when the engine is not idle (in-flight data has a timer; queued
+        // data without room means data in flight or a zero window with its probe timer);
+        // `None` would only ask for a flush too early, never too late.
+        earliest
+    }
+
+    /// The effective send window: `min(snd_wnd, rmt_wnd)`, and `cwnd` unless congestion
+    /// control is off (spec §9.3).
+    fn send_window(&self) -> u32 {
+        let window = self.config.snd_wnd.min(self.remote_window);
+        if self.config.congestion_control {
+            window.min(self.cc.cwnd)
+        } else {
+            window
+        }
+    }
+
+    fn fast_resend_threshold(&self) -> u32 {
+        if self.config.fast_resend > 0 {
+            self.config.fast_resend
+        } else {
+            u32::MAX
+        }
+    }
+
+    fn fast_resend_allowed(&self, xmit: u32) -> bool {
+        self.config.fast_limit == 0 || xmit <= self.config.fast_limit
+    }
+
+    /// Builds and emits datagrams now (`ikcp_flush`, spec §9): ACKs, window probes,
+    /// new data the windows allow, timeout and fast retransmissions. Does not move the
+    /// `update` grid.
+    pub fn flush<E>(
+        &mut self,
+        now: Timestamp,
+        out: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let resend = self.fast_resend_threshold();
+        let window = self.send_window();
+        let mut buf = core::mem::take(&mut self.out_buf);
+        buf.clear();
+        let mut emitter = Emitter {
+            buf,
+            mtu: self.config.mtu,
+            out,
+            error: None,
+            stats: &mut self.stats,
+        };
+
+        let wnd = self.rcv.unused();
+        let una = self.rcv.nxt();
+        let mut template = Header {
+            conv: self.conv,
+            cmd: Command::Ack,
+            frg: 0,
+            wnd,
+            ts: Timestamp::from_millis(0),
+            sn: Sn::new(0),
+            una,
+            len: 0,
+        };
+
+        // 1. ACKs, in arrival order. WASK/WINS below reuse the last ACK's sn/ts, as the
+        //    reference does.
+        for (sn, ts) in self.acks.iter() {
+            template.sn = sn;
+            template.ts = ts;
+            emitter.put(&template, &[]);
+            emitter.stats.acks_sent += 1;
+        }
+        self.acks.clear();
+
+        // 2. Window probes.
+        self.probe.on_flush(now, self.remote_window);
+        let (ask, tell) = self.probe.take();
+        if ask {
+            template.cmd = Command::WindowAsk;
+            emitter.put(&template, &[]);
+            emitter.stats.probes_sent += 1;
+        }
+        if tell {
+            template.cmd = Command::WindowTell;
+            emitter.put(&template, &[]);
+            emitter.stats.window_tells_sent += 1;
+        }
+
+        // 3. Move queued data into flight, bounded by the windows.
+        let limit = self.snd.una().add(window);
+        while self.snd.nxt().is_before(limit) {
+            if self.snd.promote(now, self.rtt.rto()).is_none() {
+                break;
+            }
+        }
+        if self.snd.queued() > 0 {
+            emitter.stats.window_full_stalls += 1;
+        }
+
+        // 4. Per-segment decisions, oldest first.
+        let rto_pad = match self.config.nodelay {
+            NoDelay::Off => self.rtt.rto() >> 3,
+            NoDelay::On | NoDelay::Linear => 0,
+        };
+        let rx_rto = self.rtt.rto();
+        let (fast_limit, dead_link, max_rto) = (
+            self.config.fast_limit,
+            self.config.dead_link,
+            self.config.max_rto,
+        );
+        let nodelay = self.config.nodelay;
+        let mut fast_retransmits = 0u32;
+        let mut timed_out = false;
+        let mut dead = false;
+        for seg in self.snd.iter_mut() {
+            if seg.xmit == 0 {
+                seg.xmit = 1;
+                seg.rto = rx_rto;
+                seg.resend_at = now.add_millis(seg.rto.wrapping_add(rto_pad));
+                emitter.stats.data_segments_sent += 1;
+            } else if now.has_reached(seg.resend_at) {
+                seg.xmit += 1;
+                let grow = match nodelay {
+                    NoDelay::Off => seg.rto.max(rx_rto),
+                    NoDelay::On => seg.rto / 2,
+                    NoDelay::Linear => rx_rto / 2,
+                };
+                seg.rto = seg.rto.saturating_add(grow).min(max_rto);
+                seg.resend_at = now.add_millis(seg.rto);
+                timed_out = true;
+                emitter.stats.retransmits_timeout += 1;
+            } else if seg.fastack >= resend && (fast_limit == 0 || seg.xmit <= fast_limit) {
+                seg.xmit += 1;
+                seg.fastack = 0;
+                seg.resend_at = now.add_millis(seg.rto);
+                fast_retransmits += 1;
+                emitter.stats.retransmits_fast += 1;
+            } else {
+                continue;
+            }
+            seg.ts = now;
+            let header = Header {
+                conv: self.conv,
+                cmd: Command::Push,
+                frg: seg.frg,
+                wnd,
+                ts: now,
+                sn: seg.sn,
+                una,
+                len: seg.data.len() as u32,
+            };
+            emitter.put(&header, &seg.data);
+            if seg.xmit >= dead_link {
+                dead = true;
+            }
+        }
+        emitter.finish();
+        let Emitter { buf, error, .. } = emitter;
+        self.out_buf = buf;
+        self.dead |= dead;
+
+        // 5. Congestion updates, in the reference's order.
+        if fast_retransmits > 0 {
+            let in_flight = self.snd.nxt().since(self.snd.una()) as u32;
+            self.cc.on_fast_retransmit(in_flight, resend);
+        }
+        if timed_out {
+            self.cc.on_timeout(window);
+        }
+        self.cc.at_least_one();
+
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// The earlier of `a` (if any) and `b`.
+fn earlier(a: Option<Timestamp>, b: Timestamp) -> Timestamp {
+    match a {
+        Some(a) if a.is_before(b) => a,
+        _ => b,
+    }
+}
+
+/// Appends `extra` to a queued stream segment, in place when the buffer is not shared
+/// and has room (segments are allocated with `mss` capacity).
+fn append(data: &mut Bytes, extra: &[u8], mss: usize) {
+    let current = core::mem::take(data);
+    let mut grown = match current.try_into_mut() {
+        Ok(unique) => unique,
+        Err(shared) => {
+            let mut copy = BytesMut::with_capacity(mss);
+            copy.extend_from_slice(&shared);
+            copy
+        }
+    };
+    grown.extend_from_slice(extra);
+    *data = grown.freeze();
+}
+
+/// Packs segments into datagrams of at most `mtu` bytes and hands them to the sink.
+struct Emitter<'a, F, E> {
+    buf: Vec<u8>,
+    mtu: usize,
+    out: F,
+    /// The sink's first error; after it, datagrams are dropped.
+    error: Option<E>,
+    stats: &'a mut Stats,
+}
+
+impl<F, E> Emitter<'_, F, E>
+where
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
+    /// Appends one segment, first emitting the datagram so far if it would overflow the
+    /// MTU.
+    fn put(&mut self, header: &Header, payload: &[u8]) {
+        if self.buf.len() + HEADER_LEN + payload.len() > self.mtu {
+            self.emit();
+        }
+        self.buf.extend_from_slice(&header.to_bytes());
+        self.buf.extend_from_slice(payload);
+        self.stats.segments_out += 1;
+    }
+
+    fn emit(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if self.error.is_none() {
+            match (self.out)(&self.buf) {
+                Ok(()) => {
+                    self.stats.datagrams_out += 1;
+                    self.stats.bytes_out += self.buf.len() as u64;
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn finish(&mut self) {
+        self.emit();
+    }
+}

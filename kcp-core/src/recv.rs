@@ -1,0 +1,264 @@
+//! The receiving side: out-of-order ring, in-order queue and message reassembly.
+
+use alloc::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::Sn;
+
+/// A received data segment's payload and fragment count.
+#[derive(Clone, Debug)]
+pub(crate) struct Fragment {
+    pub(crate) frg: u8,
+    pub(crate) data: Bytes,
+}
+
+/// What became of an arriving data segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Stored (and possibly moved on to the ready queue).
+    Stored,
+    /// Below `rcv_nxt` or already buffered.
+    Duplicate,
+    /// At or beyond `rcv_nxt + rcv_wnd`.
+    OutOfWindow,
+}
+
+/// `rcv_buf` and `rcv_queue` of the reference.
+///
+/// Out-of-order segments sit in a ring indexed by `sn - rcv_nxt` (O(1) per arriving
+/// segment, at most `rcv_wnd` slots); in-order ones move to `ready`, which holds at most
+/// `rcv_wnd` segments. So a peer can make us hold at most `2 × rcv_wnd` segments.
+#[derive(Clone, Debug)]
+pub(crate) struct RecvWindow {
+    ring: VecDeque<Option<Fragment>>,
+    /// Occupied slots of `ring` (`nrcv_buf`).
+    buffered: usize,
+    ready: VecDeque<Fragment>,
+    /// Next sequence number expected in order (`rcv_nxt`).
+    nxt: Sn,
+    wnd: u32,
+}
+
+impl RecvWindow {
+    pub(crate) fn new(wnd: u32, nxt: Sn) -> Self {
+        Self {
+            ring: VecDeque::new(),
+            buffered: 0,
+            ready: VecDeque::new(),
+            nxt,
+            wnd,
+        }
+    }
+
+    /// `rcv_nxt`.
+    pub(crate) const fn nxt(&self) -> Sn {
+        self.nxt
+    }
+
+    /// `rcv_wnd`.
+    pub(crate) const fn wnd(&self) -> u32 {
+        self.wnd
+    }
+
+    /// Segments ready for the application (`nrcv_que`).
+    pub(crate) fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Out-of-order segments held (`nrcv_buf`).
+    pub(crate) const fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// The free window advertised in every segment: `rcv_wnd - nrcv_que`, at least 0.
+    pub(crate) fn unused(&self) -> u16 {
+        self.wnd.saturating_sub(self.ready.len() as u32) as u16
+    }
+
+    /// `sn` is below `rcv_nxt + rcv_wnd`: the reference ACKs such a segment.
+    pub(crate) fn acks(&self, sn: Sn) -> bool {
+        sn.is_before(self.nxt.add(self.wnd))
+    }
+
+    /// Stores an arriving data segment and moves what became in order.
+    pub(crate) fn insert(&mut self, sn: Sn, fragment: Fragment) -> Arrival {
+        let offset = sn.since(self.nxt);
+        if offset < 0 {
+            return Arrival::Duplicate;
+        }
+        let offset = offset as usize;
+        if offset >= self.wnd as usize {
+            return Arrival::OutOfWindow;
+        }
+        if self.ring.len() <= offset {
+            self.ring.resize(offset + 1, None);
+        }
+        let slot = &mut self.ring[offset];
+        if slot.is_some() {
+            return Arrival::Duplicate;
+        }
+        *slot = Some(fragment);
+        self.buffered += 1;
+        self.move_in_order();
+        Arrival::Stored
+    }
+
+    /// Moves segments from the ring's front to the ready queue while they are in order
+    /// and the queue has room.
+    pub(crate) fn move_in_order(&mut self) {
+        while self.ready.len() < self.wnd as usize {
+            let Some(Some(_)) = self.ring.front() else {
+                break;
+            };
+            if let Some(Some(fragment)) = self.ring.pop_front() {
+                self.ready.push_back(fragment);
+            }
+            self.buffered -= 1;
+            self.nxt = self.nxt.add(1);
+        }
+    }
+
+    /// Number of ready segments that make up the head message, or `None` if it is not
+    /// complete yet.
+    ///
+    /// The head segment's `frg` says how many follow. A message ends at the first
+    /// segment with `frg == 0`; one whose chain is malformed (a well-behaved peer never
+    /// sends that) ends after `frg + 1` segments, so what a peer can make us reassemble
+    /// is bounded by the ready queue.
+    fn head_message_len(&self) -> Option<usize> {
+        let head = self.ready.front()?;
+        let count = usize::from(head.frg) + 1;
+        if self.ready.len() < count {
+            return None;
+        }
+        let end = self
+            .ready
+            .iter()
+            .take(count)
+            .position(|f| f.frg == 0)
+            .map_or(count, |i| i + 1);
+        Some(end)
+    }
+
+    /// Size in bytes of the next complete message.
+    pub(crate) fn peek_size(&self) -> Option<usize> {
+        let n = self.head_message_len()?;
+        Some(self.ready.iter().take(n).map(|f| f.data.len()).sum())
+    }
+
+    /// Removes the next complete message, concatenating its fragments (a single-fragment
+    /// message is returned without copying). Returns the message and whether the ready
+    /// queue was full before (the caller then announces the reopened window).
+    pub(crate) fn pop_message(&mut self) -> Option<(Bytes, bool)> {
+        let n = self.head_message_len()?;
+        let was_full = self.ready.len() >= self.wnd as usize;
+        let message = if n == 1 {
+            self.ready.pop_front().map(|f| f.data)?
+        } else {
+            let size = self.ready.iter().take(n).map(|f| f.data.len()).sum();
+            let mut out = BytesMut::with_capacity(size);
+            for f in self.ready.drain(..n) {
+                out.extend_from_slice(&f.data);
+            }
+            out.freeze()
+        };
+        self.move_in_order();
+        Some((message, was_full))
+    }
+
+    /// Copies the next complete message into `buf` (which must be large enough; check
+    /// with [`RecvWindow::peek_size`]) and removes it. Returns its length and whether
+    /// the ready queue was full before.
+    pub(crate) fn pop_message_into(&mut self, buf: &mut [u8]) -> Option<(usize, bool)> {
+        let n = self.head_message_len()?;
+        let was_full = self.ready.len() >= self.wnd as usize;
+        let mut len = 0;
+        for f in self.ready.drain(..n) {
+            buf[len..len + f.data.len()].copy_from_slice(&f.data);
+            len += f.data.len();
+        }
+        self.move_in_order();
+        Some((len, was_full))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frag(frg: u8, byte: u8) -> Fragment {
+        Fragment {
+            frg,
+            data: Bytes::from(alloc::vec![byte; 3]),
+        }
+    }
+
+    #[test]
+    fn out_of_order_segments_wait_for_the_gap() {
+        let start = Sn::new(u32::MAX);
+        let mut r = RecvWindow::new(128, start);
+        assert_eq!(r.insert(start.add(1), frag(0, 2)), Arrival::Stored);
+        assert_eq!(r.insert(start.add(1), frag(0, 2)), Arrival::Duplicate);
+        assert_eq!((r.ready_len(), r.buffered()), (0, 1));
+        assert_eq!(r.insert(start, frag(0, 1)), Arrival::Stored);
+        assert_eq!((r.ready_len(), r.buffered(), r.nxt()), (2, 0, start.add(2)));
+        assert_eq!(r.insert(start, frag(0, 1)), Arrival::Duplicate);
+        assert_eq!(r.pop_message().unwrap().0.as_ref(), &[1, 1, 1]);
+        assert_eq!(r.pop_message().unwrap().0.as_ref(), &[2, 2, 2]);
+        assert!(r.pop_message().is_none());
+    }
+
+    #[test]
+    fn window_edges() {
+        let start = Sn::new(10);
+        let mut r = RecvWindow::new(128, start);
+        assert!(r.acks(start.add(127)));
+        assert!(!r.acks(start.add(128)));
+        assert!(r.acks(Sn::new(0)), "old duplicates are acked again");
+        assert_eq!(r.insert(start.add(128), frag(0, 0)), Arrival::OutOfWindow);
+        assert_eq!(r.insert(start.add(127), frag(0, 0)), Arrival::Stored);
+    }
+
+    #[test]
+    fn fragments_reassemble_only_when_complete() {
+        let start = Sn::new(0);
+        let mut r = RecvWindow::new(128, start);
+        r.insert(start, frag(2, 1));
+        r.insert(start.add(2), frag(0, 3));
+        assert_eq!(r.peek_size(), None);
+        r.insert(start.add(1), frag(1, 2));
+        assert_eq!(r.peek_size(), Some(9));
+        let mut buf = [0; 9];
+        assert_eq!(r.pop_message_into(&mut buf), Some((9, false)));
+        assert_eq!(buf, [1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn ready_queue_is_bounded_by_the_window_and_reports_recovery() {
+        let start = Sn::new(0);
+        let mut r = RecvWindow::new(128, start);
+        for i in 0..130u32 {
+            r.insert(start.add(i), frag(0, i as u8));
+        }
+        assert_eq!((r.ready_len(), r.buffered(), r.unused()), (128, 2, 0));
+        // 130 is beyond rcv_nxt + rcv_wnd = 128 + 128? No: rcv_nxt stopped at 128.
+        assert_eq!(r.nxt(), start.add(128));
+        let (_, was_full) = r.pop_message().unwrap();
+        assert!(was_full);
+        assert_eq!((r.ready_len(), r.buffered()), (128, 1));
+    }
+
+    #[test]
+    fn malformed_fragment_chain_is_bounded() {
+        let start = Sn::new(0);
+        let mut r = RecvWindow::new(128, start);
+        // A hostile peer: every segment claims one more fragment follows.
+        r.insert(start, frag(1, 1));
+        r.insert(start.add(1), frag(1, 2));
+        r.insert(start.add(2), frag(1, 3));
+        assert_eq!(r.peek_size(), Some(6));
+        assert_eq!(r.pop_message().unwrap().0.len(), 6);
+        assert_eq!(r.peek_size(), None, "the last one waits for its partner");
+    }
+}
