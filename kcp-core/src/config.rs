@@ -81,6 +81,10 @@ pub struct Config {
     /// hold; `send` beyond it returns [`SendError::QueueFull`](crate::SendError::QueueFull).
     /// The reference has no limit. Default 8192 (about 11 MB at the default MTU).
     pub send_queue_limit: usize,
+    /// The first sequence number sent and expected. Both peers must agree; the
+    /// reference always starts at 0, so keep the default when talking to it. Tests use
+    /// a value just below `u32::MAX` to cross the wrap mid-transfer.
+    pub initial_sn: u32,
 }
 
 impl Config {
@@ -106,6 +110,7 @@ impl Config {
             dead_link: 20,
             fastack_conserve: true,
             send_queue_limit: 8192,
+            initial_sn: 0,
         }
     }
 

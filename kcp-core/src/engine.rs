@@ -140,16 +140,16 @@ pub struct Kcp {
 impl Kcp {
     /// A new conversation `conv` with the given configuration.
     ///
-    /// Both peers must use the same `conv`. Sequence numbers start at 0, as in the
-    /// reference; there is no handshake.
+    /// Both peers must use the same `conv` (and [`Config::initial_sn`], 0 unless you
+    /// change it, as in the reference); there is no handshake.
     pub fn new(conv: u32, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let mss = config.mss();
         Ok(Self {
             conv,
             mss,
-            snd: SendWindow::default(),
-            rcv: RecvWindow::new(config.rcv_wnd, Sn::new(0)),
+            snd: SendWindow::starting_at(Sn::new(config.initial_sn)),
+            rcv: RecvWindow::new(config.rcv_wnd, Sn::new(config.initial_sn)),
             acks: AckList::new(config.rcv_wnd),
             rtt: RttEstimator::new(config.min_rto),
             cc: Congestion::new(mss as u32),

@@ -149,8 +149,7 @@ impl SendWindow {
         }
     }
 
-    /// Starts numbering at `sn` (tests start near the wrap).
-    #[cfg(test)]
+    /// Starts numbering at `sn`.
     pub(crate) fn starting_at(sn: Sn) -> Self {
         Self {
             una: sn,

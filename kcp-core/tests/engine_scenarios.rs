@@ -193,6 +193,29 @@ fn stream_mode_returns_a_partial_count_when_the_rest_is_too_large() {
     assert!(matches!(fresh.send(&huge), Err(SendError::TooLarge { .. })));
 }
 
+#[test]
+fn sequence_numbers_and_clock_wrap_mid_transfer() {
+    let mut config = Config::fast();
+    config.initial_sn = u32::MAX - 100;
+    let mut pair = Pair::new(
+        engine(config.clone()),
+        engine(config),
+        Lane::new(0.1, 15, 10),
+        Lane::new(0.1, 15, 10),
+        5,
+    );
+    for i in 0..400u32 {
+        pair.a
+            .send(&i.to_le_bytes().repeat(i as usize % 700))
+            .unwrap();
+    }
+    pair.run_until(120_000, |p| p.at_b.len() == 400);
+    for (i, m) in pair.at_b.iter().enumerate() {
+        assert_eq!(m.as_ref(), &(i as u32).to_le_bytes().repeat(i % 700)[..]);
+    }
+    assert!(pair.t > 1_000, "the clock crossed u32::MAX too");
+}
+
 // ============================================================ windows and backlog
 
 #[test]
