@@ -14,7 +14,7 @@ use kcp_core::{Config, Kcp, Timestamp};
 const CONV: u32 = 0x0BAD_CAFE;
 
 /// Runs one fuzz case. Panics (the fuzzer's "crash") if an invariant breaks.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let Some((&mode, mut script)) = data.split_first() else {
         return;
     };
