@@ -12,6 +12,7 @@
 //! - [`Kcp`] is one conversation; its doc lists the calling contract.
 //! - [`Config`] holds every knob, with the reference's presets.
 //! - [`Timestamp`] and [`Sn`] are the wrapping 32-bit clock and sequence numbers.
+//! - `sim` (feature `sim`) is a seeded lossy-link simulator on a virtual clock.
 //!
 //! The crate is `#![no_std]` (it needs `alloc`) and contains no `unsafe` code.
 //!
@@ -82,6 +83,9 @@ mod send;
 mod seq;
 mod stats;
 mod time;
+
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use config::{Config, NoDelay};
 pub use engine::{Kcp, PollAt};

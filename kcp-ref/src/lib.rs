@@ -1,0 +1,404 @@
+//! Test and bench support: the C reference engine `ikcp.c` v1.7.1, driven from Rust.
+//!
+//! The crates.io crate `kcp-sys` compiles the unmodified reference (with
+//! `IKCP_FASTACK_CONSERVE`) into a static library; its own wrapper forces stream mode,
+//! a fixed MTU and a wall clock, so this crate declares the few `ikcp_*` functions it
+//! needs and wraps them in [`CKcp`]: the same engine, deterministic, on the caller's
+//! clock, with its datagrams collected into a queue.
+//!
+//! This is the only place in the workspace besides the socket layer with `unsafe`
+//! code; every block says why it is sound.
+//!
+//! # Example
+//!
+//! ```
+//! use kcp_ref::CKcp;
+//! let mut a = CKcp::new(7);
+//! let mut b = CKcp::new(7);
+//! a.nodelay(1, 10, 2, 1);
+//! assert_eq!(a.send(b"hello"), 5);
+//! a.update(0);
+//! for d in a.take_output() {
+//!     assert_eq!(b.input(&d), 0);
+//! }
+//! let mut buf = [0u8; 16];
+//! assert_eq!(b.recv(&mut buf), 5);
+//! assert_eq!(&buf[..5], b"hello");
+//! ```
+
+use core::ffi::{c_char, c_int, c_long, c_void};
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use kcp_core::Timestamp;
+use kcp_core::sim::reference::ReferenceMode;
+
+// Forces the link of kcp-sys's static library, which holds the `ikcp_*` symbols.
+use kcp_sys as _;
+
+#[repr(C)]
+struct QueueHead {
+    next: *mut Self,
+    prev: *mut Self,
+}
+
+/// Mirror of `struct IKCPCB` from `ikcp.h` v1.7.1, field for field, so that the few
+/// fields without a setter (`rx_minrto`, `fastresend`, `stream`) can be written.
+#[repr(C)]
+struct IkcpCb {
+    conv: u32,
+    mtu: u32,
+    mss: u32,
+    state: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    rcv_nxt: u32,
+    ts_recent: u32,
+    ts_lastack: u32,
+    ssthresh: u32,
+    rx_rttval: i32,
+    rx_srtt: i32,
+    rx_rto: i32,
+    rx_minrto: i32,
+    snd_wnd: u32,
+    rcv_wnd: u32,
+    rmt_wnd: u32,
+    cwnd: u32,
+    probe: u32,
+    current: u32,
+    interval: u32,
+    ts_flush: u32,
+    xmit: u32,
+    nrcv_buf: u32,
+    nsnd_buf: u32,
+    nrcv_que: u32,
+    nsnd_que: u32,
+    nodelay: u32,
+    updated: u32,
+    ts_probe: u32,
+    probe_wait: u32,
+    dead_link: u32,
+    incr: u32,
+    snd_queue: QueueHead,
+    rcv_queue: QueueHead,
+    snd_buf: QueueHead,
+    rcv_buf: QueueHead,
+    acklist: *mut u32,
+    ackcount: u32,
+    ackblock: u32,
+    user: *mut c_void,
+    buffer: *mut c_char,
+    fastresend: c_int,
+    fastlimit: c_int,
+    nocwnd: c_int,
+    stream: c_int,
+    logmask: c_int,
+    output: Option<OutputFn>,
+    writelog: *mut c_void,
+}
+
+type OutputFn = unsafe extern "C" fn(*const c_char, c_int, *mut IkcpCb, *mut c_void) -> c_int;
+
+unsafe extern "C" {
+    fn ikcp_create(conv: u32, user: *mut c_void) -> *mut IkcpCb;
+    fn ikcp_release(kcp: *mut IkcpCb);
+    fn ikcp_setoutput(kcp: *mut IkcpCb, output: Option<OutputFn>);
+    fn ikcp_recv(kcp: *mut IkcpCb, buffer: *mut c_char, len: c_int) -> c_int;
+    fn ikcp_send(kcp: *mut IkcpCb, buffer: *const c_char, len: c_int) -> c_int;
+    fn ikcp_update(kcp: *mut IkcpCb, current: u32);
+    fn ikcp_check(kcp: *const IkcpCb, current: u32) -> u32;
+    fn ikcp_input(kcp: *mut IkcpCb, data: *const c_char, size: c_long) -> c_int;
+    fn ikcp_flush(kcp: *mut IkcpCb);
+    fn ikcp_peeksize(kcp: *const IkcpCb) -> c_int;
+    fn ikcp_setmtu(kcp: *mut IkcpCb, mtu: c_int) -> c_int;
+    fn ikcp_wndsize(kcp: *mut IkcpCb, sndwnd: c_int, rcvwnd: c_int) -> c_int;
+    fn ikcp_waitsnd(kcp: *const IkcpCb) -> c_int;
+    fn ikcp_nodelay(
+        kcp: *mut IkcpCb,
+        nodelay: c_int,
+        interval: c_int,
+        resend: c_int,
+        nc: c_int,
+    ) -> c_int;
+}
+
+/// The output callback: appends the datagram to the queue behind `user`.
+///
+/// # Safety
+/// `user` must be the `*mut Vec<Vec<u8>>` a [`CKcp`] registered, and `buf` must point
+/// to `len` readable bytes (ikcp passes its own work buffer).
+unsafe extern "C" fn collect_output(
+    buf: *const c_char,
+    len: c_int,
+    _kcp: *mut IkcpCb,
+    user: *mut c_void,
+) -> c_int {
+    let Ok(len) = usize::try_from(len) else {
+        return -1;
+    };
+    // SAFETY: ikcp hands us its work buffer holding `len` initialised bytes, valid for
+    // the duration of this call.
+    let datagram = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    // SAFETY: `user` is the queue pointer `CKcp::new` created with `Box::into_raw`; it
+    // lives until `CKcp` drops, and no Rust reference to it exists while ikcp runs
+    // (every `CKcp` method calls into ikcp without holding one).
+    let queue = unsafe { &mut *user.cast::<Vec<Vec<u8>>>() };
+    queue.push(datagram.to_vec());
+    0
+}
+
+/// One C reference engine (`ikcpcb`), with its output collected into a queue.
+///
+/// Single-threaded (`!Send`, `!Sync`): the C control block has no locking.
+#[derive(Debug)]
+pub struct CKcp {
+    kcp: *mut IkcpCb,
+    output: *mut Vec<Vec<u8>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl CKcp {
+    /// `ikcp_create(conv)` with the output routed to this wrapper's queue.
+    ///
+    /// # Panics
+    /// If the C allocator fails.
+    pub fn new(conv: u32) -> Self {
+        let output = Box::into_raw(Box::<Vec<Vec<u8>>>::default());
+        // SAFETY: `ikcp_create` only stores `user`; it returns a fresh control block or
+        // null on allocation failure (checked below).
+        let kcp = unsafe { ikcp_create(conv, output.cast()) };
+        assert!(!kcp.is_null(), "ikcp_create failed");
+        // SAFETY: `kcp` is a valid control block and `collect_output` matches the
+        // callback's C signature.
+        unsafe { ikcp_setoutput(kcp, Some(collect_output)) };
+        Self {
+            kcp,
+            output,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// An engine set up as `test.cpp` sets up endpoint 1 (`first`) or 2 for `mode`
+    /// (`shared/reference-scenario.md`): windows 128/128, then the mode's `nodelay`,
+    /// and in fast mode on endpoint 1 `rx_minrto = 10`, `fastresend = 1`.
+    pub fn for_reference_scenario(conv: u32, mode: ReferenceMode, first: bool) -> Self {
+        let mut k = Self::new(conv);
+        k.wndsize(128, 128);
+        match mode {
+            ReferenceMode::Default => k.nodelay(0, 10, 0, 0),
+            ReferenceMode::Normal => k.nodelay(0, 10, 0, 1),
+            ReferenceMode::Fast => {
+                k.nodelay(2, 10, 2, 1);
+                if first {
+                    k.set_min_rto(10);
+                    k.set_fast_resend(1);
+                }
+            }
+        }
+        k
+    }
+
+    /// `ikcp_nodelay(nodelay, interval, resend, nc)`; a negative argument leaves that
+    /// setting unchanged.
+    pub fn nodelay(&mut self, nodelay: i32, interval: i32, resend: i32, nc: i32) {
+        // SAFETY: `self.kcp` is valid for the life of `self`.
+        unsafe { ikcp_nodelay(self.kcp, nodelay, interval, resend, nc) };
+    }
+
+    /// `ikcp_wndsize(snd, rcv)`.
+    pub fn wndsize(&mut self, snd: i32, rcv: i32) {
+        // SAFETY: `self.kcp` is valid for the life of `self`.
+        unsafe { ikcp_wndsize(self.kcp, snd, rcv) };
+    }
+
+    /// `ikcp_setmtu(mtu)`; returns its status (0 on success).
+    pub fn set_mtu(&mut self, mtu: i32) -> i32 {
+        // SAFETY: `self.kcp` is valid for the life of `self`.
+        unsafe { ikcp_setmtu(self.kcp, mtu) }
+    }
+
+    /// Sets `rx_minrto` (set it after [`CKcp::nodelay`], which resets it).
+    pub fn set_min_rto(&mut self, ms: i32) {
+        // SAFETY: `self.kcp` is a valid, exclusively owned control block whose layout
+        // `IkcpCb` mirrors; writing a plain integer field is sound.
+        unsafe { (*self.kcp).rx_minrto = ms };
+    }
+
+    /// Sets `fastresend`.
+    pub fn set_fast_resend(&mut self, resend: i32) {
+        // SAFETY: as in `set_min_rto`.
+        unsafe { (*self.kcp).fastresend = resend };
+    }
+
+    /// Sets `fastlimit`.
+    pub fn set_fast_limit(&mut self, limit: i32) {
+        // SAFETY: as in `set_min_rto`.
+        unsafe { (*self.kcp).fastlimit = limit };
+    }
+
+    /// Sets `dead_link`.
+    pub fn set_dead_link(&mut self, limit: u32) {
+        // SAFETY: as in `set_min_rto`.
+        unsafe { (*self.kcp).dead_link = limit };
+    }
+
+    /// Turns stream mode on or off (`kcp->stream`).
+    pub fn set_stream(&mut self, stream: bool) {
+        // SAFETY: as in `set_min_rto`.
+        unsafe { (*self.kcp).stream = c_int::from(stream) };
+    }
+
+    /// `state`: 0, or `u32::MAX` once a segment reached `dead_link` transmissions.
+    pub fn state(&self) -> u32 {
+        // SAFETY: reading a plain field of the valid control block.
+        unsafe { (*self.kcp).state }
+    }
+
+    /// `ikcp_input`: 0, or -1/-2/-3 as the spec's §6 describes.
+    pub fn input(&mut self, datagram: &[u8]) -> i32 {
+        let Ok(len) = c_long::try_from(datagram.len()) else {
+            return -2;
+        };
+        // SAFETY: `datagram` is readable for `len` bytes; ikcp copies what it keeps.
+        unsafe { ikcp_input(self.kcp, datagram.as_ptr().cast(), len) }
+    }
+
+    /// `ikcp_send`: bytes accepted, or a negative error.
+    pub fn send(&mut self, data: &[u8]) -> i32 {
+        let Ok(len) = c_int::try_from(data.len()) else {
+            return -2;
+        };
+        // SAFETY: `data` is readable for `len` bytes; ikcp copies it.
+        unsafe { ikcp_send(self.kcp, data.as_ptr().cast(), len) }
+    }
+
+    /// `ikcp_recv` into `buf`: the message length, or -1 (empty), -2 (incomplete),
+    /// -3 (buffer too small).
+    pub fn recv(&mut self, buf: &mut [u8]) -> i32 {
+        let len = c_int::try_from(buf.len()).unwrap_or(c_int::MAX);
+        // SAFETY: `buf` is writable for `len` bytes and ikcp writes at most `len`
+        // (it checks the message size against `len` first).
+        unsafe { ikcp_recv(self.kcp, buf.as_mut_ptr().cast(), len) }
+    }
+
+    /// `ikcp_peeksize`: the next message's size, or -1.
+    pub fn peek_size(&self) -> i32 {
+        // SAFETY: `self.kcp` is valid; peeksize only reads.
+        unsafe { ikcp_peeksize(self.kcp) }
+    }
+
+    /// `ikcp_update(now)`; datagrams go to the output queue.
+    pub fn update(&mut self, now: u32) {
+        // SAFETY: `self.kcp` is valid; the output callback only touches the queue,
+        // which no Rust reference aliases during the call.
+        unsafe { ikcp_update(self.kcp, now) };
+    }
+
+    /// `ikcp_check(now)`: the **absolute** time of the next useful update.
+    pub fn check(&self, now: u32) -> u32 {
+        // SAFETY: `self.kcp` is valid; check only reads.
+        unsafe { ikcp_check(self.kcp, now) }
+    }
+
+    /// `ikcp_flush` (a no-op before the first update, as in C).
+    pub fn flush(&mut self) {
+        // SAFETY: as in `update`.
+        unsafe { ikcp_flush(self.kcp) };
+    }
+
+    /// `ikcp_waitsnd`: segments queued plus in flight.
+    pub fn wait_send(&self) -> i32 {
+        // SAFETY: `self.kcp` is valid; waitsnd only reads.
+        unsafe { ikcp_waitsnd(self.kcp) }
+    }
+
+    /// Takes the datagrams emitted so far, oldest first.
+    pub fn take_output(&mut self) -> Vec<Vec<u8>> {
+        // SAFETY: `self.output` came from `Box::into_raw` and lives until drop; no C
+        // call is running, so this is the only reference.
+        std::mem::take(unsafe { &mut *self.output })
+    }
+}
+
+impl Drop for CKcp {
+    fn drop(&mut self) {
+        // SAFETY: `self.kcp` came from `ikcp_create` and is released exactly once;
+        // `self.output` came from `Box::into_raw` and is reclaimed exactly once, after
+        // the control block that referenced it is gone.
+        unsafe {
+            ikcp_release(self.kcp);
+            drop(Box::from_raw(self.output));
+        }
+    }
+}
+
+impl kcp_core::sim::Endpoint for CKcp {
+    fn input(&mut self, _now: Timestamp, datagram: &[u8]) {
+        // C uses the time of the last update; callers drive both engines alike.
+        Self::input(self, datagram);
+    }
+
+    fn update(&mut self, now: Timestamp, out: &mut dyn FnMut(&[u8])) {
+        Self::update(self, now.as_millis());
+        for d in self.take_output() {
+            out(&d);
+        }
+    }
+
+    fn send(&mut self, message: &[u8]) -> bool {
+        Self::send(self, message) >= 0
+    }
+
+    fn recv(&mut self) -> Option<Bytes> {
+        let size = usize::try_from(self.peek_size()).ok()?;
+        let mut buf = vec![0u8; size];
+        let n = usize::try_from(Self::recv(self, &mut buf)).ok()?;
+        buf.truncate(n);
+        Some(Bytes::from(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_layout_matches_the_reference() {
+        let mut k = CKcp::new(0x1122_3344);
+        // SAFETY: reading plain fields of a valid control block through the mirror.
+        let (conv, mtu, mss, rto, wnd, interval, fastlimit) = unsafe {
+            let cb = &*k.kcp;
+            (
+                cb.conv,
+                cb.mtu,
+                cb.mss,
+                cb.rx_rto,
+                cb.rcv_wnd,
+                cb.interval,
+                cb.fastlimit,
+            )
+        };
+        assert_eq!(
+            (conv, mtu, mss, rto, wnd, interval, fastlimit),
+            (0x1122_3344, 1400, 1376, 200, 128, 100, 5)
+        );
+        k.nodelay(1, 10, 2, 1);
+        // SAFETY: as above.
+        let (nodelay, minrto, resend, nocwnd) = unsafe {
+            let cb = &*k.kcp;
+            (cb.nodelay, cb.rx_minrto, cb.fastresend, cb.nocwnd)
+        };
+        assert_eq!((nodelay, minrto, resend, nocwnd), (1, 30, 2, 1));
+    }
+
+    #[test]
+    fn first_flush_with_congestion_window_sends_nothing() {
+        let mut k = CKcp::new(1);
+        assert_eq!(k.send(b"x"), 1);
+        k.update(0);
+        assert!(k.take_output().is_empty());
+        k.update(100);
+        assert_eq!(k.take_output().len(), 1);
+        assert_eq!(k.check(100), 200, "check returns an absolute time");
+    }
+}
