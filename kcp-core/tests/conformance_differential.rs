@@ -7,8 +7,9 @@
 //! link to both twins of the other side.
 
 use kcp_core::segment::Header;
+use kcp_core::sim::reference::ReferenceMode;
 use kcp_core::sim::{Link, LinkConfig, LossModel};
-use kcp_core::{Config, Kcp, NoDelay, PollAt, Timestamp};
+use kcp_core::{Config, Kcp, PollAt, Timestamp};
 use kcp_ref::CKcp;
 
 const CONV: u32 = 0x1122_3344;
@@ -20,7 +21,8 @@ enum Preset {
     Default,
     Normal,
     Fast,
-    /// test.cpp's fast mode: nodelay 2, and min RTO 10 / fast resend 1 on side A.
+    /// test.cpp's fast mode: windows 128/128, nodelay 2, and min RTO 10 / fast
+    /// resend 1 on side A.
     Linear,
 }
 
@@ -29,14 +31,7 @@ fn ours(preset: Preset, stream: bool, side_a: bool) -> Kcp {
         Preset::Default => Config::default(),
         Preset::Normal => Config::normal(),
         Preset::Fast => Config::fast(),
-        Preset::Linear => {
-            let mut c = Config::default().with_nodelay(NoDelay::Linear, 10, 2, true);
-            if side_a {
-                c.min_rto = 10;
-                c.fast_resend = 1;
-            }
-            c
-        }
+        Preset::Linear => ReferenceMode::Fast.config(side_a),
     };
     c.stream = stream;
     // Deliberate difference: we cap one segment's RTO (60 s by default); the reference
@@ -47,18 +42,14 @@ fn ours(preset: Preset, stream: bool, side_a: bool) -> Kcp {
 }
 
 fn reference(preset: Preset, stream: bool, side_a: bool) -> CKcp {
-    let mut k = CKcp::new(CONV);
+    let mut k = match preset {
+        Preset::Linear => CKcp::for_reference_scenario(CONV, ReferenceMode::Fast, side_a),
+        _ => CKcp::new(CONV),
+    };
     match preset {
-        Preset::Default => {}
         Preset::Normal => k.nodelay(0, 40, 0, 0),
         Preset::Fast => k.nodelay(1, 10, 2, 1),
-        Preset::Linear => {
-            k.nodelay(2, 10, 2, 1);
-            if side_a {
-                k.set_min_rto(10);
-                k.set_fast_resend(1);
-            }
-        }
+        Preset::Default | Preset::Linear => {}
     }
     k.set_stream(stream);
     k

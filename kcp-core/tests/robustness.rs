@@ -180,29 +180,24 @@ proptest! {
         other_conv in any::<u32>().prop_filter("not ours", |c| *c != CONV),
         seed in any::<u64>(),
     ) {
-        let mut pair = Pair::new(
-            Kcp::new(CONV, Config::fast()).unwrap(),
-            Kcp::new(CONV, Config::fast()).unwrap(),
-            Lane::new(0.05, 10, 5),
-            Lane::new(0.05, 10, 5),
-            seed,
-        );
-        for i in 0..30u32 {
-            pair.a.send(&i.to_le_bytes().repeat(50)).unwrap();
-        }
-        let mut k = 0;
+        // The same transfer twice: once quiet, once with noise injected every 7 ms.
+        let transfer = || {
+            let mut pair = Pair::new(
+                Kcp::new(CONV, Config::fast()).unwrap(),
+                Kcp::new(CONV, Config::fast()).unwrap(),
+                Lane::new(0.05, 10, 5),
+                Lane::new(0.05, 10, 5),
+                seed,
+            );
+            for i in 0..30u32 {
+                pair.a.send(&i.to_le_bytes().repeat(50)).unwrap();
+            }
+            pair
+        };
+        let mut pair = transfer();
         pair.run_until(60_000, |p| p.at_b.len() == 30);
-        // Replay the run with noise injected every few steps.
-        let mut noisy = Pair::new(
-            Kcp::new(CONV, Config::fast()).unwrap(),
-            Kcp::new(CONV, Config::fast()).unwrap(),
-            Lane::new(0.05, 10, 5),
-            Lane::new(0.05, 10, 5),
-            seed,
-        );
-        for i in 0..30u32 {
-            noisy.a.send(&i.to_le_bytes().repeat(50)).unwrap();
-        }
+        let mut noisy = transfer();
+        let mut k = 0;
         while noisy.at_b.len() < 30 {
             prop_assert!(noisy.t < 60_000);
             if noisy.t % 7 == 0 {
