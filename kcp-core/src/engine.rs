@@ -219,12 +219,30 @@ impl Kcp {
     /// the receive window can hold, the datagram is rejected and nothing changes.
     /// Fewer than 24 trailing bytes are ignored, as in the reference.
     pub fn input(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), InputError> {
-        if let Err(e) = self.validate(datagram) {
+        self.input_with(now, datagram, Bytes::copy_from_slice)
+    }
+
+    /// [`input`](Self::input) for a datagram the host already holds as [`Bytes`]: the
+    /// payloads kept are slices of it, so nothing is copied.
+    pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
+        self.input_with(now, datagram, |d| d)
+    }
+
+    /// The body of `input`: `into_bytes` turns the datagram into the `Bytes` the kept
+    /// payloads slice, and is called only if a payload must be kept.
+    fn input_with<D: AsRef<[u8]>>(
+        &mut self,
+        now: Timestamp,
+        datagram: D,
+        into_bytes: impl FnOnce(D) -> Bytes,
+    ) -> Result<(), InputError> {
+        let len = datagram.as_ref().len();
+        if let Err(e) = self.validate(datagram.as_ref()) {
             self.stats.datagrams_rejected += 1;
             return Err(e);
         }
         self.stats.datagrams_in += 1;
-        self.stats.bytes_in += datagram.len() as u64;
+        self.stats.bytes_in += len as u64;
         self.stats.segments_in += self.parsed.len() as u64;
 
         // Payloads are kept as slices of one copy of the datagram.
@@ -233,7 +251,7 @@ impl Kcp {
             .iter()
             .any(|(h, _)| h.cmd == Command::Push && h.len > 0);
         let owned = if needs_copy {
-            Bytes::copy_from_slice(datagram)
+            into_bytes(datagram)
         } else {
             Bytes::new()
         };

@@ -4,19 +4,27 @@
 //! slices point into, and that buffer's reference count).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use kcp_core::{Config, Kcp, Timestamp};
 
 struct Counting;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Per thread, so tests running in parallel do not count each other.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the allocator may run while the thread-local is being torn down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
 
 // SAFETY: defers every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -25,7 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_one();
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -35,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
+    ALLOCATIONS.with(Cell::get)
 }
 
 /// Datagrams in flight between the engines, in buffers allocated once up front, so
@@ -135,4 +143,40 @@ fn steady_state_costs_no_allocation_per_ack_or_flush() {
         "one shared payload copy per data datagram"
     );
     assert!(b.stats().messages_received > 10_000);
+}
+
+#[test]
+fn input_bytes_keeps_payloads_without_copying() {
+    let mut a = Kcp::new(9, Config::fast()).unwrap();
+    let mut b = Kcp::new(9, Config::fast()).unwrap();
+    let mut wire = Wire::new();
+    let now = Timestamp::from_millis(0);
+    for i in 0..100u8 {
+        a.send(&[i; 1000]).unwrap();
+    }
+    a.update(now, wire.sink()).unwrap();
+    let mut datagrams = Vec::with_capacity(128);
+    wire.deliver(|d| datagrams.push(bytes::Bytes::copy_from_slice(d)));
+    let buffers: Vec<(usize, usize)> = datagrams
+        .iter()
+        .map(|d| (d.as_ptr() as usize, d.as_ptr() as usize + d.len()))
+        .collect();
+    let before = allocations();
+    for d in datagrams.drain(..) {
+        b.input_bytes(now, d).unwrap();
+    }
+    let spent = allocations() - before;
+    let mut n = 0u8;
+    while let Some(m) = b.recv() {
+        assert_eq!(m[..], [n; 1000]);
+        // The message is a slice of the datagram it arrived in: no copy was made.
+        let p = m.as_ptr() as usize;
+        assert!(buffers.iter().any(|&(s, e)| s <= p && p + m.len() <= e));
+        n += 1;
+    }
+    assert_eq!(n, 32, "the first flush sends one send window");
+    println!(
+        "input_bytes: {spent} allocations for {} datagrams",
+        buffers.len()
+    );
 }
