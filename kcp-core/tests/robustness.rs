@@ -71,7 +71,13 @@ fn hostile_segment() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // A fixed seed: CI runs the same 256 cases every time (change the seed locally to
+    // explore others).
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6b63_7032),
+        ..ProptestConfig::default()
+    })]
 
     /// Arbitrary bytes: no panic; a rejection changes nothing observable.
     #[test]
