@@ -4,9 +4,12 @@
 # the conformance tests and benches run against). Does nothing if it is present.
 set -euo pipefail
 
+# bindgen loads the C library libclang.so / libclang-N.so; libclang-cpp (the C++
+# interface, often installed alone with LLVM) does not count.
 have_libclang() {
-    ldconfig -p 2>/dev/null | grep -q 'libclang' ||
-        compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+    ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so' ||
+        compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
+        compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null
 }
 
 if ! have_libclang; then
