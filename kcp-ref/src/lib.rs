@@ -9,21 +9,57 @@
 //! This is the only place in the workspace besides the socket layer with `unsafe`
 //! code; every block says why it is sound.
 //!
+//! # Threads
+//!
+//! The C control block has no locking (spec pitfall 22), so [`CKcp`] is neither `Send`
+//! nor `Sync`: create and drive each engine on one thread.
+//!
+//! ```compile_fail
+//! fn needs_sync<T: Sync>() {}
+//! needs_sync::<kcp_ref::CKcp>();
+//! ```
+//!
+//! ```compile_fail
+//! fn needs_send<T: Send>() {}
+//! needs_send::<kcp_ref::CKcp>();
+//! ```
+//!
 //! # Example
+//!
+//! Two C engines in lock-step on a virtual clock: each millisecond both are updated
+//! and their datagrams handed straight to the other side. `a` sends a message, `b`
+//! echoes it, and `a`'s data is acknowledged.
 //!
 //! ```
 //! use kcp_ref::CKcp;
-//! let mut a = CKcp::new(7);
-//! let mut b = CKcp::new(7);
-//! a.nodelay(1, 10, 2, 1);
-//! assert_eq!(a.send(b"hello"), 5);
-//! a.update(0);
-//! for d in a.take_output() {
-//!     assert_eq!(b.input(&d), 0);
+//!
+//! let (mut a, mut b) = (CKcp::new(7), CKcp::new(7));
+//! for k in [&mut a, &mut b] {
+//!     k.nodelay(1, 10, 2, 1);
 //! }
+//! assert_eq!(a.send(b"hello"), 5);
 //! let mut buf = [0u8; 16];
-//! assert_eq!(b.recv(&mut buf), 5);
-//! assert_eq!(&buf[..5], b"hello");
+//! let mut echoed = None;
+//! for now in 0..100u32 {
+//!     a.update(now);
+//!     b.update(now);
+//!     for d in a.drain_output() {
+//!         assert_eq!(b.input(&d), 0);
+//!     }
+//!     for d in b.drain_output() {
+//!         assert_eq!(a.input(&d), 0);
+//!     }
+//!     if let Ok(n) = usize::try_from(b.recv(&mut buf)) {
+//!         assert_eq!(b.send(&buf[..n]), 5);
+//!     }
+//!     if let Ok(n) = usize::try_from(a.recv(&mut buf)) {
+//!         echoed = Some((now, buf[..n].to_vec()));
+//!     }
+//! }
+//! let (at, message) = echoed.expect("the echo came back");
+//! assert_eq!(message, b"hello");
+//! assert!(at <= 30, "a few 10 ms flushes, no loss: {at}");
+//! assert_eq!(a.wait_send(), 0, "everything a sent was acknowledged");
 //! ```
 
 use core::ffi::{c_char, c_int, c_long, c_void};
@@ -248,6 +284,73 @@ impl CKcp {
         unsafe { (*self.kcp).stream = c_int::from(stream) };
     }
 
+    /// Starts the conversation at sequence number `sn` instead of 0: sets `snd_una`,
+    /// `snd_nxt` and `rcv_nxt`, as our `Config::initial_sn` does. Both peers must use
+    /// the same value. Lets tests cross the 2^32 sequence wrap quickly.
+    ///
+    /// # Panics
+    /// If anything was sent or received already (the queues must be empty and no
+    /// sequence number used).
+    pub fn set_initial_sn(&mut self, sn: u32) {
+        let fresh = self.snapshot();
+        assert!(
+            fresh.snd_una == fresh.snd_nxt
+                && fresh.nsnd_que + fresh.nsnd_buf + fresh.nrcv_que + fresh.nrcv_buf == 0,
+            "set_initial_sn on an engine that already sent or received: {fresh:?}"
+        );
+        // SAFETY: as in `set_min_rto`; with every queue empty, no segment refers to the
+        // old values, so the three counters stay consistent with each other.
+        unsafe {
+            (*self.kcp).snd_una = sn;
+            (*self.kcp).snd_nxt = sn;
+            (*self.kcp).rcv_nxt = sn;
+        }
+    }
+
+    /// A copy of the control block's scalar state, for comparing estimator, window and
+    /// queue state with another implementation.
+    pub fn snapshot(&self) -> Snapshot {
+        // SAFETY: `self.kcp` is valid and no C call is running (we hold `&self` and the
+        // type is `!Sync`), so reading plain integer fields through the mirror is sound.
+        let cb = unsafe { &*self.kcp };
+        Snapshot {
+            state: cb.state,
+            snd_una: cb.snd_una,
+            snd_nxt: cb.snd_nxt,
+            rcv_nxt: cb.rcv_nxt,
+            ssthresh: cb.ssthresh,
+            rx_rttval: cb.rx_rttval,
+            rx_srtt: cb.rx_srtt,
+            rx_rto: cb.rx_rto,
+            rx_minrto: cb.rx_minrto,
+            snd_wnd: cb.snd_wnd,
+            rcv_wnd: cb.rcv_wnd,
+            rmt_wnd: cb.rmt_wnd,
+            cwnd: cb.cwnd,
+            incr: cb.incr,
+            probe: cb.probe,
+            current: cb.current,
+            interval: cb.interval,
+            ts_flush: cb.ts_flush,
+            xmit: cb.xmit,
+            nrcv_buf: cb.nrcv_buf,
+            nsnd_buf: cb.nsnd_buf,
+            nrcv_que: cb.nrcv_que,
+            nsnd_que: cb.nsnd_que,
+            ts_probe: cb.ts_probe,
+            probe_wait: cb.probe_wait,
+            ackcount: cb.ackcount,
+            mtu: cb.mtu,
+            mss: cb.mss,
+            nodelay: cb.nodelay,
+            fastresend: cb.fastresend,
+            fastlimit: cb.fastlimit,
+            nocwnd: cb.nocwnd,
+            stream: cb.stream,
+            dead_link: cb.dead_link,
+        }
+    }
+
     /// `state`: 0, or `u32::MAX` once a segment reached `dead_link` transmissions.
     pub fn state(&self) -> u32 {
         // SAFETY: reading a plain field of the valid control block.
@@ -314,10 +417,70 @@ impl CKcp {
 
     /// Takes the datagrams emitted so far, oldest first.
     pub fn take_output(&mut self) -> Vec<Vec<u8>> {
-        // SAFETY: `self.output` came from `Box::into_raw` and lives until drop; no C
-        // call is running, so this is the only reference.
-        std::mem::take(unsafe { &mut *self.output })
+        std::mem::take(self.queue())
     }
+
+    /// Appends the datagrams emitted so far to `out`, oldest first, keeping `out`'s
+    /// allocation.
+    pub fn take_output_into(&mut self, out: &mut Vec<Vec<u8>>) {
+        out.append(self.queue());
+    }
+
+    /// Drains the datagrams emitted so far, oldest first. The engine stays borrowed
+    /// while the iterator lives, so no C call can add to the queue meanwhile.
+    pub fn drain_output(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.queue().drain(..)
+    }
+
+    /// The output queue. Borrowing `self` mutably guarantees no C call is running.
+    fn queue(&mut self) -> &mut Vec<Vec<u8>> {
+        // SAFETY: `self.output` came from `Box::into_raw` and lives until drop. Every C
+        // call that may run the output callback takes `&mut self`, so while the returned
+        // reference (tied to that borrow) lives, nothing else touches the queue.
+        unsafe { &mut *self.output }
+    }
+}
+
+/// The scalar fields of the C control block (`IKCPCB`), copied by [`CKcp::snapshot`].
+/// Field names and types are the C ones; spec §2 explains each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: u32,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub rcv_nxt: u32,
+    pub ssthresh: u32,
+    pub rx_rttval: i32,
+    pub rx_srtt: i32,
+    pub rx_rto: i32,
+    pub rx_minrto: i32,
+    pub snd_wnd: u32,
+    pub rcv_wnd: u32,
+    pub rmt_wnd: u32,
+    pub cwnd: u32,
+    pub incr: u32,
+    pub probe: u32,
+    pub current: u32,
+    pub interval: u32,
+    pub ts_flush: u32,
+    /// Timeout retransmissions so far, all segments together.
+    pub xmit: u32,
+    pub nrcv_buf: u32,
+    pub nsnd_buf: u32,
+    pub nrcv_que: u32,
+    pub nsnd_que: u32,
+    pub ts_probe: u32,
+    pub probe_wait: u32,
+    /// ACKs owed (entries in `acklist`).
+    pub ackcount: u32,
+    pub mtu: u32,
+    pub mss: u32,
+    pub nodelay: u32,
+    pub fastresend: i32,
+    pub fastlimit: i32,
+    pub nocwnd: i32,
+    pub stream: i32,
+    pub dead_link: u32,
 }
 
 impl Drop for CKcp {
@@ -400,5 +563,168 @@ mod tests {
         k.update(100);
         assert_eq!(k.take_output().len(), 1);
         assert_eq!(k.check(100), 200, "check returns an absolute time");
+    }
+
+    /// Updates both engines at `now` and hands each one's datagrams to the other.
+    fn exchange(a: &mut CKcp, b: &mut CKcp, now: u32) {
+        a.update(now);
+        b.update(now);
+        for d in a.drain_output() {
+            assert_eq!(b.input(&d), 0);
+        }
+        for d in b.drain_output() {
+            assert_eq!(a.input(&d), 0);
+        }
+    }
+
+    #[test]
+    fn lock_step_pair_delivers_a_fragmented_message_across_the_clock_wrap() {
+        let (mut a, mut b) = (CKcp::new(9), CKcp::new(9));
+        let message: Vec<u8> = (0..5_000u32).map(|i| (i * 7) as u8).collect();
+        assert_eq!(a.send(&message), 5_000);
+        assert_eq!(a.wait_send(), 4, "ceil(5000 / 1376) fragments");
+        assert_eq!(b.peek_size(), -1);
+        // Default mode: the congestion window opens one segment per acknowledged flush,
+        // and every flush is 100 ms apart.
+        let start = u32::MAX - 250;
+        for t in 0..1_000u32 {
+            exchange(&mut a, &mut b, start.wrapping_add(t));
+        }
+        assert_eq!(b.peek_size(), 5_000);
+        let mut small = [0u8; 100];
+        assert_eq!(b.recv(&mut small), -3, "buffer too small");
+        let mut buf = vec![0u8; 6_000];
+        assert_eq!(b.recv(&mut buf), 5_000);
+        assert_eq!(buf[..5_000], message[..]);
+        assert_eq!(b.recv(&mut buf), -1, "empty");
+        assert_eq!(a.wait_send(), 0);
+        assert_eq!(a.state(), 0);
+        let s = a.snapshot();
+        assert_eq!((s.snd_una, s.snd_nxt, s.nsnd_buf), (4, 4, 0));
+        assert!(s.rx_srtt > 0, "RTT samples were taken");
+    }
+
+    #[test]
+    fn stream_mode_packs_sends_into_one_segment() {
+        let (mut a, mut b) = (CKcp::new(3), CKcp::new(3));
+        a.set_stream(true);
+        b.set_stream(true);
+        for _ in 0..10 {
+            assert_eq!(a.send(b"abc"), 3);
+        }
+        assert_eq!(a.wait_send(), 1, "stream mode tops up the queued segment");
+        assert_eq!(a.send(b""), 0, "an empty stream send is a no-op");
+        for t in 0..300 {
+            exchange(&mut a, &mut b, t);
+        }
+        let mut buf = [0u8; 64];
+        assert_eq!(b.recv(&mut buf), 30);
+        assert_eq!(&buf[..6], b"abcabc");
+    }
+
+    #[test]
+    fn output_can_be_taken_three_ways() {
+        let mut k = CKcp::new(1);
+        k.nodelay(1, 10, 0, 1);
+        for i in 0..3u8 {
+            assert_eq!(k.send(&[i; 2_000]), 2_000);
+        }
+        k.update(0);
+        let mut all = Vec::new();
+        k.take_output_into(&mut all);
+        // Segments of 1376 and 624 bytes alternate; no two fit one 1400-byte datagram.
+        assert_eq!(all.len(), 6);
+        assert!(all.iter().all(|d| d.len() <= 1_400));
+        assert_eq!(k.drain_output().count(), 0);
+        k.flush();
+        assert!(k.take_output().is_empty(), "nothing is due again yet");
+    }
+
+    #[test]
+    fn setters_reach_the_control_block() {
+        let mut k = CKcp::new(1);
+        assert_eq!(k.set_mtu(40), -1, "below the C minimum of 50");
+        assert_eq!(k.set_mtu(500), 0);
+        k.wndsize(64, 16);
+        k.nodelay(2, 20, 3, 1);
+        k.set_min_rto(10);
+        k.set_fast_resend(1);
+        k.set_fast_limit(0);
+        k.set_dead_link(7);
+        k.set_stream(true);
+        k.set_initial_sn(u32::MAX - 3);
+        let s = k.snapshot();
+        assert_eq!((s.mtu, s.mss), (500, 476));
+        assert_eq!((s.snd_wnd, s.rcv_wnd), (64, 128), "rcv_wnd is at least 128");
+        assert_eq!((s.nodelay, s.interval, s.nocwnd), (2, 20, 1));
+        assert_eq!((s.rx_minrto, s.fastresend, s.fastlimit), (10, 1, 0));
+        assert_eq!((s.dead_link, s.stream), (7, 1));
+        assert_eq!(
+            (s.snd_una, s.snd_nxt, s.rcv_nxt),
+            (u32::MAX - 3, u32::MAX - 3, u32::MAX - 3)
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let (mut a, mut b) = (CKcp::new(5), CKcp::new(5));
+        for k in [&mut a, &mut b] {
+            k.nodelay(1, 10, 2, 1);
+            k.set_initial_sn(u32::MAX - 2);
+        }
+        for i in 0..8u8 {
+            assert_eq!(a.send(&[i]), 1);
+        }
+        for t in 0..200 {
+            exchange(&mut a, &mut b, t);
+        }
+        let mut buf = [0u8; 4];
+        for i in 0..8u8 {
+            assert_eq!(b.recv(&mut buf), 1);
+            assert_eq!(buf[0], i);
+        }
+        assert_eq!(a.snapshot().snd_una, 5, "u32::MAX - 2 + 8, wrapped");
+        assert_eq!(b.snapshot().rcv_nxt, 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "already sent")]
+    fn initial_sn_after_sending_is_refused() {
+        let mut k = CKcp::new(1);
+        k.send(b"x");
+        k.set_initial_sn(10);
+    }
+
+    #[test]
+    fn input_reports_the_c_error_codes() {
+        let mut k = CKcp::new(0x0102_0304);
+        assert_eq!(k.input(&[0; 10]), -1, "shorter than a header");
+        let mut seg = [0u8; 24];
+        seg[..4].copy_from_slice(&0x0102_0304u32.to_le_bytes());
+        seg[4] = 82;
+        assert_eq!(k.input(&seg), 0);
+        seg[4] = 99;
+        assert_eq!(k.input(&seg), -3, "unknown command");
+        seg[4] = 81;
+        seg[20] = 5;
+        assert_eq!(k.input(&seg), -2, "payload missing");
+        seg[0] = 0;
+        assert_eq!(k.input(&seg), -1, "another conversation");
+    }
+
+    #[test]
+    fn dead_link_sets_state_and_retransmission_continues() {
+        let mut k = CKcp::new(1);
+        k.nodelay(1, 10, 0, 1);
+        k.set_dead_link(3);
+        k.send(b"lost");
+        let mut sent = 0;
+        for t in 0..2_000 {
+            k.update(t);
+            sent += k.drain_output().count();
+        }
+        assert_eq!(k.state(), u32::MAX);
+        assert!(sent > 3, "still retransmitting after dead_link: {sent}");
+        assert_eq!(k.snapshot().xmit as usize, sent - 1);
     }
 }
