@@ -1,0 +1,517 @@
+//! `KcpClient`: one conversation with a server, driven by its owner's thread.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcp_core::{Kcp, PollAt};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::clock::Clock;
+use crate::config::{ClientConfig, queued_bytes, recv_slot_size};
+use crate::error::NetError;
+use crate::outbox::Outbox;
+use crate::stats::{SessionCounters, SessionStats};
+use crate::timer::earliest;
+use crate::udp::{self, BATCH, DatagramIo, RecvBatch, SocketOptions};
+
+/// Most datagrams one `tick` reads before running timers (as the server loop's bound).
+const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
+
+/// Why a conversation ended (kept so every later call reports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    DeadLink,
+    ServerGone(Duration),
+}
+
+/// A KCP client over UDP: one socket, one conversation with one server.
+///
+/// It starts no thread. Use it from a thread that blocks in [`recv`](Self::recv), or
+/// from a game loop that calls [`tick`](Self::tick) (or [`try_recv`](Self::try_recv))
+/// each frame and sleeps until [`next_deadline`](Self::next_deadline), or from your own
+/// `mio` loop: the client is a [`mio::event::Source`], so register it and call `tick`
+/// when it is readable or its deadline passes.
+///
+/// KCP has no handshake: [`connect`](Self::connect) only picks a random non-zero conv
+/// and binds a socket. The server learns of us from our first message.
+///
+/// # Keepalive and failure detection
+///
+/// In message mode, after [`keepalive`](ClientConfig::keepalive) without sending any
+/// datagram the client sends an empty message; the server acknowledges it (and our
+/// server swallows it, see the crate docs). If the server stays silent for
+/// [`server_timeout`](ClientConfig::server_timeout) while we wait for an
+/// acknowledgement, or the engine gives a segment up as dead, every call returns
+/// [`NetError::ServerGone`] / [`NetError::DeadLink`] until [`reconnect`](Self::reconnect).
+#[derive(Debug)]
+pub struct KcpClient {
+    socket: UdpSocket,
+    io: Box<dyn DatagramIo>,
+    server: SocketAddr,
+    config: ClientConfig,
+    kcp: Kcp,
+    clock: Clock,
+    recv: RecvBatch,
+    outbox: Outbox,
+    inbox: VecDeque<Bytes>,
+    counters: SessionCounters,
+    /// Datagrams from addresses other than the server's.
+    foreign: u64,
+    /// Datagrams the socket layer dropped (full buffer, refused, impaired).
+    send_drops: u64,
+    /// When we last sent any datagram (keepalive timing).
+    last_out: Instant,
+    /// Since when we have been waiting to hear from the server.
+    waiting_since: Option<Instant>,
+    failure: Option<Failure>,
+    readable: bool,
+    /// Our own poll for blocking calls, created on first use.
+    poll: Option<(Poll, Events)>,
+    externally_polled: bool,
+}
+
+impl KcpClient {
+    /// Binds a socket and starts a conversation with a random non-zero conv.
+    ///
+    /// # Errors
+    /// An invalid `config`, or a socket that cannot be bound.
+    pub fn connect(server: SocketAddr, config: ClientConfig) -> Result<Self, NetError> {
+        Self::connect_with_conv(server, random_conv(0), config)
+    }
+
+    /// As [`connect`](Self::connect) with a conv of your choice (say, one the server
+    /// assigned out of band).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with_conv(
+        server: SocketAddr,
+        conv: u32,
+        config: ClientConfig,
+    ) -> Result<Self, NetError> {
+        config.validate()?;
+        let kcp = Kcp::new(conv, config.engine.clone())?;
+        let bind = config.bind.unwrap_or_else(|| {
+            let ip = match server.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            SocketAddr::new(ip, 0)
+        });
+        let socket = udp::bind(
+            bind,
+            SocketOptions {
+                reuse_port: false,
+                recv_buffer: config.recv_buffer,
+                send_buffer: config.send_buffer,
+            },
+        )?;
+        let now = Instant::now();
+        let clock = Clock::new(now);
+        let outbox = Outbox::new(clock, now);
+        #[cfg(feature = "impair")]
+        let outbox = outbox.impaired(config.impair.as_ref());
+        let mut client = Self {
+            socket,
+            io: udp::datagram_io(config.io),
+            server,
+            recv: RecvBatch::new(BATCH, recv_slot_size(&config.engine)),
+            config,
+            kcp,
+            clock,
+            outbox,
+            inbox: VecDeque::new(),
+            counters: SessionCounters::default(),
+            foreign: 0,
+            send_drops: 0,
+            last_out: now,
+            waiting_since: None,
+            failure: None,
+            readable: true,
+            poll: None,
+            externally_polled: false,
+        };
+        client.drive(now, false); // starts the engine's update grid
+        Ok(client)
+    }
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.kcp.conv()
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// Our socket's address.
+    ///
+    /// # Errors
+    /// If the OS cannot tell.
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.socket
+            .local_addr()
+            .map_err(|e| NetError::io("reading the local address", e))
+    }
+
+    /// Counters so far (this conversation's engine; ours since `connect`).
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            counters: self.counters,
+            engine: self.kcp.stats(),
+        }
+    }
+
+    /// Datagrams received from addresses other than the server's (dropped).
+    pub fn foreign_datagrams(&self) -> u64 {
+        self.foreign
+    }
+
+    /// Bytes queued or in flight, counted in whole segments.
+    pub fn queued_bytes(&self) -> usize {
+        queued_bytes(&self.kcp)
+    }
+
+    /// Messages received and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.inbox.len()
+    }
+
+    fn check_failure(&self) -> Result<(), NetError> {
+        match self.failure {
+            None => Ok(()),
+            Some(Failure::DeadLink) => Err(NetError::DeadLink { conv: self.conv() }),
+            Some(Failure::ServerGone(silent_for)) => Err(NetError::ServerGone {
+                conv: self.conv(),
+                silent_for,
+            }),
+        }
+    }
+
+    /// Queues a message for the server and runs the engine (which sends it now if
+    /// `flush_on_send`, else at its next `interval` tick, during a later `tick`/`recv`).
+    ///
+    /// # Errors
+    /// [`NetError::QueueFull`], [`NetError::Send`], or the link failure that ended
+    /// the conversation.
+    pub fn send(&mut self, message: &[u8]) -> Result<(), NetError> {
+        self.send_bytes(Bytes::copy_from_slice(message))
+    }
+
+    /// As [`send`](Self::send), without copying.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_bytes(&mut self, message: Bytes) -> Result<(), NetError> {
+        self.check_failure()?;
+        let queued = self.queued_bytes();
+        let limit = self.config.max_queued_bytes;
+        if queued + message.len() > limit {
+            self.counters.sends_refused += 1;
+            return Err(NetError::QueueFull {
+                queued,
+                message: message.len(),
+                limit,
+            });
+        }
+        if let Err(e) = self.kcp.send_bytes(message) {
+            self.counters.sends_refused += 1;
+            return Err(e.into());
+        }
+        self.counters.messages_out += 1;
+        let now = Instant::now();
+        self.waiting_since.get_or_insert(now);
+        self.drive(now, self.config.flush_on_send);
+        self.flush_socket(now);
+        Ok(())
+    }
+
+    /// Does all pending work without blocking: reads the socket, runs the engine's
+    /// timer, sends keepalives and datagrams. Call it each frame of a game loop, or
+    /// when the socket is readable or [`next_deadline`](Self::next_deadline) passes.
+    /// Received messages wait for [`try_recv`](Self::try_recv).
+    ///
+    /// # Errors
+    /// The link failure that ended the conversation, or a socket error.
+    pub fn tick(&mut self) -> Result<(), NetError> {
+        self.check_failure()?;
+        let now = Instant::now();
+        self.outbox.set_now(now);
+        self.read_socket(now)?;
+        self.keepalive(now);
+        self.drive(now, false);
+        self.flush_socket(now);
+        self.detect_failure(now);
+        self.check_failure()
+    }
+
+    /// The next message, without blocking (runs [`tick`](Self::tick) first). Messages
+    /// that arrived before the link failed are still returned; then the failure is.
+    ///
+    /// # Errors
+    /// As [`tick`](Self::tick).
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, NetError> {
+        let ticked = self.tick();
+        if let Some(message) = self.inbox.pop_front() {
+            return Ok(Some(message));
+        }
+        ticked.map(|()| None)
+    }
+
+    /// The next message, waiting up to `timeout` for it while driving the
+    /// conversation. `Ok(None)` if none arrived in time.
+    ///
+    /// # Errors
+    /// As [`tick`](Self::tick); [`NetError::ExternallyPolled`] if the client is
+    /// registered with another `mio` poll.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Bytes>, NetError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(message) = self.try_recv()? {
+                return Ok(Some(message));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let until = earliest(self.next_deadline(), Some(deadline)).unwrap_or(deadline);
+            self.wait(until.saturating_duration_since(now))?;
+        }
+    }
+
+    /// Drives the conversation until everything sent is acknowledged, for up to
+    /// `timeout`. Returns whether it was; received messages stay queued.
+    ///
+    /// # Errors
+    /// As [`recv`](Self::recv).
+    pub fn flush(&mut self, timeout: Duration) -> Result<bool, NetError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.tick()?;
+            if self.kcp.wait_send() == 0 {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let until = earliest(self.next_deadline(), Some(deadline)).unwrap_or(deadline);
+            self.wait(until.saturating_duration_since(now))?;
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has work even if nothing arrives: the engine's
+    /// timer, the keepalive, the server timeout, the impaired link's next release.
+    /// `None` if only a datagram can create work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let engine = match self.kcp.check(self.clock.timestamp(now)) {
+            PollAt::Now => Some(now),
+            PollAt::At(t) => Some(self.clock.instant_of(now, t)),
+            PollAt::Idle => None,
+        };
+        let keepalive = self.keepalive_interval().map(|k| self.last_out + k);
+        let gone = self.waiting_since.map(|t| t + self.config.server_timeout);
+        let next = earliest(earliest(engine, keepalive), gone);
+        earliest(next, self.outbox.next_release())
+    }
+
+    /// Starts a new conversation with a new random conv (different from the old one)
+    /// on the same socket, dropping whatever the old one had queued. Messages already
+    /// received stay available. Returns the new conv.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] cannot happen (the config was validated at connect).
+    pub fn reconnect(&mut self) -> Result<u32, NetError> {
+        let conv = random_conv(self.kcp.conv());
+        self.kcp = Kcp::new(conv, self.config.engine.clone())?;
+        let now = Instant::now();
+        self.failure = None;
+        self.waiting_since = None;
+        self.last_out = now;
+        self.counters = SessionCounters::default();
+        self.drive(now, false);
+        Ok(conv)
+    }
+
+    fn keepalive_interval(&self) -> Option<Duration> {
+        self.config.keepalive.filter(|_| !self.config.engine.stream)
+    }
+
+    fn keepalive(&mut self, now: Instant) {
+        let Some(interval) = self.keepalive_interval() else {
+            return;
+        };
+        if now < self.last_out + interval || self.kcp.wait_send() > 0 {
+            return;
+        }
+        // An empty message: one PUSH segment with no payload, acknowledged like any.
+        if self.kcp.send(&[]).is_ok() {
+            self.counters.keepalives += 1;
+            self.waiting_since.get_or_insert(now);
+            self.last_out = now; // if the flush below sends nothing, do not retry at once
+        }
+    }
+
+    fn read_socket(&mut self, now: Instant) -> Result<(), NetError> {
+        let ts = self.clock.timestamp(now);
+        let mut received = 0;
+        // Always try: under an external poll we learn of readiness only through `tick`.
+        self.readable = true;
+        while received < MAX_DATAGRAMS_PER_TICK {
+            let n = match self.io.recv(&self.socket, &mut self.recv) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP port unreachable and the like: the server timeout handles it.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(NetError::io("receiving", e)),
+            };
+            received += n;
+            for i in 0..n {
+                let (meta, datagram) = self.recv.get(i);
+                if meta.addr != self.server {
+                    self.foreign += 1;
+                    continue;
+                }
+                if meta.truncated || self.kcp.input(ts, datagram).is_err() {
+                    self.counters.rejected_in += 1;
+                    continue;
+                }
+                self.counters.datagrams_in += 1;
+                self.counters.bytes_in += meta.len as u64;
+                // We heard the server: restart the silence clock if we still wait.
+                self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
+            }
+        }
+        while let Some(message) = self.kcp.recv() {
+            if message.is_empty() {
+                // A keepalive echoed by an echo server, or one sent by the server.
+                continue;
+            }
+            self.counters.messages_in += 1;
+            self.inbox.push_back(message);
+        }
+        Ok(())
+    }
+
+    fn drive(&mut self, now: Instant, flush: bool) {
+        let ts = self.clock.timestamp(now);
+        self.outbox.set_now(now);
+        let server = self.server;
+        let outbox = &mut self.outbox;
+        let counters = &mut self.counters;
+        let mut sent = false;
+        let sink = |d: &[u8]| {
+            counters.datagrams_out += 1;
+            counters.bytes_out += d.len() as u64;
+            outbox.push(server, d);
+            sent = true;
+            Ok::<(), Infallible>(())
+        };
+        let _ = if flush {
+            self.kcp.flush(ts, sink)
+        } else {
+            self.kcp.update(ts, sink)
+        };
+        if sent {
+            self.last_out = now;
+        }
+    }
+
+    fn flush_socket(&mut self, now: Instant) {
+        let outcome = self.outbox.send(now, self.io.as_mut(), &self.socket);
+        self.send_drops += outcome.dropped_full + outcome.errors;
+    }
+
+    fn detect_failure(&mut self, now: Instant) {
+        if self.failure.is_some() {
+            return;
+        }
+        if self.kcp.is_dead() {
+            self.failure = Some(Failure::DeadLink);
+        } else if let Some(since) = self.waiting_since {
+            let silent = now.saturating_duration_since(since);
+            if silent >= self.config.server_timeout {
+                self.failure = Some(Failure::ServerGone(silent));
+            }
+        }
+    }
+
+    /// Blocks until the socket is readable or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) -> Result<(), NetError> {
+        if self.readable {
+            return Ok(());
+        }
+        if self.externally_polled {
+            return Err(NetError::ExternallyPolled);
+        }
+        if self.poll.is_none() {
+            let poll = Poll::new().map_err(|e| NetError::io("creating a poll", e))?;
+            poll.registry()
+                .register(&mut self.socket, Token(0), Interest::READABLE)
+                .map_err(|e| NetError::io("registering the socket", e))?;
+            self.poll = Some((poll, Events::with_capacity(4)));
+        }
+        if let Some((poll, events)) = &mut self.poll {
+            match poll.poll(events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(NetError::io("polling", e)),
+            }
+            if !events.is_empty() {
+                self.readable = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registering the client registers its socket (readable interest is what matters).
+/// A registered client cannot block in [`KcpClient::recv`] or [`KcpClient::flush`];
+/// call [`KcpClient::tick`] / [`KcpClient::try_recv`] when its token fires or its
+/// [`next_deadline`](KcpClient::next_deadline) passes.
+impl mio::event::Source for KcpClient {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.externally_polled = true;
+        self.socket.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.socket.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.externally_polled = false;
+        self.socket.deregister(registry)
+    }
+}
+
+/// A random conv, never 0 and never `old`.
+fn random_conv(old: u32) -> u32 {
+    loop {
+        let conv: u32 = rand::random();
+        if conv != 0 && conv != old {
+            return conv;
+        }
+    }
+}

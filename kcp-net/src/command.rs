@@ -1,0 +1,94 @@
+//! Work other threads post to a loop, and the shared state of a server's loops.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::NetError;
+use crate::limits::TokenBucket;
+use crate::stats::{AtomicLoopStats, SessionStats};
+use crate::store::SessionKey;
+
+/// A reply channel (capacity 1); `None` when the caller does not wait.
+pub(crate) type Reply<T> = Option<SyncSender<T>>;
+
+/// One piece of work for a loop, posted through its channel and its waker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send {
+        key: SessionKey,
+        message: Bytes,
+        reply: Reply<Result<(), NetError>>,
+    },
+    Broadcast {
+        message: Bytes,
+        reply: Reply<usize>,
+    },
+    Close {
+        key: SessionKey,
+        reply: Reply<Result<(), NetError>>,
+    },
+    Stats {
+        key: SessionKey,
+        reply: SyncSender<Result<SessionStats, NetError>>,
+    },
+    List {
+        reply: SyncSender<Vec<SessionInfo>>,
+    },
+    Shutdown {
+        deadline: Instant,
+    },
+}
+
+/// A session as listed by [`ServerHandle::sessions`](crate::ServerHandle::sessions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Its key.
+    pub key: SessionKey,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The conversation id.
+    pub conv: u32,
+}
+
+/// State every loop of a server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Sessions open over all loops (for `max_sessions`).
+    pub(crate) sessions: AtomicUsize,
+    /// The new-session rate cap, over all loops.
+    pub(crate) new_sessions: Mutex<TokenBucket>,
+    /// Each loop's published counters.
+    pub(crate) stats: Vec<AtomicLoopStats>,
+}
+
+impl Shared {
+    pub(crate) fn new(loops: usize, rate: u32, now: Instant) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: AtomicUsize::new(0),
+            new_sessions: Mutex::new(TokenBucket::new(rate, now)),
+            stats: (0..loops).map(|_| AtomicLoopStats::default()).collect(),
+        })
+    }
+}
+
+thread_local! {
+    /// Set on event-loop threads: handle calls made there must not wait for a loop.
+    static ON_LOOP_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as an event loop.
+pub(crate) fn mark_loop_thread() {
+    ON_LOOP_THREAD.with(|c| c.set(true));
+}
+
+/// `true` on an event-loop thread (inside handlers).
+pub(crate) fn on_loop_thread() -> bool {
+    ON_LOOP_THREAD.with(Cell::get)
+}

@@ -1,0 +1,285 @@
+//! Settings of servers and clients, with their defaults and worst cases.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kcp_core::Config;
+
+use crate::error::NetError;
+#[cfg(feature = "impair")]
+use crate::impair::ImpairConfig;
+use crate::udp::IoBackend;
+
+/// The C reference's named engine settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// `ikcp_create` defaults: interval 100 ms, no fast resend, congestion control on.
+    Default,
+    /// The reference README's "normal": interval 40 ms.
+    Normal,
+    /// The reference README's "fastest", `ikcp_nodelay(1, 10, 2, 1)`.
+    #[default]
+    Fast,
+}
+
+impl Preset {
+    /// The engine configuration of this preset.
+    pub const fn config(self) -> Config {
+        match self {
+            Self::Default => Config::reference_default(),
+            Self::Normal => Config::normal(),
+            Self::Fast => Config::fast(),
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = NetError;
+
+    /// Parses `default`, `normal` or `fast`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Self::Default),
+            "normal" => Ok(Self::Normal),
+            "fast" => Ok(Self::Fast),
+            _ => Err(NetError::Setting("preset must be default, normal or fast")),
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Default => "default",
+            Self::Normal => "normal",
+            Self::Fast => "fast",
+        })
+    }
+}
+
+/// Requested socket buffer size (each direction): 4 MiB, so a burst of datagrams from
+/// a thousand peers is not dropped by the kernel before the loop drains it. Linux caps
+/// it at `net.core.rmem_max`/`wmem_max`.
+pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Settings of a [`KcpServer`](crate::KcpServer). Start from [`ServerConfig::new`] and
+/// change what you need.
+///
+/// Memory bound: a session holds at most `max_queued_bytes_per_session` of our
+/// outgoing data plus its engine's receive window (`engine.rcv_wnd` × `engine.mtu`,
+/// 175 KiB at the defaults) of the peer's, so the defaults bound a full server at about
+/// 10,000 × (1 MiB + 175 KiB) ≈ 11.5 GiB in the worst case where every peer fills every
+/// window; lower `max_sessions` or the windows for smaller machines.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The engine settings of every session. Default: [`Preset::Fast`].
+    pub engine: Config,
+    /// Event loops (threads), each with its own socket bound to the same port with
+    /// `SO_REUSEPORT`. Default 1.
+    pub threads: usize,
+    /// Most sessions open at once, over all loops. A datagram that would open one more
+    /// is dropped and counted (`dropped_session_limit`). Default 10,000.
+    pub max_sessions: usize,
+    /// Most bytes a session may hold unacknowledged (queued or in flight, counted in
+    /// whole segments of `mtu - 24` bytes). A send beyond it fails with
+    /// [`NetError::QueueFull`]. Default 1 MiB.
+    pub max_queued_bytes_per_session: usize,
+    /// A session that hears nothing from its peer for this long is closed with
+    /// [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout). Default 30 s.
+    pub idle_timeout: Duration,
+    /// New sessions accepted per second over all loops (a token bucket holding at most
+    /// one second's worth). Beyond it, opening datagrams are dropped and counted
+    /// (`dropped_rate_limited`); the peer retransmits and gets in later. Default 1,000.
+    pub new_sessions_per_sec: u32,
+    /// Flush a session's engine at the end of the loop turn in which a message was
+    /// queued for it, instead of waiting for its next `interval` tick: lower latency,
+    /// sometimes more datagrams. Default `false` (the reference's timing).
+    pub flush_on_send: bool,
+    /// Treat a received empty message as a keepalive: count it, do not hand it to the
+    /// handler. Default `true`. See the crate docs on keepalives.
+    pub swallow_empty_messages: bool,
+    /// How long a session closed by the application keeps running to deliver what it
+    /// has queued before it is dropped. Default 2 s.
+    pub close_linger: Duration,
+    /// How datagrams move between socket and memory. Default [`IoBackend::Auto`].
+    pub io: IoBackend,
+    /// Requested `SO_RCVBUF`. Default [`DEFAULT_SOCKET_BUFFER`].
+    pub recv_buffer: usize,
+    /// Requested `SO_SNDBUF`. Default [`DEFAULT_SOCKET_BUFFER`].
+    pub send_buffer: usize,
+    /// Impair every datagram the server sends (tests and demos). Default `None`. With
+    /// several loops, each loop impairs with its own link seeded `seed + loop index`.
+    #[cfg(feature = "impair")]
+    pub impair: Option<ImpairConfig>,
+}
+
+impl ServerConfig {
+    /// The defaults, with `preset`'s engine settings.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            engine: preset.config(),
+            threads: 1,
+            max_sessions: 10_000,
+            max_queued_bytes_per_session: 1 << 20,
+            idle_timeout: Duration::from_secs(30),
+            new_sessions_per_sec: 1_000,
+            flush_on_send: false,
+            swallow_empty_messages: true,
+            close_linger: Duration::from_secs(2),
+            io: IoBackend::Auto,
+            recv_buffer: DEFAULT_SOCKET_BUFFER,
+            send_buffer: DEFAULT_SOCKET_BUFFER,
+            #[cfg(feature = "impair")]
+            impair: None,
+        }
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), NetError> {
+        self.engine.validate()?;
+        if !(1..=256).contains(&self.threads) {
+            return Err(NetError::Setting("threads must be 1..=256"));
+        }
+        if self.max_sessions == 0 {
+            return Err(NetError::Setting("max_sessions must be at least 1"));
+        }
+        if self.max_queued_bytes_per_session == 0 {
+            return Err(NetError::Setting(
+                "max_queued_bytes_per_session must be at least 1",
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(NetError::Setting("idle_timeout must be positive"));
+        }
+        if self.new_sessions_per_sec == 0 {
+            return Err(NetError::Setting("new_sessions_per_sec must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self::new(Preset::default())
+    }
+}
+
+/// Settings of a [`KcpClient`](crate::KcpClient). Start from [`ClientConfig::new`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The engine settings; the server's must match in `mtu` and `stream`.
+    /// Default: [`Preset::Fast`].
+    pub engine: Config,
+    /// Local address to bind. Default `None`: an ephemeral port on the unspecified
+    /// address of the server's family.
+    pub bind: Option<SocketAddr>,
+    /// Send an empty message after this long without sending anything, so the server
+    /// does not time the session out and we learn whether it is still there. `None`
+    /// disables it. Default 5 s. Message mode only (stream mode cannot send an empty
+    /// message): in stream mode it is ignored.
+    pub keepalive: Option<Duration>,
+    /// After we send something (data or keepalive), hearing nothing from the server
+    /// for this long ends the conversation with [`NetError::ServerGone`]. Default 15 s.
+    pub server_timeout: Duration,
+    /// Flush the engine right after each send instead of at its next `interval` tick.
+    /// Default `false`.
+    pub flush_on_send: bool,
+    /// Most bytes held unacknowledged (queued or in flight, counted in whole segments);
+    /// a send beyond it fails with [`NetError::QueueFull`]. Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// How datagrams move between socket and memory. Default [`IoBackend::Auto`].
+    pub io: IoBackend,
+    /// Requested `SO_RCVBUF`. Default 1 MiB.
+    pub recv_buffer: usize,
+    /// Requested `SO_SNDBUF`. Default 1 MiB.
+    pub send_buffer: usize,
+    /// Impair every datagram the client sends (tests and demos). Default `None`.
+    #[cfg(feature = "impair")]
+    pub impair: Option<ImpairConfig>,
+}
+
+impl ClientConfig {
+    /// The defaults, with `preset`'s engine settings.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            engine: preset.config(),
+            bind: None,
+            keepalive: Some(Duration::from_secs(5)),
+            server_timeout: Duration::from_secs(15),
+            flush_on_send: false,
+            max_queued_bytes: 4 << 20,
+            io: IoBackend::Auto,
+            recv_buffer: 1 << 20,
+            send_buffer: 1 << 20,
+            #[cfg(feature = "impair")]
+            impair: None,
+        }
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), NetError> {
+        self.engine.validate()?;
+        if self.keepalive.is_some_and(|k| k.is_zero()) {
+            return Err(NetError::Setting("keepalive must be positive"));
+        }
+        if self.server_timeout.is_zero() {
+            return Err(NetError::Setting("server_timeout must be positive"));
+        }
+        if self.max_queued_bytes == 0 {
+            return Err(NetError::Setting("max_queued_bytes must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self::new(Preset::default())
+    }
+}
+
+/// Size of one receive slot: the largest datagram we accept plus one byte, so a
+/// datagram that filled the slot is known to be cut. At least 1,500 (an Ethernet
+/// MTU), so a peer with a larger `mtu` than ours still gets through up to that size.
+pub(crate) fn recv_slot_size(engine: &Config) -> usize {
+    engine.mtu.max(1500) + 1
+}
+
+/// Bytes a session holds unacknowledged, counted in whole segments.
+pub(crate) fn queued_bytes(kcp: &kcp_core::Kcp) -> usize {
+    kcp.wait_send() * kcp.config().mss()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_print() {
+        for p in [Preset::Default, Preset::Normal, Preset::Fast] {
+            assert_eq!(p.to_string().parse::<Preset>().unwrap(), p);
+        }
+        assert!("fastest".parse::<Preset>().is_err());
+        assert_eq!(Preset::Normal.config().interval, 40);
+    }
+
+    #[test]
+    fn defaults_are_valid_and_zero_limits_are_not() {
+        ServerConfig::default().validate().unwrap();
+        ClientConfig::default().validate().unwrap();
+        let server = ServerConfig {
+            threads: 0,
+            ..ServerConfig::default()
+        };
+        assert!(server.validate().is_err());
+        let client = ClientConfig {
+            keepalive: Some(Duration::ZERO),
+            ..ClientConfig::default()
+        };
+        assert!(client.validate().is_err());
+    }
+}

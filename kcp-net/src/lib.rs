@@ -1,0 +1,128 @@
+//! KCP over UDP: event loops, sessions, a server and a client.
+//!
+//! `kcp-net` puts the sans-IO engine of [`kcp_core`] on real sockets. A
+//! [`KcpServer`] runs one `mio` event loop per thread, each owning a UDP socket bound
+//! to the same port (`SO_REUSEPORT`), its sessions (keyed by peer address and conv),
+//! a timer heap and a command queue other threads post to through a
+//! [`ServerHandle`]. A [`KcpClient`] is one conversation driven by its owner's thread:
+//! blocking, from a game loop, or from your own `mio` poll.
+//!
+//! It is not an async runtime, and it knows nothing of what the messages mean.
+//!
+//! # Example: loopback echo
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use kcp_net::{ClientConfig, EventHandler, KcpClient, KcpServer, Preset, ServerConfig, SessionCtx};
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//!
+//! impl EventHandler for Echo {
+//!     fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+//!         let _ = session.send_bytes(message); // a full queue drops the echo
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), kcp_net::NetError> {
+//! let server = KcpServer::bind("127.0.0.1:0".parse().unwrap(), ServerConfig::new(Preset::Fast), Echo)?;
+//! let mut client = KcpClient::connect(server.local_addr(), ClientConfig::new(Preset::Fast))?;
+//! client.send(b"hello")?;
+//! let reply = client.recv(Duration::from_secs(5))?.expect("an echo within 5 s");
+//! assert_eq!(&reply[..], b"hello");
+//! let stats = server.shutdown(Duration::from_secs(1))?;
+//! assert_eq!(stats.total.sessions_opened, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sessions
+//!
+//! A datagram for an unknown (address, conv) opens a session only if it is valid KCP
+//! and carries the *first* data segment of a conversation (`sn` equal to the engine's
+//! `initial_sn`, 0 as in the C reference), and only within the limits of
+//! [`ServerConfig`] (`max_sessions`, `new_sessions_per_sec`) and the handler's
+//! [`EventHandler::accept`]. Everything else is counted by reason in [`LoopStats`] and
+//! dropped. A session ends ([`CloseReason`]) after the idle timeout, on a dead link,
+//! when closed locally, or at shutdown; see [`SessionState`] for the lifecycle.
+//!
+//! # Keepalives
+//!
+//! KCP has no ping. A [`KcpClient`] in message mode sends an *empty message* after
+//! [`ClientConfig::keepalive`] without sending anything: one `PUSH` segment with no
+//! payload, which every KCP peer (the C reference included) acknowledges and delivers
+//! as a 0-byte message. Our server swallows 0-byte messages as keepalives
+//! ([`ServerConfig::swallow_empty_messages`]); a C-reference echo server echoes them
+//! back, and the client drops received 0-byte messages. The acknowledgement tells the
+//! client the server is alive ([`ClientConfig::server_timeout`]). Stream mode cannot
+//! send an empty message, so there the client sends no keepalives: keep the stream busy
+//! or raise the server's idle timeout.
+//!
+//! # Portability
+//!
+//! On Linux, datagrams move with `recvmmsg`/`sendmmsg`, up to 32 per syscall
+//! ([`IoBackend::Batched`]). Elsewhere, and whenever [`IoBackend::Portable`] is
+//! chosen, one `recv_from`/`send_to` per datagram. `SO_REUSEPORT` (needed for more
+//! than one thread) exists on Linux and the BSDs; on Linux the kernel hashes each peer
+//! to one socket, so a peer stays on one loop. If the set of sockets changes (another
+//! process binds the port too), peers may be rehashed to a loop that does not know
+//! them: run one server per port.
+//!
+//! # Draining
+//!
+//! Readiness is edge-triggered. A loop reads at most 256 datagrams per turn, then runs
+//! timers and sends, and comes back at once (zero poll timeout) until a read returns
+//! `WouldBlock`: a flood delays timers by one bounded turn, never starves them. On the
+//! send side, a full socket buffer drops the rest of that turn's datagrams (counted as
+//! `dropped_send_full`); KCP retransmits them like any loss.
+//!
+//! # Timer precision
+//!
+//! Engine time is whole milliseconds. Deadlines are rounded *up* to the next
+//! millisecond and `mio` rounds poll timeouts up too, so a timer never fires early
+//! and may fire up to ~1 ms (plus scheduling delay) late. Sessions are scheduled at
+//! their engine's `check` time, so with the fast preset a busy session wakes every
+//! 10 ms and an idle one only at its idle deadline: 10,000 idle sessions cost nothing
+//! until they time out (or until a keepalive moves the deadline, which costs one
+//! wake-up per idle period).
+//!
+//! # Current behaviour, not guaranteed
+//!
+//! - A session closed locally or by timeout leaves no trace: a later first segment from
+//!   the same peer and conv opens a new session.
+//! - Handle calls from handlers are posted without waiting for the result.
+//! - The new-session rate cap and `max_sessions` are shared by all loops.
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod client;
+mod clock;
+mod command;
+mod config;
+mod error;
+mod event_loop;
+#[cfg(feature = "impair")]
+pub mod impair;
+mod limits;
+mod outbox;
+mod server;
+mod session;
+mod stats;
+mod store;
+mod timer;
+mod udp;
+
+pub use client::KcpClient;
+pub use command::SessionInfo;
+pub use config::{ClientConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig};
+pub use error::NetError;
+pub use server::{EventHandler, KcpServer, ServerHandle, SessionCtx};
+pub use session::{CloseReason, KcpSession, SessionState};
+pub use stats::{LoopStats, ServerStats, SessionCounters, SessionStats};
+pub use store::SessionKey;
+pub use udp::IoBackend;
+
+/// The engine crate, re-exported so users need one dependency.
+pub use kcp_core;

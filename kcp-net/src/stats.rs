@@ -1,0 +1,208 @@
+//! Counters per session, per loop and per server.
+//!
+//! A loop counts into a plain [`LoopStats`] and publishes it to atomics once per turn,
+//! so counting costs an add and readers on other threads see a snapshot at most one
+//! turn old.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Defines a counter struct (plain `u64` fields, `accumulate`), and with
+/// `/ AtomicName` also its atomic mirror with `publish`/`snapshot`.
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident / $atomic:ident {
+            $( $(#[$field_meta:meta])* $field:ident, )*
+        }
+    ) => {
+        counters! {
+            $(#[$meta])*
+            pub struct $name {
+                $( $(#[$field_meta])* $field, )*
+            }
+        }
+
+        /// The atomic mirror a loop publishes to.
+        #[derive(Debug, Default)]
+        pub(crate) struct $atomic {
+            $( $field: AtomicU64, )*
+        }
+
+        impl $atomic {
+            pub(crate) fn publish(&self, stats: &$name) {
+                $( self.$field.store(stats.$field, Relaxed); )*
+            }
+
+            pub(crate) fn snapshot(&self) -> $name {
+                $name { $( $field: self.$field.load(Relaxed), )* }
+            }
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: u64, )*
+        }
+
+        impl $name {
+            /// Adds every counter of `other` to `self`.
+            pub fn accumulate(&mut self, other: &Self) {
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Counters of one event loop (one thread, one socket), since it started.
+    ///
+    /// Drop counters name why a received datagram was not given to a session; each
+    /// received datagram lands in exactly one of `datagrams_in`'s outcomes: a session,
+    /// a new session, or one `dropped_*` counter.
+    pub struct LoopStats / AtomicLoopStats {
+        /// Datagrams received from the socket.
+        datagrams_in,
+        /// Bytes received from the socket.
+        bytes_in,
+        /// Datagrams handed to the socket.
+        datagrams_out,
+        /// Bytes handed to the socket.
+        bytes_out,
+        /// Receive syscalls (one `recvmmsg` or one `recv_from`).
+        recv_syscalls,
+        /// Send syscalls (one `sendmmsg`, or one chunk of `send_to`s).
+        send_syscalls,
+        /// Returns from `poll`.
+        wakeups,
+        /// Session timers that fired.
+        timer_fires,
+        /// Datagrams that are not KCP (too short, unknown command, bad length).
+        dropped_malformed,
+        /// Datagrams longer than the receive buffer slot.
+        dropped_truncated,
+        /// Valid KCP for no existing session that cannot open one: wrong conv for a
+        /// known peer, stragglers of a closed session, a first segment that is not the
+        /// start of a conversation.
+        dropped_unknown_session,
+        /// Datagrams a session's engine rejected (wrong conv inside, too many fragments).
+        dropped_rejected,
+        /// Would have opened a session beyond `max_sessions`.
+        dropped_session_limit,
+        /// Would have opened a session beyond the new-session rate cap.
+        dropped_rate_limited,
+        /// New sessions refused by the handler's `accept`, or while shutting down.
+        dropped_refused,
+        /// Outgoing datagrams dropped because the socket buffer was full.
+        dropped_send_full,
+        /// Outgoing datagrams the OS refused.
+        send_errors,
+        /// Outgoing datagrams dropped by the impaired-socket mode.
+        dropped_impaired,
+        /// Messages delivered to the handler.
+        messages_in,
+        /// Messages queued for sending.
+        messages_out,
+        /// Empty messages swallowed as keepalives.
+        keepalives_in,
+        /// Sends refused: queued-bytes limit or engine queue full.
+        sends_refused,
+        /// Retransmitted segments (timeout and fast), summed over sessions.
+        retransmits,
+        /// Commands received from other threads.
+        commands,
+        /// Sessions opened.
+        sessions_opened,
+        /// Sessions currently open (a gauge, not a counter).
+        sessions_active,
+        /// Sessions closed by idle timeout.
+        closed_idle,
+        /// Sessions closed because the engine reported a dead link.
+        closed_dead_link,
+        /// Sessions closed by the application.
+        closed_local,
+        /// Sessions closed by shutdown.
+        closed_shutdown,
+    }
+}
+
+counters! {
+    /// Counters of one session (server side) or one client conversation, in addition
+    /// to the engine's own [`kcp_core::Stats`].
+    pub struct SessionCounters {
+        /// Datagrams accepted by the engine.
+        datagrams_in,
+        /// Bytes of those datagrams.
+        bytes_in,
+        /// Datagrams the engine produced.
+        datagrams_out,
+        /// Bytes of those datagrams.
+        bytes_out,
+        /// Datagrams the engine rejected.
+        rejected_in,
+        /// Messages received (keepalives excluded).
+        messages_in,
+        /// Messages queued for sending (keepalives excluded).
+        messages_out,
+        /// Keepalives received (server) or sent (client).
+        keepalives,
+        /// Sends refused by a limit.
+        sends_refused,
+    }
+}
+
+/// A snapshot of one session: our counters plus the engine's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Counted by `kcp-net`.
+    pub counters: SessionCounters,
+    /// Counted by the engine (segments, retransmits, RTT, windows...).
+    pub engine: kcp_core::Stats,
+}
+
+/// Every loop's counters and their sum, from [`ServerHandle::stats`](crate::ServerHandle::stats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// The sum over all loops.
+    pub total: LoopStats,
+    /// One entry per loop, in loop order.
+    pub loops: Vec<LoopStats>,
+}
+
+impl ServerStats {
+    pub(crate) fn from_loops(loops: Vec<LoopStats>) -> Self {
+        let mut total = LoopStats::default();
+        for l in &loops {
+            total.accumulate(l);
+        }
+        Self { total, loops }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_then_snapshot_round_trips_and_totals_add_up() {
+        let atomic = AtomicLoopStats::default();
+        let stats = LoopStats {
+            datagrams_in: 3,
+            closed_idle: 2,
+            ..LoopStats::default()
+        };
+        atomic.publish(&stats);
+        assert_eq!(atomic.snapshot(), stats);
+        let server = ServerStats::from_loops(vec![stats, stats]);
+        assert_eq!(server.total.datagrams_in, 6);
+        assert_eq!(server.total.closed_idle, 4);
+    }
+}

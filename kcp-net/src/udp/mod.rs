@@ -1,0 +1,241 @@
+//! The syscall border: creating UDP sockets and moving batches of datagrams.
+//!
+//! [`DatagramIo`] is the small trait the loops use; two implementations:
+//!
+//! - `mmsg` (Linux): `recvmmsg`/`sendmmsg`, up to [`BATCH`] datagrams per syscall. The
+//!   only module of the crate with `unsafe` code.
+//! - `portable` (everywhere): a `recv_from`/`send_to` loop over `std`'s socket.
+//!
+//! [`IoBackend`] picks one at construction, so tests run both on Linux.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::UdpSocket;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::NetError;
+
+#[cfg(target_os = "linux")]
+mod mmsg;
+mod portable;
+
+/// Most datagrams moved by one batched syscall. 32 × a 1,500-byte slot is 48 KiB of
+/// receive buffer per loop; larger batches stop paying off once a syscall's fixed
+/// cost is amortised (quinn-udp settles on a similar figure).
+pub(crate) const BATCH: usize = 32;
+
+/// How a loop or client moves datagrams between its socket and memory.
+///
+/// # Portability
+///
+/// [`Batched`](Self::Batched) needs Linux (`recvmmsg`/`sendmmsg`); on other systems it
+/// falls back to [`Portable`](Self::Portable) silently. [`Auto`](Self::Auto) picks the
+/// best available.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoBackend {
+    /// `Batched` where available, else `Portable`.
+    #[default]
+    Auto,
+    /// `recvmmsg`/`sendmmsg`: up to 32 datagrams per syscall.
+    Batched,
+    /// One `recv_from`/`send_to` per datagram: works on every platform `std` supports.
+    Portable,
+}
+
+impl IoBackend {
+    /// The backend actually used on this platform.
+    pub const fn resolve(self) -> Self {
+        match self {
+            Self::Portable => Self::Portable,
+            Self::Auto | Self::Batched => {
+                if cfg!(target_os = "linux") {
+                    Self::Batched
+                } else {
+                    Self::Portable
+                }
+            }
+        }
+    }
+}
+
+/// Moves batches of datagrams. Implementations keep no socket of their own: the caller
+/// passes the (non-blocking) socket on each call.
+pub(crate) trait DatagramIo: Send + fmt::Debug {
+    /// Receives up to one datagram per slot of `batch` into `batch` (replacing its
+    /// contents). `Ok(n)` with `n >= 1`, or `Err(WouldBlock)` when the socket is
+    /// drained.
+    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize>;
+
+    /// Sends datagrams `from..` of `batch`, as many as one syscall (or loop) takes.
+    /// `Ok(n)`: the first `n >= 1` were sent. `Err`: the first one failed (`WouldBlock`
+    /// means the socket buffer is full).
+    fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize>;
+}
+
+/// The implementation of `backend` on this platform.
+pub(crate) fn datagram_io(backend: IoBackend) -> Box<dyn DatagramIo> {
+    match backend.resolve() {
+        #[cfg(target_os = "linux")]
+        IoBackend::Batched => Box::new(mmsg::Mmsg::new()),
+        _ => Box::new(portable::Portable),
+    }
+}
+
+/// Fixed slots the kernel writes received datagrams into; reused every turn.
+#[derive(Debug)]
+pub(crate) struct RecvBatch {
+    buf: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+}
+
+/// Where one received datagram came from and how long it is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecvMeta {
+    pub(crate) addr: SocketAddr,
+    pub(crate) len: usize,
+    /// The datagram was longer than the slot and was cut.
+    pub(crate) truncated: bool,
+}
+
+impl RecvBatch {
+    /// `slots` slots of `slot_size` bytes each.
+    pub(crate) fn new(slots: usize, slot_size: usize) -> Self {
+        Self {
+            buf: vec![0; slots * slot_size],
+            slot: slot_size,
+            meta: Vec::with_capacity(slots),
+        }
+    }
+
+    /// The `i`th received datagram.
+    pub(crate) fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
+        let meta = self.meta[i];
+        let start = i * self.slot;
+        (meta, &self.buf[start..start + meta.len])
+    }
+
+    /// For implementations: empty slots to fill, and the metadata list to push to.
+    pub(crate) fn slots_mut(&mut self) -> (std::slice::ChunksExactMut<'_, u8>, &mut Vec<RecvMeta>) {
+        self.meta.clear();
+        (self.buf.chunks_exact_mut(self.slot), &mut self.meta)
+    }
+}
+
+/// Datagrams waiting to be sent, packed into one reused buffer.
+#[derive(Debug, Default)]
+pub(crate) struct SendBatch {
+    data: Vec<u8>,
+    entries: Vec<(SocketAddr, usize, usize)>,
+}
+
+impl SendBatch {
+    pub(crate) fn push(&mut self, addr: SocketAddr, datagram: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(datagram);
+        self.entries.push((addr, start, datagram.len()));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `i`th datagram and its destination.
+    pub(crate) fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
+        let (addr, start, len) = self.entries[i];
+        (addr, &self.data[start..start + len])
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.data.clear();
+        self.entries.clear();
+    }
+}
+
+/// What happened to a batch handed to [`send_all`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SendOutcome {
+    pub(crate) datagrams: u64,
+    pub(crate) bytes: u64,
+    pub(crate) syscalls: u64,
+    /// Dropped because the socket buffer was full (`WouldBlock`).
+    pub(crate) dropped_full: u64,
+    /// Dropped because the OS refused them (unreachable, too large, ...).
+    pub(crate) errors: u64,
+}
+
+/// Sends the whole batch, then clears it.
+///
+/// # Draining
+///
+/// A full socket buffer (`WouldBlock`) drops the rest of the batch instead of holding
+/// it: KCP retransmits what is lost, and holding would need memory a slow socket could
+/// grow without bound. Any other error drops just the datagram it names.
+pub(crate) fn send_all(
+    io: &mut dyn DatagramIo,
+    socket: &UdpSocket,
+    batch: &mut SendBatch,
+) -> SendOutcome {
+    let mut outcome = SendOutcome::default();
+    let mut at = 0;
+    while at < batch.len() {
+        outcome.syscalls += 1;
+        match io.send(socket, batch, at) {
+            Ok(n) => {
+                for i in at..at + n {
+                    outcome.bytes += batch.get(i).1.len() as u64;
+                }
+                outcome.datagrams += n as u64;
+                at += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                outcome.dropped_full += (batch.len() - at) as u64;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                outcome.errors += 1;
+                at += 1;
+            }
+        }
+    }
+    batch.clear();
+    outcome
+}
+
+/// Socket options a loop or client applies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SocketOptions {
+    pub(crate) reuse_port: bool,
+    pub(crate) recv_buffer: usize,
+    pub(crate) send_buffer: usize,
+}
+
+/// A non-blocking UDP socket bound to `addr`, ready for `mio`.
+///
+/// Buffer sizes are requests: the kernel caps them (`net.core.rmem_max` /
+/// `wmem_max` on Linux) and failures to set them are ignored.
+pub(crate) fn bind(addr: SocketAddr, options: SocketOptions) -> Result<UdpSocket, NetError> {
+    let bind_err = |source| NetError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(bind_err)?;
+    if options.reuse_port {
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuse_port(true).map_err(bind_err)?;
+    }
+    if options.recv_buffer > 0 {
+        let _ = socket.set_recv_buffer_size(options.recv_buffer);
+    }
+    if options.send_buffer > 0 {
+        let _ = socket.set_send_buffer_size(options.send_buffer);
+    }
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    Ok(UdpSocket::from_std(socket.into()))
+}

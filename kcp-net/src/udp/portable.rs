@@ -1,0 +1,50 @@
+//! The fallback: one `recv_from`/`send_to` per datagram, through `std`.
+
+use std::io;
+
+use mio::net::UdpSocket;
+
+use super::{DatagramIo, RecvBatch, RecvMeta, SendBatch};
+
+/// Datagram I/O with plain `std` calls.
+#[derive(Debug)]
+pub(crate) struct Portable;
+
+/// Datagrams one `send` call writes before returning, to keep the loop's work per call
+/// in line with the batched backend.
+const SEND_CHUNK: usize = super::BATCH;
+
+impl DatagramIo for Portable {
+    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+        let (slots, meta) = batch.slots_mut();
+        for slot in slots {
+            match socket.recv_from(slot) {
+                Ok((len, addr)) => meta.push(RecvMeta {
+                    addr,
+                    len,
+                    // `recv_from` cannot report truncation; a full slot may have been
+                    // cut, so the slot is one byte larger than any datagram we accept.
+                    truncated: len == slot.len(),
+                }),
+                Err(e) if meta.is_empty() => return Err(e),
+                // Report what we have; the error (usually WouldBlock) repeats next call.
+                Err(_) => break,
+            }
+        }
+        Ok(meta.len())
+    }
+
+    fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize> {
+        let end = batch.len().min(from + SEND_CHUNK);
+        for i in from..end {
+            let (addr, datagram) = batch.get(i);
+            if let Err(e) = socket.send_to(datagram, addr) {
+                if i == from {
+                    return Err(e);
+                }
+                return Ok(i - from);
+            }
+        }
+        Ok(end - from)
+    }
+}
