@@ -183,6 +183,31 @@ unsafe extern "C" fn collect_output(
     0
 }
 
+/// The output callback while [`CKcp::update_with`] or [`CKcp::flush_with`] runs: hands
+/// the datagram straight to the caller's sink, without copying it.
+///
+/// # Safety
+/// `user` must point to a live `&mut dyn FnMut(&[u8])` (set by `CKcp::with_sink` for
+/// the duration of one C call), and `buf` must point to `len` readable bytes.
+unsafe extern "C" fn forward_output(
+    buf: *const c_char,
+    len: c_int,
+    _kcp: *mut IkcpCb,
+    user: *mut c_void,
+) -> c_int {
+    let Ok(len) = usize::try_from(len) else {
+        return -1;
+    };
+    // SAFETY: ikcp hands us its work buffer holding `len` initialised bytes, valid for
+    // the duration of this call.
+    let datagram = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+    // SAFETY: `with_sink` stored a pointer to a `&mut dyn FnMut(&[u8])` on its own stack
+    // frame, which outlives the C call that runs this callback; nothing else uses it.
+    let sink = unsafe { &mut *user.cast::<&mut dyn FnMut(&[u8])>() };
+    sink(datagram);
+    0
+}
+
 /// One C reference engine (`ikcpcb`), with its output collected into a queue.
 ///
 /// Single-threaded (`!Send`, `!Sync`): the C control block has no locking.
@@ -407,6 +432,40 @@ impl CKcp {
     pub fn flush(&mut self) {
         // SAFETY: as in `update`.
         unsafe { ikcp_flush(self.kcp) };
+    }
+
+    /// `ikcp_update(now)` with the datagrams handed to `sink` as ikcp emits them, from
+    /// its own buffer (no copy, no allocation), instead of to the output queue.
+    pub fn update_with(&mut self, now: u32, sink: &mut dyn FnMut(&[u8])) {
+        // SAFETY: `kcp` is this engine's valid control block; see `with_sink`.
+        self.with_sink(sink, |kcp| unsafe { ikcp_update(kcp, now) });
+    }
+
+    /// `ikcp_flush` with the datagrams handed to `sink`, as in [`CKcp::update_with`].
+    pub fn flush_with(&mut self, sink: &mut dyn FnMut(&[u8])) {
+        // SAFETY: `kcp` is this engine's valid control block; see `with_sink`.
+        self.with_sink(sink, |kcp| unsafe { ikcp_flush(kcp) });
+    }
+
+    /// Points the output callback at `sink` for the duration of `call`, then restores
+    /// the queue.
+    fn with_sink(&mut self, sink: &mut dyn FnMut(&[u8]), call: impl FnOnce(*mut IkcpCb)) {
+        let mut sink = sink;
+        let user: *mut &mut dyn FnMut(&[u8]) = &mut sink;
+        // SAFETY: `self.kcp` is valid and exclusively ours (`&mut self`); `user` points to
+        // `sink` on this frame, which lives until after `call` returns, and the callback
+        // is switched back before it goes out of scope. `forward_output` matches the
+        // callback's C signature.
+        unsafe {
+            (*self.kcp).user = user.cast();
+            (*self.kcp).output = Some(forward_output);
+        }
+        call(self.kcp);
+        // SAFETY: as above; restores what `new` set up.
+        unsafe {
+            (*self.kcp).user = self.output.cast();
+            (*self.kcp).output = Some(collect_output);
+        }
     }
 
     /// `ikcp_waitsnd`: segments queued plus in flight.
@@ -638,6 +697,25 @@ mod tests {
         assert_eq!(k.drain_output().count(), 0);
         k.flush();
         assert!(k.take_output().is_empty(), "nothing is due again yet");
+    }
+
+    #[test]
+    fn update_with_hands_datagrams_to_the_sink_and_restores_the_queue() {
+        let mut k = CKcp::new(1);
+        k.nodelay(1, 10, 0, 1);
+        for i in 0..3u8 {
+            assert_eq!(k.send(&[i; 2_000]), 2_000);
+        }
+        let mut seen = Vec::new();
+        k.update_with(0, &mut |d| seen.push(d.to_vec()));
+        assert_eq!(seen.len(), 6);
+        assert!(k.take_output().is_empty(), "nothing went to the queue");
+        k.send(b"x");
+        k.flush_with(&mut |d| seen.push(d.to_vec()));
+        assert_eq!(seen.len(), 7);
+        k.send(b"y");
+        k.flush();
+        assert_eq!(k.take_output().len(), 1, "the queue is back afterwards");
     }
 
     #[test]
