@@ -37,14 +37,52 @@ impl Rng {
     }
 }
 
+/// Datagrams on their way, each due at a virtual time; those due at the same time
+/// leave in the order they were pushed. The delay line of [`Lane`] and of the
+/// differential harness's lane.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    queue: Vec<(u64, u64, Vec<u8>)>, // (due, seq, datagram)
+    seq: u64,
+}
+
+impl InFlight {
+    pub fn push(&mut self, due: u64, datagram: &[u8]) {
+        self.seq += 1;
+        self.queue.push((due, self.seq, datagram.to_vec()));
+    }
+
+    /// Everything due by `now`, in (due time, push order) order.
+    pub fn pop_due(&mut self, now: u64) -> Vec<Vec<u8>> {
+        let mut due = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() {
+            if self.queue[i].0 <= now {
+                due.push(self.queue.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_unstable_by_key(|&(at, seq, _)| (at, seq));
+        due.into_iter().map(|(_, _, d)| d).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 /// One direction of the link.
 #[derive(Debug)]
 pub struct Lane {
     pub loss: f64,
     pub delay: u64,
     pub jitter: u64,
-    queue: Vec<(u64, u64, Vec<u8>)>, // (deliver_at, seq, datagram)
-    seq: u64,
+    in_flight: InFlight,
     pub sent: u64,
     pub dropped: u64,
 }
@@ -55,8 +93,7 @@ impl Lane {
             loss,
             delay,
             jitter,
-            queue: Vec::new(),
-            seq: 0,
+            in_flight: InFlight::default(),
             sent: 0,
             dropped: 0,
         }
@@ -72,25 +109,13 @@ impl Lane {
         } else {
             0
         };
-        self.seq += 1;
-        self.queue
-            .push((now + self.delay + jitter, self.seq, d.to_vec()));
+        self.in_flight.push(now + self.delay + jitter, d);
     }
     fn pop_due(&mut self, now: u64) -> Vec<Vec<u8>> {
-        let mut due: Vec<_> = Vec::new();
-        let mut i = 0;
-        while i < self.queue.len() {
-            if self.queue[i].0 <= now {
-                due.push(self.queue.swap_remove(i));
-            } else {
-                i += 1;
-            }
-        }
-        due.sort_by_key(|(at, seq, _)| (*at, *seq));
-        due.into_iter().map(|(_, _, d)| d).collect()
+        self.in_flight.pop_due(now)
     }
     pub fn in_transit(&self) -> usize {
-        self.queue.len()
+        self.in_flight.len()
     }
 }
 
