@@ -1,0 +1,262 @@
+//! Datagrams nobody should send: garbage, wrong conversations, floods of new sessions,
+//! and senders who outrun their limits. Existing sessions must keep working and every
+//! drop must be counted under its reason.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kcp_core::segment::{Command, HEADER_LEN, Header};
+use kcp_core::{Sn, Timestamp};
+use kcp_net::{EventHandler, KcpClient, KcpServer, NetError, SessionCtx};
+
+/// One segment, header and payload.
+fn segment(conv: u32, cmd: Command, sn: u32, payload: &[u8]) -> Vec<u8> {
+    let header = Header {
+        conv,
+        cmd,
+        frg: 0,
+        wnd: 128,
+        ts: Timestamp::from_millis(0),
+        sn: Sn::new(sn),
+        una: Sn::new(0),
+        len: payload.len() as u32,
+    };
+    let mut datagram = header.to_bytes().to_vec();
+    datagram.extend_from_slice(payload);
+    datagram
+}
+
+fn raw_socket() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").unwrap()
+}
+
+/// Sends `datagrams` from `socket` to `to`.
+fn spray(socket: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) {
+    for d in datagrams {
+        socket.send_to(d, to).unwrap();
+    }
+}
+
+/// Waits until the server's counters satisfy `done` (they are published once per
+/// loop turn), keeping `client` alive meanwhile.
+#[track_caller]
+fn wait_for_stats(
+    server: &KcpServer,
+    client: &mut KcpClient,
+    mut done: impl FnMut(&kcp_net::LoopStats) -> bool,
+) -> kcp_net::LoopStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let total = server.handle().stats().total;
+        if done(&total) {
+            return total;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters never got there: {total:?}"
+        );
+        client.tick().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn garbage_and_foreign_datagrams_are_counted_and_change_nothing() {
+    let server = KcpServer::bind(localhost(), server_config(), Echo).unwrap();
+    let addr = server.local_addr();
+    let mut client = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut client, b"before");
+
+    let attacker = raw_socket();
+    let mut unknown_cmd = segment(77, Command::Push, 0, b"x");
+    unknown_cmd[4] = 99;
+    let mut lying_length = segment(77, Command::Push, 0, b"abc");
+    lying_length[20] = 200;
+    let mut two_convs = segment(77, Command::Push, 0, b"x");
+    two_convs.extend(segment(78, Command::Push, 0, b"y"));
+    let malformed = vec![
+        vec![],
+        vec![0; 3],
+        vec![0xFF; HEADER_LEN - 1],
+        unknown_cmd,
+        lying_length,
+        two_convs,
+    ];
+    spray(&attacker, addr, &malformed);
+    // Valid KCP that cannot open a conversation: acks, probes, later segments.
+    // (A tail shorter than a header is ignored, as ikcp does, so it is no reason to
+    // drop a datagram; it is not sprayed here.)
+    let stragglers = vec![
+        segment(88, Command::Ack, 0, b""),
+        segment(88, Command::WindowAsk, 0, b""),
+        segment(88, Command::Push, 5, b"late"),
+        // The real client's conv from another address: another peer, not its session.
+        segment(client.conv(), Command::Push, 3, b"spoof"),
+    ];
+    spray(&attacker, addr, &stragglers);
+
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.dropped_malformed + t.dropped_unknown_session >= 10
+    });
+    assert_eq!(total.dropped_malformed, 6, "{total:?}");
+    assert_eq!(total.dropped_unknown_session, 4, "{total:?}");
+    assert_eq!(total.sessions_opened, 1);
+    echo_once(&mut client, b"after");
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!(stats.total.messages_in, 2);
+}
+
+#[test]
+fn a_bad_datagram_inside_an_open_session_is_rejected_without_harm() {
+    let (server, events) = reporting_server(server_config());
+    let addr = server.local_addr();
+    // A hand-made peer opens a session with conv 5 ...
+    let peer = raw_socket();
+    spray(&peer, addr, &[segment(5, Command::Push, 0, b"open")]);
+    expect_event(
+        &events,
+        WAIT,
+        |e| matches!(e, Event::Message(_, m) if &m[..] == b"open"),
+    );
+    // ... then sends its session a datagram whose second segment is cut short.
+    let mut bad = segment(5, Command::Push, 1, b"first");
+    bad.extend_from_slice(&segment(5, Command::Push, 2, b"second")[..HEADER_LEN + 2]);
+    spray(&peer, addr, &[bad, segment(5, Command::Push, 1, b"fine")]);
+    expect_event(
+        &events,
+        WAIT,
+        |e| matches!(e, Event::Message(_, m) if &m[..] == b"fine"),
+    );
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!(stats.total.dropped_rejected, 1, "{:?}", stats.total);
+    assert_eq!(
+        stats.total.messages_in, 2,
+        "no part of the rejected datagram was applied"
+    );
+}
+
+#[test]
+fn a_flood_of_new_sessions_stops_at_the_limit_and_existing_ones_keep_working() {
+    let mut config = server_config();
+    config.max_sessions = 50;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let addr = server.local_addr();
+    let mut client = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut client, b"first in");
+
+    let attacker = raw_socket();
+    let flood: Vec<_> = (1..=300)
+        .map(|conv| segment(conv, Command::Push, 0, b"let me in"))
+        .collect();
+    spray(&attacker, addr, &flood);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.sessions_opened + t.dropped_session_limit >= 301
+    });
+    assert_eq!(total.sessions_opened, 50);
+    assert_eq!(total.dropped_session_limit, 251);
+    assert_eq!(server.handle().session_count(), 50);
+    echo_once(&mut client, b"still served");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn new_sessions_beyond_the_rate_cap_are_dropped_and_counted() {
+    let mut config = server_config();
+    config.new_sessions_per_sec = 20;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let addr = server.local_addr();
+    let mut client = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut client, b"first in");
+    let attacker = raw_socket();
+    let flood: Vec<_> = (1..=200)
+        .map(|conv| segment(conv, Command::Push, 0, b"x"))
+        .collect();
+    spray(&attacker, addr, &flood);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.sessions_opened + t.dropped_rate_limited >= 201
+    });
+    // The bucket holds one second's worth (20); the flood takes well under a second,
+    // so only a few tokens refill meanwhile.
+    assert!(
+        (20..=30).contains(&total.sessions_opened),
+        "opened {}",
+        total.sessions_opened
+    );
+    assert_eq!(total.sessions_opened + total.dropped_rate_limited, 201);
+    echo_once(&mut client, b"still served");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+/// Accepts only even conversation ids.
+#[derive(Clone)]
+struct EvenOnly;
+
+impl EventHandler for EvenOnly {
+    fn accept(&mut self, _peer: SocketAddr, conv: u32) -> bool {
+        conv % 2 == 0
+    }
+
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: bytes::Bytes) {
+        let _ = session.send_bytes(message);
+    }
+}
+
+#[test]
+fn the_handler_decides_which_new_sessions_open() {
+    let server = KcpServer::bind(localhost(), server_config(), EvenOnly).unwrap();
+    let addr = server.local_addr();
+    let attacker = raw_socket();
+    let opens: Vec<_> = (1..=10)
+        .map(|conv| segment(conv, Command::Push, 0, b"x"))
+        .collect();
+    spray(&attacker, addr, &opens);
+    let mut client = KcpClient::connect_with_conv(addr, 1_000, client_config()).unwrap();
+    echo_once(&mut client, b"even");
+    let total = wait_for_stats(&server, &mut client, |t| t.sessions_opened >= 6);
+    assert_eq!(total.dropped_refused, 5);
+    assert_eq!(total.sessions_opened, 6);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn sending_beyond_the_queue_limit_is_an_error_not_growth() {
+    let mut config = server_config();
+    config.max_queued_bytes_per_session = 64 * 1024;
+    let (server, events) = reporting_server(config);
+    let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    echo_once(&mut client, b"hello");
+    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
+    else {
+        unreachable!()
+    };
+    // The client stops reading, so nothing the server sends is acknowledged.
+    let handle = server.handle();
+    let mut accepted = 0;
+    let refused = loop {
+        match handle.send(key, vec![7u8; 10_000]) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 100, "the limit never applied");
+    };
+    assert!(
+        matches!(refused, NetError::QueueFull { limit, .. } if limit == 64 * 1024),
+        "{refused}"
+    );
+    assert!((5..=7).contains(&accepted), "accepted {accepted} × 10 kB");
+    // The client side has its own limit.
+    let mut config = client_config();
+    config.max_queued_bytes = 32 * 1024;
+    config.flush_on_send = false;
+    let mut greedy = KcpClient::connect(server.local_addr(), config).unwrap();
+    let err = (0..20)
+        .map(|_| greedy.send(&[1u8; 4_000]))
+        .find_map(Result::err)
+        .expect("the client refuses to queue more than its limit");
+    assert!(matches!(err, NetError::QueueFull { .. }), "{err}");
+    let stats = server.shutdown(Duration::ZERO).unwrap();
+    assert!(stats.total.sends_refused >= 1);
+}
