@@ -1,5 +1,5 @@
 //! A raw-KCP echo client: sends `--count` messages of `--size` bytes, at most
-//! `--window` unanswered at once, verifies every echoed byte and message boundary, and
+//! `--inflight` unanswered at once, through a KCP window of `--window` segments; verifies every echoed byte and message boundary, and
 //! prints one line with counts and p50/p99 round-trip latency. Exits non-zero on any
 //! loss, corruption or timeout.
 //!
@@ -33,9 +33,12 @@ struct Args {
     /// Engine preset: fast, normal or default.
     #[arg(long, default_value = "fast")]
     preset: Preset,
-    /// Messages sent but not yet echoed, at most.
-    #[arg(long, default_value_t = 8)]
+    /// KCP send window in segments (the receive window is at least 128, as in ikcp).
+    #[arg(long, default_value_t = 128)]
     window: u32,
+    /// Messages sent but not yet echoed, at most (1 measures pure round trips).
+    #[arg(long, default_value_t = 8)]
+    inflight: u32,
     /// Stream mode (the server must use it too): bytes are verified as one stream.
     #[arg(long)]
     stream: bool,
@@ -72,15 +75,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    if args.count == 0 || args.window == 0 {
-        bail!("--count and --window must be at least 1");
+    if args.count == 0 || args.inflight == 0 {
+        bail!("--count and --inflight must be at least 1");
+    }
+    if !(1..=65_535).contains(&args.window) {
+        bail!("--window must be 1..=65535 segments");
     }
     if args.size == 0 && args.stream {
         bail!("--size must be at least 1 in stream mode");
     }
     let mut config = ClientConfig::new(args.preset);
     config.engine.stream = args.stream;
-    config.engine.snd_wnd = config.engine.snd_wnd.max(128);
+    config.engine.snd_wnd = args.window;
+    config.engine.rcv_wnd = args.window.max(128);
     config.flush_on_send = !args.no_flush;
     if args.portable {
         config.io = IoBackend::Portable;
@@ -97,7 +104,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
 
     while next_recv < args.count {
-        while next_send < args.count && next_send - next_recv < args.window {
+        while next_send < args.count && next_send - next_recv < args.inflight {
             client
                 .send(&message(next_send, args.size))
                 .with_context(|| format!("sending message {next_send}"))?;
@@ -107,7 +114,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let now = Instant::now();
         if now >= deadline {
             bail!(
-                "timeout: {next_recv} of {} echoed after {:?}",
+                "timeout: {next_recv} of {} echoed after {} s",
                 args.count,
                 args.timeout
             );
@@ -154,6 +161,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
+    // Acknowledge the last echoes before exiting, so the server does not retransmit
+    // them to a closed port.
+    client
+        .flush(Duration::from_secs(1))
+        .context("flushing the last acknowledgements")?;
     latencies.sort();
     let stats = client.stats();
     println!(

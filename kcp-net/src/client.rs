@@ -286,7 +286,10 @@ impl KcpClient {
     }
 
     /// Drives the conversation until everything sent is acknowledged, for up to
-    /// `timeout`. Returns whether it was; received messages stay queued.
+    /// `timeout`, and sends the acknowledgements we owe the server right away (not at
+    /// the next `interval` tick), so that nothing it sent last is retransmitted after we
+    /// stop. Returns whether everything was acknowledged; received messages stay queued.
+    /// Call it before dropping a client whose last messages matter.
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
@@ -295,6 +298,9 @@ impl KcpClient {
         loop {
             self.tick()?;
             if self.kcp.wait_send() == 0 {
+                let now = Instant::now();
+                self.drive(now, true);
+                self.flush_socket(now);
                 return Ok(true);
             }
             let now = Instant::now();

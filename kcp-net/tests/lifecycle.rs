@@ -179,6 +179,26 @@ fn client_reports_a_dead_link_when_the_engine_gives_up() {
     assert!(matches!(failure, NetError::DeadLink { .. }), "{failure}");
 }
 
+#[test]
+fn flush_acknowledges_what_arrived_last_so_the_server_never_retransmits_it() {
+    let (server, events) = reporting_server(server_config());
+    let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    for i in 0..20 {
+        echo_once(&mut client, &payload(0, i, 2_000));
+    }
+    assert!(client.flush(WAIT).unwrap());
+    drop(client); // gone: nothing more will be acknowledged
+    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
+    else {
+        unreachable!()
+    };
+    // Several minimum RTOs (30 ms) pass: anything unacknowledged would be resent.
+    thread::sleep(Duration::from_millis(200));
+    let engine = server.handle().session_stats(key).unwrap().engine;
+    assert_eq!(engine.retransmits_timeout + engine.retransmits_fast, 0);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
 // ================================================================ closing
 
 #[test]
