@@ -228,10 +228,7 @@ fn sending_beyond_the_queue_limit_is_an_error_not_growth() {
     let (server, events) = reporting_server(config);
     let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
     echo_once(&mut client, b"hello");
-    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (key, ..) = expect_opened(&events);
     // The client stops reading, so nothing the server sends is acknowledged.
     let handle = server.handle();
     let mut accepted = 0;

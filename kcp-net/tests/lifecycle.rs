@@ -26,10 +26,7 @@ fn a_silent_session_is_closed_after_the_idle_timeout_and_not_before() {
     echo_once(&mut client, b"hello");
     let last_sent = Instant::now();
     // The client stays silent from here on (it is never ticked again).
-    let Event::Closed(_, reason) = expect_event(&events, WAIT, |e| matches!(e, Event::Closed(..)))
-    else {
-        unreachable!()
-    };
+    let (_, reason) = expect_closed(&events);
     assert_eq!(reason, CloseReason::IdleTimeout);
     assert!(
         last_sent.elapsed() >= Duration::from_millis(300),
@@ -92,17 +89,10 @@ fn server_closes_a_session_whose_peer_vanished_as_a_dead_link() {
     let (server, events) = reporting_server(config);
     let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
     echo_once(&mut client, b"hello");
-    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (key, ..) = expect_opened(&events);
     drop(client); // the peer vanishes: its port is closed, nothing acknowledges
     server.handle().send(key, vec![1u8; 3_000]).unwrap();
-    let Event::Closed(closed, reason) =
-        expect_event(&events, WAIT, |e| matches!(e, Event::Closed(..)))
-    else {
-        unreachable!()
-    };
+    let (closed, reason) = expect_closed(&events);
     assert_eq!((closed, reason), (key, CloseReason::DeadLink));
     assert_eq!(
         server
@@ -188,10 +178,7 @@ fn flush_acknowledges_what_arrived_last_so_the_server_never_retransmits_it() {
     }
     assert!(client.flush(WAIT).unwrap());
     drop(client); // gone: nothing more will be acknowledged
-    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (key, ..) = expect_opened(&events);
     // Several minimum RTOs (30 ms) pass: anything unacknowledged would be resent.
     thread::sleep(Duration::from_millis(200));
     let engine = server.handle().session_stats(key).unwrap().engine;
@@ -207,20 +194,12 @@ fn a_session_closed_through_the_handle_ends_locally_and_its_key_goes_stale() {
     let handle = server.handle();
     let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
     echo_once(&mut client, b"one");
-    let Event::Opened(key, peer, conv) =
-        expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (key, peer, conv) = expect_opened(&events);
     assert_eq!(conv, client.conv());
     assert_eq!(peer.port(), client.local_addr().unwrap().port());
     assert_eq!(handle.sessions().unwrap().len(), 1);
     handle.close(key).unwrap();
-    let Event::Closed(closed, reason) =
-        expect_event(&events, WAIT, |e| matches!(e, Event::Closed(..)))
-    else {
-        unreachable!()
-    };
+    let (closed, reason) = expect_closed(&events);
     assert_eq!((closed, reason), (key, CloseReason::Local));
     assert!(matches!(handle.close(key), Err(NetError::SessionClosed)));
     assert!(matches!(
@@ -231,10 +210,7 @@ fn a_session_closed_through_the_handle_ends_locally_and_its_key_goes_stale() {
     // The peer starts a new conversation; it may reuse the slot, never the key.
     client.reconnect().unwrap();
     echo_once(&mut client, b"two");
-    let Event::Opened(second, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (second, ..) = expect_opened(&events);
     assert_ne!(second, key);
     assert!(matches!(
         handle.send(key, &b"stale"[..]),
@@ -317,10 +293,7 @@ fn shutdown_gives_up_on_an_unreachable_peer_at_its_deadline() {
     let handle = server.handle();
     let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
     echo_once(&mut client, b"hello");
-    let Event::Opened(key, ..) = expect_event(&events, WAIT, |e| matches!(e, Event::Opened(..)))
-    else {
-        unreachable!()
-    };
+    let (key, ..) = expect_opened(&events);
     drop(client);
     handle.send(key, vec![9u8; 50_000]).unwrap();
     let started = Instant::now();
@@ -330,10 +303,7 @@ fn shutdown_gives_up_on_an_unreachable_peer_at_its_deadline() {
         "waited for the deadline"
     );
     assert_eq!(stats.total.closed_shutdown, 1);
-    let Event::Closed(_, reason) = expect_event(&events, WAIT, |e| matches!(e, Event::Closed(..)))
-    else {
-        unreachable!()
-    };
+    let (_, reason) = expect_closed(&events);
     assert_eq!(reason, CloseReason::Shutdown);
 }
 

@@ -111,6 +111,24 @@ pub fn expect_event(
     }
 }
 
+/// The next session opened, within [`WAIT`]: its key, peer and conv.
+#[track_caller]
+pub fn expect_opened(events: &Receiver<Event>) -> (SessionKey, SocketAddr, u32) {
+    match expect_event(events, WAIT, |e| matches!(e, Event::Opened(..))) {
+        Event::Opened(key, peer, conv) => (key, peer, conv),
+        _ => unreachable!("filtered to Opened"),
+    }
+}
+
+/// The next session closed, within [`WAIT`]: its key and why.
+#[track_caller]
+pub fn expect_closed(events: &Receiver<Event>) -> (SessionKey, CloseReason) {
+    match expect_event(events, WAIT, |e| matches!(e, Event::Closed(..))) {
+        Event::Closed(key, reason) => (key, reason),
+        _ => unreachable!("filtered to Closed"),
+    }
+}
+
 /// Sends `message` and expects it echoed back within [`WAIT`].
 #[track_caller]
 pub fn echo_once(client: &mut KcpClient, message: &[u8]) {
