@@ -1,0 +1,412 @@
+//! `kcp-chat bench`: many clients, each saying messages at a fixed rate into shared
+//! rooms, every delivery checked.
+//!
+//! Clients are split into rooms of `room_size` and driven by a few threads (each a
+//! `mio` poll over its share). After everyone has joined, each client says `rate`
+//! messages a second for `duration`; then the run waits up to `drain` for the last
+//! deliveries. A message is expected at every member of its room (the sender
+//! included: the server echoes it). The report counts sent, expected, delivered
+//! (unique), lost (expected − delivered), duplicates, the send-to-arrival latency, and
+//! the server's CPU time when the server is on this machine.
+
+mod cpu;
+mod worker;
+
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kcp_net::{ClientConfig, NetError, Preset};
+use serde::Serialize;
+
+use crate::latency::Latencies;
+use crate::server::{ChatServer, ChatServerConfig};
+use worker::{Live, Shared, run_worker};
+
+/// Settings of a bench run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The server to load; `None` starts one in this process on 127.0.0.1.
+    pub server: Option<SocketAddr>,
+    /// Event loop threads of the in-process server.
+    pub server_threads: usize,
+    /// Clients.
+    pub clients: usize,
+    /// Messages per second per client.
+    pub rate: f64,
+    /// How long the clients send.
+    pub duration: Duration,
+    /// How long to wait for the last deliveries after sending stops.
+    pub drain: Duration,
+    /// How long clients may take to connect and join.
+    pub setup_timeout: Duration,
+    /// Clients per room.
+    pub room_size: usize,
+    /// Message text size in bytes (at least the header `b SENDER SEQ MICROS`).
+    pub size: usize,
+    /// Threads driving the clients.
+    pub threads: usize,
+    /// Engine preset.
+    pub preset: Preset,
+    /// Show a progress line on stderr while running.
+    pub progress: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            server: None,
+            server_threads: 1,
+            clients: 100,
+            rate: 10.0,
+            duration: Duration::from_secs(10),
+            drain: Duration::from_secs(5),
+            setup_timeout: Duration::from_secs(20),
+            room_size: 10,
+            size: 64,
+            threads: 2,
+            preset: Preset::Fast,
+            progress: true,
+        }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LatencyMs {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The server's CPU use over the sending phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerCpu {
+    /// `in-process`, or the pid found owning the server's UDP port.
+    pub source: String,
+    /// CPU seconds used.
+    pub seconds: f64,
+    /// Of one core, over the sending phase.
+    pub percent_of_one_core: f64,
+}
+
+/// The outcome of a bench run (`--json` prints it as is).
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct BenchReport {
+    /// The server loaded.
+    pub server: String,
+    /// Clients asked for.
+    pub clients: usize,
+    /// Clients that joined their room and stayed up.
+    pub clients_ok: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Messages per second per client.
+    pub rate: f64,
+    /// Sending phase, seconds.
+    pub duration_s: f64,
+    /// Message text size.
+    pub size: usize,
+    /// Messages said.
+    pub sent: u64,
+    /// Deliveries expected (each message at every member of its room).
+    pub expected: u64,
+    /// Unique deliveries.
+    pub delivered: u64,
+    /// Expected but never arrived.
+    pub lost: u64,
+    /// Arrivals of a message a client already had.
+    pub duplicates: u64,
+    /// Error frames and client failures.
+    pub errors: u64,
+    /// Deliveries per second over the sending phase.
+    pub deliveries_per_sec: f64,
+    /// Send-to-arrival latency.
+    pub latency_ms: LatencyMs,
+    /// Retransmitted segments, clients' side.
+    pub client_retransmits: u64,
+    /// The server's CPU, when it runs on this machine.
+    pub server_cpu: Option<ServerCpu>,
+    /// Time to connect and join everyone, seconds.
+    pub setup_s: f64,
+}
+
+impl BenchReport {
+    /// Nothing lost or duplicated and every client stayed up.
+    pub const fn passed(&self) -> bool {
+        self.lost == 0 && self.duplicates == 0 && self.clients_ok == self.clients
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "bench: {} clients ({} ok) in {} rooms, {} msg/s each for {:.0} s, {} B messages, server {}",
+            self.clients,
+            self.clients_ok,
+            self.rooms,
+            self.rate,
+            self.duration_s,
+            self.size,
+            self.server
+        )?;
+        writeln!(
+            f,
+            "  setup        {:.1} s to connect and join",
+            self.setup_s
+        )?;
+        writeln!(f, "  sent         {}", self.sent)?;
+        writeln!(
+            f,
+            "  delivered    {} of {} expected ({:.0} deliveries/s)",
+            self.delivered, self.expected, self.deliveries_per_sec
+        )?;
+        writeln!(f, "  lost         {}", self.lost)?;
+        writeln!(f, "  duplicates   {}", self.duplicates)?;
+        writeln!(f, "  errors       {}", self.errors)?;
+        writeln!(
+            f,
+            "  latency      p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            l.p50, l.p90, l.p99, l.max
+        )?;
+        writeln!(f, "  retransmits  {} (clients)", self.client_retransmits)?;
+        match &self.server_cpu {
+            Some(cpu) => write!(
+                f,
+                "  server CPU   {:.2} s, {:.0}% of one core ({})",
+                cpu.seconds, cpu.percent_of_one_core, cpu.source
+            ),
+            None => write!(f, "  server CPU   unknown (not a local server we can see)"),
+        }
+    }
+}
+
+/// Where the server's CPU time comes from.
+enum CpuProbe {
+    InProcess,
+    Pid(u32),
+    None,
+}
+
+impl CpuProbe {
+    fn read(&self) -> Option<Duration> {
+        match self {
+            Self::InProcess => cpu::own_threads_cpu("kcp-net-loop"),
+            Self::Pid(pid) => cpu::process_cpu(*pid),
+            Self::None => None,
+        }
+    }
+
+    fn source(&self) -> String {
+        match self {
+            Self::InProcess => "in-process".into(),
+            Self::Pid(pid) => format!("pid {pid}"),
+            Self::None => String::new(),
+        }
+    }
+}
+
+fn progress_line(live: &Live, elapsed: Duration, options: &BenchOptions, sending: bool) -> String {
+    format!(
+        "[{:5.1}s/{:.0}s] {} joined {}/{}  sent {}  delivered {}  dup {}  errors {}",
+        elapsed.as_secs_f64(),
+        options.duration.as_secs_f64(),
+        if sending { "sending" } else { "waiting" },
+        live.joined.load(Relaxed),
+        options.clients,
+        live.sent.load(Relaxed),
+        live.delivered.load(Relaxed),
+        live.duplicates.load(Relaxed),
+        live.errors.load(Relaxed),
+    )
+}
+
+/// Runs the bench; progress (if asked) goes to stderr.
+///
+/// # Errors
+/// [`NetError`] if the in-process server cannot start.
+pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
+    let (local, server) = match options.server {
+        Some(addr) => (None, addr),
+        None => {
+            let mut config = ChatServerConfig::new(options.preset);
+            config.net.threads = options.server_threads.max(1);
+            config.net.new_sessions_per_sec = 100_000;
+            config.max_clients = options.clients + 16;
+            config.rate = (options.rate * 2.0).max(20.0);
+            config.burst = 40;
+            let chat = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
+            let addr = chat.local_addr();
+            (Some(chat), addr)
+        }
+    };
+    let probe = if local.is_some() {
+        CpuProbe::InProcess
+    } else if server.ip().is_loopback() {
+        cpu::pid_of_udp_port(server.port()).map_or(CpuProbe::None, CpuProbe::Pid)
+    } else {
+        CpuProbe::None
+    };
+    let workers = options.threads.clamp(1, options.clients.max(1));
+    let mut config = ClientConfig::new(options.preset);
+    config.flush_on_send = true;
+    config.recv_buffer = 256 << 10;
+    config.send_buffer = 256 << 10;
+    let shared = Arc::new(Shared {
+        server,
+        config,
+        epoch: Instant::now(),
+        run: format!("b{:04x}", rand::random::<u16>()),
+        rate: options.rate,
+        size: options.size,
+        room_size: options.room_size.max(1),
+        clients: options.clients,
+        workers,
+        setup_timeout: options.setup_timeout,
+        duration: options.duration,
+        drain: options.drain,
+        live: Live::default(),
+        sent_by: (0..options.clients).map(|_| AtomicU64::new(0)).collect(),
+        ready: Barrier::new(workers + 1),
+    });
+    let per = options.clients.div_ceil(workers);
+    let handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let shared = Arc::clone(&shared);
+            let first = w * per;
+            let count = per.min(options.clients.saturating_sub(first));
+            thread::Builder::new()
+                .name(format!("bench-{w}"))
+                .spawn(move || run_worker(&shared, w, first, count))
+                .expect("spawning a bench thread")
+        })
+        .collect();
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    // Setup progress until the workers meet at the barrier.
+    let waiter = {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || {
+            shared.ready.wait();
+        })
+    };
+    while !waiter.is_finished() {
+        if options.progress && tty {
+            let line = progress_line(&shared.live, Duration::ZERO, options, false);
+            eprint!("\r{line}\x1b[K");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _ = waiter.join();
+    let setup = started.elapsed();
+    let begin = Instant::now();
+    let cpu_start = probe.read();
+    let mut last_line = Instant::now();
+    let mut cpu_end = None;
+    while handles.iter().any(|h| !h.is_finished()) {
+        thread::sleep(Duration::from_millis(250));
+        let elapsed = begin.elapsed();
+        let sending = elapsed < options.duration;
+        if !sending && cpu_end.is_none() {
+            cpu_end = probe.read();
+        }
+        if options.progress && (tty || last_line.elapsed() >= Duration::from_secs(5)) {
+            let line = progress_line(&shared.live, elapsed, options, sending);
+            if tty {
+                eprint!("\r{line}\x1b[K");
+            } else {
+                eprintln!("{line}");
+            }
+            last_line = Instant::now();
+        }
+    }
+    if options.progress && tty {
+        eprintln!();
+    }
+    let cpu_end = cpu_end.or_else(|| probe.read());
+    let mut latencies = Latencies::new();
+    let mut failed = 0;
+    let mut retransmits = 0;
+    let mut delivered = 0;
+    for handle in handles {
+        let result = handle.join().unwrap_or_default();
+        latencies.merge(&result.latencies);
+        failed += result.failed;
+        retransmits += result.retransmits;
+        delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
+    }
+    if let Some(chat) = local {
+        let _ = chat.shutdown("bench over", Duration::from_millis(200));
+    }
+    let sent: u64 = shared.sent_by.iter().map(|s| s.load(Relaxed)).sum();
+    let expected: u64 = (0..options.clients)
+        .map(|i| {
+            let size = shared.room_size;
+            let room_first = i / size * size;
+            let members = (room_first + size).min(options.clients) - room_first;
+            shared.sent_by[i].load(Relaxed) * members as u64
+        })
+        .sum();
+    let summary = latencies.summary();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let server_cpu = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) => {
+            let seconds = b.saturating_sub(a).as_secs_f64();
+            Some(ServerCpu {
+                source: probe.source(),
+                seconds,
+                percent_of_one_core: 100.0 * seconds / options.duration.as_secs_f64().max(0.001),
+            })
+        }
+        _ => None,
+    };
+    Ok(BenchReport {
+        server: server.to_string(),
+        clients: options.clients,
+        clients_ok: options.clients - failed,
+        rooms: options.clients.div_ceil(shared.room_size),
+        rate: options.rate,
+        duration_s: options.duration.as_secs_f64(),
+        size: options.size,
+        sent,
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicates: shared.live.duplicates.load(Relaxed),
+        errors: shared.live.errors.load(Relaxed),
+        deliveries_per_sec: delivered as f64 / options.duration.as_secs_f64().max(0.001),
+        latency_ms: LatencyMs {
+            count: summary.count,
+            p50: ms(summary.p50),
+            p90: ms(summary.p90),
+            p99: ms(summary.p99),
+            max: ms(summary.max),
+        },
+        client_retransmits: retransmits,
+        server_cpu,
+        setup_s: setup.as_secs_f64(),
+    })
+}
+
+/// Writes the report as JSON.
+///
+/// # Errors
+/// If writing fails.
+pub fn write_json(report: &BenchReport, out: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)
+}

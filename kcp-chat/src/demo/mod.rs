@@ -1,0 +1,322 @@
+//! `kcp-chat demo`: a server and a handful of scripted bots in one process, over
+//! loopback through a simulated lossy link, with a delivery check at the end.
+//!
+//! The server and every bot impair what they send (so loss hits both directions),
+//! each with its own seed. One bot narrates what it sees. Every message carries a tag,
+//! is recorded with the bots in its room when it is said, and is checked off at each
+//! receiver; the report counts what was sent, delivered, lost and duplicated, and the
+//! latency from `send` to arrival.
+
+mod bot;
+mod tracker;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kcp_net::{ClientConfig, NetError, Preset};
+
+pub use tracker::Deliveries;
+
+use crate::client::ChatError;
+use crate::impair_spec::ImpairSpec;
+use crate::latency::LatencySummary;
+use crate::protocol::LOBBY;
+use crate::server::{ChatServer, ChatServerConfig};
+use bot::{BotPlan, Stage, run_bot};
+use tracker::Tracker;
+
+/// The bots' names, and the nick each switches to if it is the one that renames.
+const NAMES: &[&str] = &[
+    "ada", "grace", "linus", "ken", "barbara", "dennis", "margaret", "alan", "radia", "vint",
+];
+
+/// The second room, joined by the even-numbered bots.
+const SIDE_ROOM: &str = "kcp";
+
+/// Settings of a demo run.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Scripted bots (at least 1).
+    pub bots: usize,
+    /// The link every datagram crosses, both ways.
+    pub link: ImpairSpec,
+    /// Engine preset of the server and the bots.
+    pub preset: Preset,
+    /// How long the bots chat.
+    pub duration: Duration,
+    /// How long after chatting the bots wait for stragglers before the count.
+    pub drain: Duration,
+    /// Mean time between two messages of one bot.
+    pub interval: Duration,
+    /// Print the conversation.
+    pub narrate: bool,
+}
+
+impl Default for DemoOptions {
+    /// 4 bots, 10 s of chat, a link with 10% loss and 30±20 ms one-way delay, fast
+    /// preset: about 60 messages, done in about 11 s.
+    fn default() -> Self {
+        Self {
+            bots: 4,
+            link: ImpairSpec {
+                loss: 0.10,
+                delay: Duration::from_millis(30),
+                jitter: Duration::from_millis(20),
+                seed: 7,
+                ..ImpairSpec::default()
+            },
+            preset: Preset::Fast,
+            duration: Duration::from_secs(10),
+            drain: Duration::from_secs(4),
+            interval: Duration::from_millis(650),
+            narrate: true,
+        }
+    }
+}
+
+/// Why a demo could not run (a run that loses messages is not an error: see
+/// [`DemoReport::passed`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The server could not start.
+    #[error("starting the server: {0}")]
+    Server(#[from] NetError),
+    /// A bot failed.
+    #[error("bot {bot}: {source}")]
+    Bot {
+        /// Which bot.
+        bot: usize,
+        /// What failed.
+        #[source]
+        source: ChatError,
+    },
+    /// A bot thread panicked or never finished.
+    #[error("bot {0} did not finish")]
+    BotStuck(usize),
+}
+
+/// The outcome of a demo run.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DemoReport {
+    /// The settings it ran with.
+    pub options: DemoOptions,
+    /// Delivery counts.
+    pub deliveries: Deliveries,
+    /// Latency from a bot's send to each receiver's arrival.
+    pub latency: LatencySummary,
+    /// Segments retransmitted by the server.
+    pub server_retransmits: u64,
+    /// Segments retransmitted by the bots.
+    pub bot_retransmits: u64,
+    /// Datagrams the server sent.
+    pub server_datagrams: u64,
+    /// Datagrams of the server's that the simulated link dropped.
+    pub server_datagrams_dropped: u64,
+    /// Datagrams the bots sent.
+    pub bot_datagrams: u64,
+    /// Some messages that were not delivered, for the report.
+    pub undelivered: Vec<String>,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+}
+
+impl DemoReport {
+    /// Nothing lost, duplicated or misdelivered.
+    pub const fn passed(&self) -> bool {
+        self.deliveries.lost == 0
+            && self.deliveries.duplicates == 0
+            && self.deliveries.unexpected == 0
+            && self.deliveries.sent > 0
+    }
+}
+
+impl fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.deliveries;
+        let o = &self.options;
+        writeln!(
+            f,
+            "demo summary: {} bots, {:.1} s of chat, link {} each way, preset {}",
+            o.bots,
+            o.duration.as_secs_f64(),
+            o.link.describe(),
+            o.preset
+        )?;
+        writeln!(f, "  messages sent     {}", d.sent)?;
+        writeln!(
+            f,
+            "  delivered         {} (every bot in the room got it: {} of {} deliveries)",
+            d.delivered, d.deliveries, d.expected_deliveries
+        )?;
+        writeln!(f, "  lost              {}", d.lost)?;
+        writeln!(f, "  duplicates        {}", d.duplicates)?;
+        if d.unexpected > 0 {
+            writeln!(f, "  misdelivered      {}", d.unexpected)?;
+        }
+        writeln!(f, "  latency           {}", self.latency)?;
+        let dropped_pct = if self.server_datagrams == 0 {
+            0.0
+        } else {
+            100.0 * self.server_datagrams_dropped as f64 / self.server_datagrams as f64
+        };
+        writeln!(
+            f,
+            "  retransmissions   {} (server {}, bots {})",
+            self.server_retransmits + self.bot_retransmits,
+            self.server_retransmits,
+            self.bot_retransmits
+        )?;
+        writeln!(
+            f,
+            "  datagrams         server {} ({} dropped by the link, {dropped_pct:.1}%), bots {}",
+            self.server_datagrams, self.server_datagrams_dropped, self.bot_datagrams
+        )?;
+        for line in &self.undelivered {
+            writeln!(f, "  undelivered       {line}")?;
+        }
+        write!(
+            f,
+            "{} in {:.1} s: lost {}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.elapsed.as_secs_f64(),
+            d.lost
+        )
+    }
+}
+
+fn plans(options: &DemoOptions) -> Vec<BotPlan> {
+    let bots = options.bots.max(1);
+    let lobby: BTreeSet<usize> = (0..bots).collect();
+    let side: BTreeSet<usize> = (0..bots).step_by(2).collect();
+    (0..bots)
+        .map(|i| {
+            let base = NAMES[i % NAMES.len()];
+            let nick = if i < NAMES.len() {
+                base.to_owned()
+            } else {
+                format!("{base}{}", i / NAMES.len())
+            };
+            let mut config = ClientConfig::new(options.preset);
+            config.flush_on_send = true;
+            config.impair = Some(
+                options
+                    .link
+                    .to_config_seeded(options.link.seed + 1 + i as u64),
+            );
+            let (rooms, members) = if i % 2 == 0 {
+                (
+                    vec![LOBBY.to_owned(), SIDE_ROOM.to_owned()],
+                    vec![lobby.clone(), side.clone()],
+                )
+            } else {
+                (vec![LOBBY.to_owned()], vec![lobby.clone()])
+            };
+            BotPlan {
+                index: i,
+                rename_to: (i == 1).then(|| format!("{nick}_h")),
+                nick,
+                rooms,
+                members,
+                interval: options.interval,
+                config,
+                seed: options.link.seed.wrapping_mul(1000) + i as u64,
+                narrate: i == 0,
+            }
+        })
+        .collect()
+}
+
+/// Runs the demo, printing the conversation (if asked) to `out`.
+///
+/// # Errors
+/// [`DemoError`] if the server or a bot could not run at all.
+pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let started = Instant::now();
+    let mut config = ChatServerConfig::new(options.preset);
+    config.net.impair = Some(options.link.to_config());
+    let server = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
+    let plans = plans(options);
+    let (lines_tx, lines) = mpsc::channel();
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let stage = Stage {
+        server: server.local_addr(),
+        tracker: Arc::clone(&tracker),
+        ready: Arc::new(Barrier::new(plans.len())),
+        lines: lines_tx,
+        chat_for: options.duration,
+        drain_for: options.drain,
+    };
+    let _ = writeln!(
+        out,
+        "kcp-chat demo: server on {}, {} bots, link {} each way",
+        stage.server,
+        plans.len(),
+        options.link.describe()
+    );
+    let handles: Vec<_> = plans
+        .iter()
+        .map(|plan| {
+            let (plan, stage) = (plan.clone(), stage.clone());
+            thread::Builder::new()
+                .name(format!("bot-{}", plan.index))
+                .spawn(move || run_bot(&plan, &stage))
+        })
+        .collect();
+    drop(stage);
+    // Print until every bot has hung up its end of the channel (or much too late).
+    let hard_deadline = Instant::now() + options.duration + options.drain + Duration::from_secs(20);
+    loop {
+        let left = hard_deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                if options.narrate {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if left.is_zero() => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    let mut bot_retransmits = 0;
+    let mut bot_datagrams = 0;
+    for (i, handle) in handles.into_iter().enumerate() {
+        let handle = handle.map_err(|_| DemoError::BotStuck(i))?;
+        // A bot drops its end of the channel just before its thread ends.
+        while !handle.is_finished() && Instant::now() < hard_deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if !handle.is_finished() {
+            return Err(DemoError::BotStuck(i));
+        }
+        let stats = handle
+            .join()
+            .map_err(|_| DemoError::BotStuck(i))?
+            .map_err(|source| DemoError::Bot { bot: i, source })?;
+        bot_retransmits += stats.engine.retransmits_timeout + stats.engine.retransmits_fast;
+        bot_datagrams += stats.counters.datagrams_out;
+    }
+    let final_stats = server.shutdown("demo over", Duration::from_millis(500))?;
+    let tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+    let net = &final_stats.net.total;
+    Ok(DemoReport {
+        options: options.clone(),
+        deliveries: tracker.deliveries(),
+        latency: tracker.latencies().summary(),
+        server_retransmits: net.retransmits,
+        bot_retransmits,
+        server_datagrams: net.datagrams_out + net.dropped_impaired,
+        server_datagrams_dropped: net.dropped_impaired,
+        bot_datagrams,
+        undelivered: tracker.undelivered(10),
+        elapsed: started.elapsed(),
+    })
+}

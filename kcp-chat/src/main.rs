@@ -1,0 +1,353 @@
+//! `kcp-chat`: chat over KCP. `kcp-chat demo` shows it working in one command.
+
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::demo::{DemoOptions, run_demo};
+use kcp_chat::impair_spec::ImpairSpec;
+use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
+use kcp_chat::protocol::LOBBY;
+use kcp_chat::server::{ChatServer, ChatServerConfig};
+use kcp_net::{ClientConfig, Preset};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kcp-chat",
+    version,
+    about = "Chat over KCP (reliable UDP): server, client, demo and load generator",
+    long_about = "Chat over KCP (reliable UDP).\n\n\
+        Start with `kcp-chat demo`: a server and scripted bots in one process, chatting \
+        through a simulated lossy link, with a delivery check at the end.\n\n\
+        Then run `kcp-chat server` in one terminal and `kcp-chat client --nick NAME` in \
+        others. `kcp-chat bench` loads a server with many clients."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a chat server. Prints `listening ADDR` when ready; Ctrl-C (SIGINT) or
+    /// SIGTERM tells the clients and shuts down cleanly.
+    Server(ServerArgs),
+    /// Chat from the terminal (or a pipe): lines are said in the current room,
+    /// /commands do the rest (/help lists them). At the end of input it quits and
+    /// exits 0.
+    Client(ClientArgs),
+    /// Server and scripted bots in one process over a lossy simulated link; prints the
+    /// conversation and a summary (sent, delivered, lost, latency, retransmissions).
+    /// Exits non-zero if any message was lost or duplicated.
+    Demo(DemoArgs),
+    /// Many clients saying messages at a fixed rate in shared rooms; reports delivery,
+    /// loss, duplicates, latency percentiles and the server's CPU (if local).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Address to listen on (use 0.0.0.0:4000 to accept other machines).
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+    /// Engine preset: fast, normal or default (clients must use the same MTU/mode).
+    #[arg(long, default_value = "fast")]
+    preset: Preset,
+    /// Event loop threads (sockets sharing the port with SO_REUSEPORT).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Most users at once.
+    #[arg(long, default_value_t = 1000)]
+    max_clients: usize,
+    /// Longest message, in bytes.
+    #[arg(long, default_value_t = 1000)]
+    max_message: usize,
+    /// Longest nick, in characters.
+    #[arg(long, default_value_t = 24)]
+    max_nick: usize,
+    /// Frames per second a client may send on average.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Frames a client may send in a burst.
+    #[arg(long, default_value_t = 40)]
+    burst: u32,
+    /// Abuse errors (bad frames, floods, over-long frames) tolerated per 10 s; one
+    /// more disconnects the client.
+    #[arg(long, default_value_t = 5)]
+    strikes: u32,
+    /// Close sessions silent this long (clients send keepalives every 3 s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Messages of a room replayed to whoever joins it.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Print the session count and counters this often (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stats_every: Option<Duration>,
+    /// Impair what the server sends, e.g. loss=0.1,delay=40ms,jitter=20ms,seed=7.
+    #[arg(long)]
+    impair: Option<ImpairSpec>,
+    /// Log filter (overrides RUST_LOG), e.g. info, debug, kcp_chat=debug.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    server: SocketAddr,
+    /// Your nick.
+    #[arg(long)]
+    nick: String,
+    /// The room to join first.
+    #[arg(long, default_value = LOBBY)]
+    room: String,
+    /// Engine preset: fast, normal or default.
+    #[arg(long, default_value = "fast")]
+    preset: Preset,
+    /// Route this client's traffic through the simulator's link model, e.g.
+    /// loss=0.1,delay=40ms,jitter=20ms,dup=0.01,seed=7. Keys: loss, delay, jitter,
+    /// dup, reorder, seed.
+    #[arg(long)]
+    impair: Option<ImpairSpec>,
+    /// Log filter (overrides RUST_LOG); default warn.
+    #[arg(long)]
+    log: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Scripted bots.
+    #[arg(long, default_value_t = 4)]
+    bots: usize,
+    /// Loss probability of each datagram, each way (0.1 or 10%).
+    #[arg(long, default_value = "0.1")]
+    loss: String,
+    /// Mean one-way delay.
+    #[arg(long, default_value = "30ms", value_parser = humantime::parse_duration)]
+    delay: Duration,
+    /// ± spread of the delay.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    jitter: Duration,
+    /// Duplication probability of each datagram.
+    #[arg(long, default_value = "0")]
+    dup: String,
+    /// Seed of the simulated link.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Engine preset: fast, normal or default.
+    #[arg(long, default_value = "fast")]
+    preset: Preset,
+    /// How long the bots chat (then up to --drain for the last deliveries).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long to wait for the last deliveries after chatting.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Mean time between two messages of one bot.
+    #[arg(long, default_value = "650ms", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Print only the summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// The server to load; without it a server is started in this process.
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// Event loop threads of the in-process server.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
+    /// Clients.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Messages per second per client.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// How long to send.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long to wait for the last deliveries.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Clients per room (each message goes to every member).
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Threads driving the clients.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Engine preset: fast, normal or default.
+    #[arg(long, default_value = "fast")]
+    preset: Preset,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn init_logging(flag: Option<&str>, default: &str) {
+    let filter = match flag {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn probability(name: &str, value: &str) -> anyhow::Result<f64> {
+    let spec: ImpairSpec = format!("loss={value}")
+        .parse()
+        .with_context(|| format!("--{name} {value}"))?;
+    Ok(spec.loss)
+}
+
+fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log.as_deref(), "info");
+    let mut config = ChatServerConfig::new(args.preset);
+    config.net.threads = args.threads;
+    config.net.idle_timeout = args.idle_timeout;
+    config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
+    config.max_clients = args.max_clients;
+    config.rooms.max_message = args.max_message;
+    config.rooms.max_nick = args.max_nick;
+    config.rooms.history = args.history;
+    config.rate = args.rate;
+    config.burst = args.burst;
+    config.strikes = args.strikes;
+    let (tx, signals) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("installing the SIGINT/SIGTERM handler")?;
+    let chat = ChatServer::bind(args.listen, config)
+        .with_context(|| format!("starting the server on {}", args.listen))?;
+    println!("listening {}", chat.local_addr());
+    std::io::stdout().flush()?;
+    tracing::info!(addr = %chat.local_addr(), preset = %args.preset, threads = args.threads, "chat server up");
+    let tick = args.stats_every.unwrap_or(Duration::from_secs(3600));
+    loop {
+        match signals.recv_timeout(tick) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if args.stats_every.is_some() {
+                    println!("stats {}", chat.stats());
+                    std::io::stdout().flush()?;
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    let stats = chat
+        .shutdown("server shutting down", Duration::from_secs(2))
+        .context("shutting down")?;
+    println!("final {stats}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log.as_deref(), "warn");
+    let mut config = ClientConfig::new(args.preset);
+    config.flush_on_send = true;
+    config.keepalive = Some(Duration::from_secs(3));
+    config.server_timeout = Duration::from_secs(10);
+    config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
+    let options = ClientOptions {
+        server: args.server,
+        nick: args.nick,
+        room: args.room.trim_start_matches('#').to_owned(),
+        config,
+    };
+    let input = BufReader::new(std::io::stdin());
+    let exit = run_client(options, input, std::io::stdout()).context("chat client")?;
+    Ok(match exit {
+        ClientExit::Quit | ClientExit::ServerShutdown => ExitCode::SUCCESS,
+        ClientExit::Refused(_) => ExitCode::from(2),
+    })
+}
+
+fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    init_logging(None, "warn");
+    let options = DemoOptions {
+        bots: args.bots.max(1),
+        link: ImpairSpec {
+            loss: probability("loss", &args.loss)?,
+            delay: args.delay,
+            jitter: args.jitter,
+            duplicate: probability("dup", &args.dup)?,
+            seed: args.seed,
+            ..ImpairSpec::default()
+        },
+        preset: args.preset,
+        duration: args.duration,
+        drain: args.drain,
+        interval: args.interval,
+        narrate: !args.quiet,
+    };
+    let mut out = std::io::stdout();
+    let report = run_demo(&options, &mut out).context("demo")?;
+    writeln!(out, "{report}")?;
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    init_logging(None, "warn");
+    let options = BenchOptions {
+        server: args.server,
+        server_threads: args.server_threads,
+        clients: args.clients,
+        rate: args.rate,
+        duration: args.duration,
+        drain: args.drain,
+        room_size: args.room_size,
+        size: args.size,
+        threads: args.threads,
+        preset: args.preset,
+        progress: !args.no_progress,
+        ..BenchOptions::default()
+    };
+    let report = run_bench(&options).context("bench")?;
+    let mut out = std::io::stdout();
+    if args.json {
+        write_json(&report, &mut out)?;
+    } else {
+        writeln!(out, "{report}")?;
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Server(args) => server(args),
+        Command::Client(args) => client(args),
+        Command::Demo(args) => demo(args),
+        Command::Bench(args) => bench(args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("kcp-chat: {e:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,60 @@
+//! Settings of a chat server.
+
+use std::time::Duration;
+
+use kcp_net::{Preset, ServerConfig};
+
+use crate::room::RoomLimits;
+
+/// Settings of a [`ChatServer`](super::ChatServer): the socket layer's, the room
+/// model's limits and the abuse policy. Start from [`ChatServerConfig::new`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ChatServerConfig {
+    /// The `kcp-net` server settings (preset, threads, idle timeout, impairment).
+    /// `max_sessions` is derived from [`max_clients`](Self::max_clients) at bind.
+    pub net: ServerConfig,
+    /// Limits of nicks, rooms, messages and history.
+    pub rooms: RoomLimits,
+    /// Most users at once; a hello beyond it gets `server-full` and is closed.
+    pub max_clients: usize,
+    /// Frames per second a client may send on average (keepalives are not counted).
+    pub rate: f64,
+    /// Frames a client may send in a burst.
+    pub burst: u32,
+    /// Abuse errors (bad frames, floods, over-long frames) tolerated per
+    /// [`strike_window`](Self::strike_window); one more and the client is kicked.
+    pub strikes: u32,
+    /// The window in which strikes count.
+    pub strike_window: Duration,
+}
+
+impl ChatServerConfig {
+    /// Defaults for `preset`: flush on send (chat is interactive), 1,000 clients,
+    /// 20 frames/s with bursts of 40, 5 strikes per 10 s, 30 s idle timeout.
+    pub fn new(preset: Preset) -> Self {
+        let mut net = ServerConfig::new(preset);
+        net.flush_on_send = true;
+        Self {
+            net,
+            rooms: RoomLimits::default(),
+            max_clients: 1000,
+            rate: 20.0,
+            burst: 40,
+            strikes: 5,
+            strike_window: Duration::from_secs(10),
+        }
+    }
+
+    /// Longest frame decoded: a maximal message with a maximal room name (4 bytes a
+    /// character) and room for the encoding. Longer frames are refused undecoded.
+    pub const fn max_frame(&self) -> usize {
+        self.rooms.max_message + 4 * self.rooms.max_room_name + 4 * self.rooms.max_nick + 64
+    }
+}
+
+impl Default for ChatServerConfig {
+    fn default() -> Self {
+        Self::new(Preset::Fast)
+    }
+}

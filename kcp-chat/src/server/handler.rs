@@ -1,0 +1,452 @@
+//! The chat server's `EventHandler`: one clone per event loop, with the per-session
+//! state of that loop's clients, and the shared [`Hub`] behind a lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kcp_net::{CloseReason, EventHandler, KcpSession, ServerHandle, SessionCtx, SessionKey};
+use tracing::{debug, info, warn};
+
+use super::config::ChatServerConfig;
+use super::hub::{AtomicCounters, Hub, HubState, Member};
+use crate::protocol::{
+    ClientFrame, ErrorCode, LeaveReason, MessageKind, PROTOCOL_VERSION, ServerFrame, decode_client,
+    encode, peek_hello_version,
+};
+use crate::rate::{Strikes, TokenBucket};
+use crate::room::{RoomError, UserId};
+
+/// One session's state, kept on its loop.
+#[derive(Debug)]
+struct Client {
+    user: Option<UserId>,
+    bucket: TokenBucket,
+    strikes: Strikes,
+    /// Closed by us (kicked, refused, quit): further frames are ignored.
+    closing: bool,
+    /// The reason to give the rooms when the session goes.
+    leave_reason: Option<LeaveReason>,
+}
+
+/// The handler; cloned once per event loop by `KcpServer::bind`. A clone shares the
+/// hub and starts with no clients of its own.
+#[derive(Debug)]
+pub(crate) struct ChatHandler {
+    hub: Arc<Hub>,
+    config: Arc<ChatServerConfig>,
+    clients: HashMap<SessionKey, Client>,
+    /// The server's handle, taken from the first session this loop sees (`on_close`
+    /// has no context to reach it otherwise).
+    handle: Option<ServerHandle>,
+}
+
+impl Clone for ChatHandler {
+    fn clone(&self) -> Self {
+        Self::new(Arc::clone(&self.hub), Arc::clone(&self.config))
+    }
+}
+
+impl ChatHandler {
+    pub(crate) fn new(hub: Arc<Hub>, config: Arc<ChatServerConfig>) -> Self {
+        Self {
+            hub,
+            config,
+            clients: HashMap::new(),
+            handle: None,
+        }
+    }
+
+    fn new_client(&self, now: Instant) -> Client {
+        Client {
+            user: None,
+            bucket: TokenBucket::new(self.config.rate, self.config.burst, now),
+            strikes: Strikes::new(self.config.strikes, self.config.strike_window),
+            closing: false,
+            leave_reason: None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the server's message timestamp.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Queues a frame to the session in hand. It goes through the server handle like room
+/// deliveries do, so everything a session is sent arrives in the order the server
+/// decided it (a pong never overtakes the echo of a message said before the ping).
+fn reply(hub: &Hub, session: &SessionCtx<'_>, frame: &ServerFrame) {
+    if let Ok(bytes) = encode(frame) {
+        hub.post(session.handle(), session.key(), bytes);
+    }
+}
+
+/// Closes the session in hand after the frames queued so far (posted like them).
+fn close(session: &SessionCtx<'_>) {
+    let _ = session.handle().close(session.key());
+}
+
+impl EventHandler for ChatHandler {
+    fn on_open(&mut self, session: &mut SessionCtx<'_>) {
+        if self.handle.is_none() {
+            self.handle = Some(session.handle().clone());
+        }
+        debug!(peer = %session.peer(), conv = session.conv(), "session opened");
+        let client = self.new_client(Instant::now());
+        self.clients.insert(session.key(), client);
+    }
+
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        let now = Instant::now();
+        let key = session.key();
+        let mut client = match self.clients.remove(&key) {
+            Some(client) => client,
+            None => self.new_client(now),
+        };
+        if !client.closing {
+            let mut turn = Turn {
+                hub: &self.hub,
+                config: &self.config,
+                session,
+                client: &mut client,
+                now,
+            };
+            turn.handle(&message);
+        }
+        self.clients.insert(key, client);
+    }
+
+    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+        debug!(peer = %session.peer(), ?reason, "session closed");
+        let Some(id) = self.clients.remove(&session.key()).and_then(|c| {
+            let leave = c.leave_reason.unwrap_or(LeaveReason::Lost);
+            c.user.map(|id| (id, leave))
+        }) else {
+            return;
+        };
+        let (id, leave) = id;
+        let mut state = self.hub.lock();
+        // A resumed user's old session finds its user already gone.
+        if state
+            .members
+            .get(&id)
+            .is_none_or(|m| m.key != session.key())
+        {
+            return;
+        }
+        info!(
+            nick = state.rooms.nick(id).unwrap_or_default(),
+            ?reason,
+            "user gone"
+        );
+        match &self.handle {
+            // Nobody to tell at shutdown: every session is closing.
+            Some(handle) if reason != CloseReason::Shutdown => {
+                remove_member(&self.hub, &mut state, handle, id, leave);
+            }
+            _ => {
+                state.rooms.remove_user(id);
+                state.members.remove(&id);
+            }
+        }
+    }
+}
+
+/// The handling of one frame from one session.
+struct Turn<'a, 'b, 'c> {
+    hub: &'a Hub,
+    config: &'a ChatServerConfig,
+    session: &'a mut SessionCtx<'b>,
+    client: &'c mut Client,
+    now: Instant,
+}
+
+impl Turn<'_, '_, '_> {
+    fn handle(&mut self, message: &[u8]) {
+        AtomicCounters::bump(&self.hub.counters.frames_in);
+        if message.len() > self.config.max_frame() {
+            let text = format!(
+                "frame of {} bytes exceeds the limit of {}",
+                message.len(),
+                self.config.max_frame()
+            );
+            return self.error(ErrorCode::TooLong, text);
+        }
+        if !self.client.bucket.take(self.now) {
+            AtomicCounters::bump(&self.hub.counters.rate_limited);
+            let text = format!("slow down: at most {} frames per second", self.config.rate);
+            return self.error(ErrorCode::RateLimited, text);
+        }
+        match decode_client(message) {
+            Ok(frame) => self.dispatch(frame),
+            Err(e) => {
+                if let Some(version) =
+                    peek_hello_version(message).filter(|v| *v != PROTOCOL_VERSION)
+                {
+                    return self.wrong_version(version);
+                }
+                AtomicCounters::bump(&self.hub.counters.bad_frames);
+                debug!(peer = %self.session.peer(), "bad frame: {e}");
+                self.error(ErrorCode::BadFrame, format!("cannot decode frame: {e}"));
+            }
+        }
+    }
+
+    fn dispatch(&mut self, frame: ClientFrame) {
+        let user = match (&frame, self.client.user) {
+            (
+                ClientFrame::Hello {
+                    version,
+                    nick,
+                    resume,
+                },
+                None,
+            ) => {
+                return self.hello(*version, nick, *resume);
+            }
+            (ClientFrame::Hello { .. }, Some(_)) => {
+                return self.error(ErrorCode::NotWelcomed, "already welcomed".into());
+            }
+            (ClientFrame::Ping { nonce }, _) => {
+                return self.reply(&ServerFrame::Pong { nonce: *nonce });
+            }
+            (ClientFrame::Quit { reason }, user) => return self.quit(user, reason),
+            (_, None) => {
+                return self.error(ErrorCode::NotWelcomed, "say hello first".into());
+            }
+            (_, Some(user)) => user,
+        };
+        match frame {
+            ClientFrame::Join { room } => self.join(user, &room),
+            ClientFrame::Leave { room } => self.leave(user, &room),
+            ClientFrame::Say { room, text } => self.post(user, &room, &text, MessageKind::Say),
+            ClientFrame::Me { room, text } => self.post(user, &room, &text, MessageKind::Me),
+            ClientFrame::Nick { nick } => self.rename(user, &nick),
+            ClientFrame::ListRooms => {
+                let rooms = self.hub.lock().rooms.room_list();
+                self.reply(&ServerFrame::Rooms { rooms });
+            }
+            ClientFrame::ListUsers { room } => {
+                let listed = self.hub.lock().rooms.users_in(&room);
+                match listed {
+                    Ok(nicks) => self.reply(&ServerFrame::Users { room, nicks }),
+                    Err(_) => self.error(ErrorCode::NotInRoom, format!("no room {room}")),
+                }
+            }
+            ClientFrame::Hello { .. } | ClientFrame::Ping { .. } | ClientFrame::Quit { .. } => {}
+        }
+    }
+
+    fn hello(&mut self, version: u16, nick: &str, resume: Option<u64>) {
+        if version != PROTOCOL_VERSION {
+            return self.wrong_version(version);
+        }
+        let hub = self.hub;
+        let handle = self.session.handle();
+        let mut state = hub.lock();
+        let holder = state.rooms.holder(nick);
+        let resumed = holder
+            .filter(|id| resume.is_some() && state.members.get(id).map(|m| m.token) == resume);
+        if resumed.is_none() && state.rooms.user_count() >= self.config.max_clients {
+            drop(state);
+            self.client.closing = true;
+            self.reply(&ServerFrame::Error {
+                code: ErrorCode::ServerFull,
+                text: format!(
+                    "the server has {} users, its limit",
+                    self.config.max_clients
+                ),
+            });
+            close(self.session);
+            return;
+        }
+        if let Some(old) = resumed {
+            // The same person on a new conversation: drop the old one.
+            if let Some(member) = state.members.get(&old) {
+                let _ = handle.close(member.key);
+            }
+            remove_member(hub, &mut state, handle, old, LeaveReason::Reconnected);
+        }
+        let id = state.next_id();
+        if let Err(e) = state.rooms.add_user(id, nick) {
+            drop(state);
+            return self.room_error(&e);
+        }
+        let token = rand::random::<u64>();
+        state.members.insert(
+            id,
+            Member {
+                key: self.session.key(),
+                token,
+            },
+        );
+        let rooms = state.rooms.room_list();
+        drop(state);
+        self.client.user = Some(id);
+        AtomicCounters::bump(&hub.counters.welcomed);
+        info!(%nick, peer = %self.session.peer(), resumed = resumed.is_some(), "welcome");
+        self.reply(&ServerFrame::Welcome {
+            version: PROTOCOL_VERSION,
+            id,
+            nick: nick.to_owned(),
+            token,
+            rooms,
+        });
+    }
+
+    fn join(&mut self, user: UserId, room: &str) {
+        let hub = self.hub;
+        let handle = self.session.handle();
+        let mut state = hub.lock();
+        let joined = match state.rooms.join(user, room) {
+            Ok(joined) => joined,
+            Err(e) => {
+                drop(state);
+                return self.room_error(&e);
+            }
+        };
+        let nick = state.rooms.nick(user).unwrap_or_default().to_owned();
+        let notice = ServerFrame::Joined {
+            room: room.to_owned(),
+            nick,
+        };
+        hub.deliver(&state, handle, &joined.members, &notice);
+        for posted in &joined.history {
+            hub.deliver(&state, handle, &[user], &posted.to_frame(true));
+        }
+    }
+
+    fn leave(&mut self, user: UserId, room: &str) {
+        let hub = self.hub;
+        let handle = self.session.handle();
+        let mut state = hub.lock();
+        let audience = match state.rooms.leave(user, room) {
+            Ok(audience) => audience,
+            Err(e) => {
+                drop(state);
+                return self.room_error(&e);
+            }
+        };
+        let notice = ServerFrame::Left {
+            room: room.to_owned(),
+            nick: state.rooms.nick(user).unwrap_or_default().to_owned(),
+            reason: LeaveReason::Left,
+        };
+        hub.deliver(&state, handle, &audience, &notice);
+    }
+
+    fn post(&mut self, user: UserId, room: &str, text: &str, kind: MessageKind) {
+        let hub = self.hub;
+        let handle = self.session.handle();
+        let mut state = hub.lock();
+        match state.rooms.post(user, room, text, kind, unix_ms()) {
+            Ok((posted, members)) => {
+                AtomicCounters::bump(&hub.counters.messages);
+                hub.deliver(&state, handle, &members, &posted.to_frame(false));
+            }
+            Err(e) => {
+                drop(state);
+                self.room_error(&e);
+            }
+        }
+    }
+
+    fn rename(&mut self, user: UserId, nick: &str) {
+        let hub = self.hub;
+        let handle = self.session.handle();
+        let mut state = hub.lock();
+        match state.rooms.rename(user, nick) {
+            Ok((old, audience)) => {
+                info!(%old, new = %nick, "nick change");
+                let notice = ServerFrame::NickChanged {
+                    old,
+                    new: nick.to_owned(),
+                };
+                hub.deliver(&state, handle, &audience, &notice);
+            }
+            Err(e) => {
+                drop(state);
+                self.room_error(&e);
+            }
+        }
+    }
+
+    fn quit(&mut self, user: Option<UserId>, reason: &str) {
+        self.client.closing = true;
+        self.client.leave_reason = Some(LeaveReason::Quit);
+        if let Some(id) = user {
+            let hub = self.hub;
+            let handle = self.session.handle();
+            let mut state = hub.lock();
+            remove_member(hub, &mut state, handle, id, LeaveReason::Quit);
+            drop(state);
+            info!(peer = %self.session.peer(), %reason, "quit");
+            self.client.user = None;
+        }
+        close(self.session);
+    }
+
+    fn wrong_version(&mut self, version: u16) {
+        self.client.closing = true;
+        self.reply(&ServerFrame::Error {
+            code: ErrorCode::WrongVersion,
+            text: format!("this server speaks protocol {PROTOCOL_VERSION}, not {version}"),
+        });
+        close(self.session);
+    }
+
+    fn room_error(&mut self, e: &RoomError) {
+        self.error(e.code(), e.to_string());
+    }
+
+    fn reply(&mut self, frame: &ServerFrame) {
+        reply(self.hub, self.session, frame);
+    }
+
+    /// Sends an error; abuse counts a strike, and one strike too many kicks.
+    fn error(&mut self, code: ErrorCode, text: String) {
+        AtomicCounters::bump(&self.hub.counters.errors);
+        self.reply(&ServerFrame::Error { code, text });
+        if code.is_abuse() && self.client.strikes.strike(self.now) {
+            warn!(peer = %self.session.peer(), last = %code, "kicked for abuse");
+            AtomicCounters::bump(&self.hub.counters.kicked);
+            AtomicCounters::bump(&self.hub.counters.errors);
+            self.reply(&ServerFrame::Error {
+                code: ErrorCode::Kicked,
+                text: format!(
+                    "more than {} errors in {:?}: disconnected",
+                    self.config.strikes, self.config.strike_window
+                ),
+            });
+            self.client.closing = true;
+            self.client.leave_reason = Some(LeaveReason::Kicked);
+            close(self.session);
+        }
+    }
+}
+
+/// Removes a user and tells the rooms they were in.
+pub(crate) fn remove_member(
+    hub: &Hub,
+    state: &mut HubState,
+    handle: &ServerHandle,
+    id: UserId,
+    reason: LeaveReason,
+) {
+    let Some(removed) = state.rooms.remove_user(id) else {
+        return;
+    };
+    for (room, left) in &removed.rooms {
+        let frame = ServerFrame::Left {
+            room: room.clone(),
+            nick: removed.nick.clone(),
+            reason,
+        };
+        hub.deliver(state, handle, left, &frame);
+    }
+    state.members.remove(&id);
+}

@@ -1,0 +1,156 @@
+//! State every event loop of a chat server shares: the room model, which session
+//! each user is on, and the chat-level counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use kcp_net::{ServerHandle, SessionKey};
+
+use crate::protocol::{ServerFrame, encode};
+use crate::room::{RoomLimits, Rooms, UserId};
+
+/// Chat-level counters of a server, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatCounters {
+    /// Frames received from clients (keepalives excluded).
+    pub frames_in: u64,
+    /// Chat messages posted (say and me).
+    pub messages: u64,
+    /// Frames queued to sessions (every copy of a broadcast counts).
+    pub frames_out: u64,
+    /// Error frames sent.
+    pub errors: u64,
+    /// Frames that did not decode.
+    pub bad_frames: u64,
+    /// Frames dropped by the rate limit.
+    pub rate_limited: u64,
+    /// Clients disconnected for abuse.
+    pub kicked: u64,
+    /// Users welcomed.
+    pub welcomed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AtomicCounters {
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) messages: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) kicked: AtomicU64,
+    pub(crate) welcomed: AtomicU64,
+}
+
+impl AtomicCounters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn snapshot(&self) -> ChatCounters {
+        ChatCounters {
+            frames_in: self.frames_in.load(Relaxed),
+            messages: self.messages.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            bad_frames: self.bad_frames.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
+            kicked: self.kicked.load(Relaxed),
+            welcomed: self.welcomed.load(Relaxed),
+        }
+    }
+}
+
+/// A user as the server knows them beyond the room model.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) key: SessionKey,
+    pub(crate) token: u64,
+}
+
+/// What the lock protects.
+#[derive(Debug)]
+pub(crate) struct HubState {
+    pub(crate) rooms: Rooms,
+    pub(crate) members: HashMap<UserId, Member>,
+    next_id: UserId,
+}
+
+impl HubState {
+    pub(crate) const fn next_id(&mut self) -> UserId {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// The shared state, one per server.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    state: Mutex<HubState>,
+    pub(crate) counters: AtomicCounters,
+}
+
+impl Hub {
+    pub(crate) fn new(limits: RoomLimits) -> Self {
+        Self {
+            state: Mutex::new(HubState {
+                rooms: Rooms::new(limits),
+                members: HashMap::new(),
+                next_id: 0,
+            }),
+            counters: AtomicCounters::default(),
+        }
+    }
+
+    /// Locks the state. A handler that panicked while holding the lock leaves the
+    /// model as it was between two whole operations (each validates before changing
+    /// anything), so a poisoned lock is taken over rather than propagated.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn counters(&self) -> ChatCounters {
+        self.counters.snapshot()
+    }
+
+    /// Users and rooms now.
+    pub(crate) fn census(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.rooms.user_count(), state.rooms.room_count())
+    }
+
+    /// Encodes `frame` once and queues a copy to each of `to`'s sessions.
+    ///
+    /// Called with the lock held, on purpose: queueing only posts to the target loop's
+    /// channel (no waiting), and posting in lock order is what gives every member of a
+    /// room the room's messages in `seq` order, whichever loops the senders are on.
+    pub(crate) fn deliver(
+        &self,
+        state: &HubState,
+        handle: &ServerHandle,
+        to: &[UserId],
+        frame: &ServerFrame,
+    ) {
+        let Ok(bytes) = encode(frame) else {
+            return;
+        };
+        for id in to {
+            if let Some(member) = state.members.get(id) {
+                self.post(handle, member.key, bytes.clone());
+            }
+        }
+    }
+
+    pub(crate) fn post(&self, handle: &ServerHandle, key: SessionKey, bytes: Bytes) {
+        if handle.send(key, bytes).is_ok() {
+            Self::bump(&self.counters.frames_out);
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        AtomicCounters::bump(counter);
+    }
+}

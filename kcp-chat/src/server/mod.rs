@@ -1,0 +1,154 @@
+//! The chat server: a `kcp-net` server whose handler speaks the chat protocol.
+//!
+//! Rooms, nicks and history live in one [`Rooms`](crate::room::Rooms) model behind a
+//! lock shared by every event loop; each loop keeps its own clients' rate limits and
+//! strikes. A room message is encoded once and queued to every member's session
+//! through the server handle, so broadcast crosses loops.
+
+mod config;
+mod handler;
+mod hub;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
+
+pub use config::ChatServerConfig;
+pub use hub::ChatCounters;
+
+use crate::protocol::{ServerFrame, encode};
+use handler::ChatHandler;
+use hub::Hub;
+
+/// A running chat server. Dropping it stops it at once; call
+/// [`shutdown`](Self::shutdown) to tell the clients and let queued frames drain.
+#[derive(Debug)]
+pub struct ChatServer {
+    server: KcpServer,
+    hub: Arc<Hub>,
+}
+
+/// A snapshot of a server's state and counters.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ChatStats {
+    /// Sessions open (welcomed or not).
+    pub sessions: usize,
+    /// Users welcomed and present.
+    pub users: usize,
+    /// Rooms that exist.
+    pub rooms: usize,
+    /// Chat-level counters.
+    pub chat: ChatCounters,
+    /// The socket layer's counters.
+    pub net: ServerStats,
+}
+
+impl fmt::Display for ChatStats {
+    /// One line: `sessions 3 users 3 rooms 2 frames-in 40 messages 12 ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.chat;
+        let n = &self.net.total;
+        write!(
+            f,
+            "sessions {} users {} rooms {} | frames in {} out {} messages {} errors {} \
+             bad {} rate-limited {} kicked {} | datagrams in {} out {} retransmits {} \
+             dropped {}",
+            self.sessions,
+            self.users,
+            self.rooms,
+            c.frames_in,
+            c.frames_out,
+            c.messages,
+            c.errors,
+            c.bad_frames,
+            c.rate_limited,
+            c.kicked,
+            n.datagrams_in,
+            n.datagrams_out,
+            n.retransmits,
+            n.dropped_malformed
+                + n.dropped_unknown_session
+                + n.dropped_rejected
+                + n.dropped_session_limit
+                + n.dropped_rate_limited
+                + n.dropped_refused
+                + n.dropped_send_full,
+        )
+    }
+}
+
+impl ChatServer {
+    /// Binds `addr` and starts serving.
+    ///
+    /// # Errors
+    /// As [`KcpServer::bind`].
+    pub fn bind(addr: SocketAddr, config: ChatServerConfig) -> Result<Self, NetError> {
+        let mut config = config;
+        // Room for hellos beyond the limit to be told `server-full` instead of dropped.
+        config.net.max_sessions = config.max_clients.saturating_add(64);
+        let hub = Arc::new(Hub::new(config.rooms.clone()));
+        let net = config.net.clone();
+        let handler = ChatHandler::new(Arc::clone(&hub), Arc::new(config));
+        let server = KcpServer::bind(addr, net, handler)?;
+        Ok(Self { server, hub })
+    }
+
+    /// The bound address (with the port picked, if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The `kcp-net` handle (stats, sessions).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Counters and census now.
+    pub fn stats(&self) -> ChatStats {
+        let handle = self.server.handle();
+        let (users, rooms) = self.hub.census();
+        ChatStats {
+            sessions: handle.session_count(),
+            users,
+            rooms,
+            chat: self.hub.counters(),
+            net: handle.stats(),
+        }
+    }
+
+    /// Tells every session the server is going away. Returns how many were told.
+    ///
+    /// # Errors
+    /// [`NetError::Shutdown`] if the loops have stopped.
+    pub fn announce_shutdown(&self, text: &str) -> Result<usize, NetError> {
+        let frame = ServerFrame::Shutdown {
+            text: text.to_owned(),
+        };
+        let bytes = encode(&frame).map_err(|_| NetError::Shutdown)?;
+        self.server.handle().broadcast(bytes)
+    }
+
+    /// Tells the clients (see [`announce_shutdown`](Self::announce_shutdown)), lets
+    /// queued frames drain for up to `deadline`, stops the loops and returns the final
+    /// counters.
+    ///
+    /// # Errors
+    /// The first error an event loop stopped with.
+    pub fn shutdown(self, text: &str, deadline: Duration) -> Result<ChatStats, NetError> {
+        let _ = self.announce_shutdown(text);
+        let hub = Arc::clone(&self.hub);
+        let net = self.server.shutdown(deadline)?;
+        let (users, rooms) = hub.census();
+        Ok(ChatStats {
+            sessions: 0,
+            users,
+            rooms,
+            chat: hub.counters(),
+            net,
+        })
+    }
+}
