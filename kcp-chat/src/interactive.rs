@@ -28,6 +28,8 @@ const PACE_PER_SEC: f64 = 10.0;
 const PACE_BURST: u32 = 20;
 /// How long the end of input waits for the server's answers and acknowledgement.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a quit waits for its acknowledgement.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the client needs to start.
 #[derive(Clone, Debug)]
@@ -80,6 +82,8 @@ struct Session<W: Write> {
     next_nonce: u64,
     /// The server refused our hello (nick taken or bad): `/nick` sends a new one.
     hello_refused: bool,
+    /// The nonce of the latest pong (nonces only grow).
+    last_pong: u64,
 }
 
 impl<W: Write> Session<W> {
@@ -136,14 +140,15 @@ impl<W: Write> Session<W> {
         Ok(None)
     }
 
-    /// Shows a frame; `Some(exit)` when it ends the session. Returns the pong's nonce.
-    fn frame(&mut self, frame: &ServerFrame) -> (Option<ClientExit>, Option<u64>) {
+    /// Shows a frame; `Some(exit)` when it ends the session.
+    fn frame(&mut self, frame: &ServerFrame) -> Option<ClientExit> {
         if let ServerFrame::Pong { nonce } = frame {
+            self.last_pong = self.last_pong.max(*nonce);
             if let Some(sent) = self.pings.remove(nonce) {
                 let rtt = sent.elapsed().as_secs_f64() * 1000.0;
                 self.show(&format!("*** pong: round trip {rtt:.1} ms"));
             }
-            return (None, Some(*nonce));
+            return None;
         }
         if let Some(line) = render(frame) {
             self.show(&line);
@@ -168,7 +173,7 @@ impl<W: Write> Session<W> {
                 self.show(&line);
             }
         }
-        let exit = match frame {
+        match frame {
             ServerFrame::Shutdown { .. } => Some(ClientExit::ServerShutdown),
             ServerFrame::Error { code, .. }
                 if matches!(
@@ -179,28 +184,24 @@ impl<W: Write> Session<W> {
                 Some(ClientExit::Refused(*code))
             }
             _ => None,
-        };
-        (exit, None)
+        }
     }
 
     /// Receives for up to `wait`, shows what came. Link failures reconnect.
-    fn pump(&mut self, wait: Duration) -> Result<(Option<ClientExit>, Option<u64>), ChatError> {
-        let mut pong = None;
+    fn pump(&mut self, wait: Duration) -> Result<Option<ClientExit>, ChatError> {
         let mut next = self.chat.recv(wait);
         loop {
             match next {
                 Ok(Some(frame)) => {
-                    let (exit, nonce) = self.frame(&frame);
-                    pong = pong.or(nonce);
-                    if exit.is_some() {
-                        return Ok((exit, pong));
+                    if let Some(exit) = self.frame(&frame) {
+                        return Ok(Some(exit));
                     }
                 }
-                Ok(None) => return Ok((None, pong)),
+                Ok(None) => return Ok(None),
                 Err(e) if e.is_link_failure() => {
                     self.show("*** server not responding, reconnecting…");
                     self.chat.reconnect()?;
-                    return Ok((None, pong));
+                    return Ok(None);
                 }
                 Err(ChatError::Codec(e)) => self.show(&format!("!!! {e}")),
                 Err(e) => return Err(e),
@@ -215,18 +216,19 @@ impl<W: Write> Session<W> {
         let deadline = Instant::now() + FINISH_TIMEOUT;
         let nonce = self.ping()?;
         self.pings.remove(&nonce); // the closing ping prints no round trip
-        while Instant::now() < deadline {
-            let (exit, pong) = self.pump(Duration::from_millis(50))?;
-            if let Some(exit) = exit {
+        while self.last_pong < nonce && Instant::now() < deadline {
+            if let Some(exit) = self.pump(Duration::from_millis(50))? {
                 return Ok(exit);
             }
-            if pong == Some(nonce) {
-                break;
-            }
         }
+        // The server confirms with a `Left` per room, which carries the acknowledgement
+        // of the quit; a user in no room waits the short bound.
         let left = deadline.saturating_duration_since(Instant::now());
         self.chat
-            .quit(reason, left.max(Duration::from_millis(500)))?;
+            .quit(reason, left.clamp(Duration::from_millis(200), QUIT_TIMEOUT))?;
+        while let Ok(Some(frame)) = self.chat.try_recv() {
+            self.frame(&frame);
+        }
         Ok(ClientExit::Quit)
     }
 }
@@ -251,6 +253,7 @@ where
         pings: HashMap::new(),
         next_nonce: 0,
         hello_refused: false,
+        last_pong: 0,
     };
     session.show(&format!(
         "*** connecting to {} as {} (type /help for commands)",
@@ -283,7 +286,7 @@ where
             return session.finish("");
         }
         let wait = if pending.is_empty() { 25 } else { 5 };
-        if let (Some(exit), _) = session.pump(Duration::from_millis(wait))? {
+        if let Some(exit) = session.pump(Duration::from_millis(wait))? {
             return Ok(exit);
         }
     }

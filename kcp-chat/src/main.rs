@@ -1,6 +1,6 @@
 //! `kcp-chat`: chat over KCP. `kcp-chat demo` shows it working in one command.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -117,6 +117,12 @@ struct ClientArgs {
     /// dup, reorder, seed.
     #[arg(long)]
     impair: Option<ImpairSpec>,
+    /// Send a keepalive after this long without sending anything.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    keepalive: Duration,
+    /// Reconnect when the server has been silent this long while we wait for it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    server_timeout: Duration,
     /// Log filter (overrides RUST_LOG); default warn.
     #[arg(long)]
     log: Option<String>,
@@ -154,6 +160,9 @@ struct DemoArgs {
     /// Mean time between two messages of one bot.
     #[arg(long, default_value = "650ms", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// How long the bots may take to connect and join their rooms.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    setup_timeout: Duration,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -207,6 +216,7 @@ fn init_logging(flag: Option<&str>, default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -264,8 +274,8 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log.as_deref(), "warn");
     let mut config = ClientConfig::new(args.preset);
     config.flush_on_send = true;
-    config.keepalive = Some(Duration::from_secs(3));
-    config.server_timeout = Duration::from_secs(10);
+    config.keepalive = Some(args.keepalive);
+    config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
     let options = ClientOptions {
         server: args.server,
@@ -296,6 +306,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         preset: args.preset,
         duration: args.duration,
         drain: args.drain,
+        setup: args.setup_timeout,
         interval: args.interval,
         narrate: !args.quiet,
     };

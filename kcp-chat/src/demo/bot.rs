@@ -73,6 +73,7 @@ pub(crate) struct Stage {
     /// are offsets from it.
     pub(crate) chat_for: Duration,
     pub(crate) drain_for: Duration,
+    pub(crate) setup_for: Duration,
 }
 
 impl Stage {
@@ -120,7 +121,7 @@ impl Bot<'_> {
         for room in &self.plan.rooms {
             self.chat.join(room)?;
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + self.stage.setup_for;
         while self.chat.rooms().len() < self.plan.rooms.len() && Instant::now() < deadline {
             self.pump(Duration::from_millis(20))?;
         }

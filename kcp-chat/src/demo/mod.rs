@@ -52,6 +52,8 @@ pub struct DemoOptions {
     pub duration: Duration,
     /// How long after chatting the bots wait for stragglers before the count.
     pub drain: Duration,
+    /// How long the bots may take to connect and join their rooms.
+    pub setup: Duration,
     /// Mean time between two messages of one bot.
     pub interval: Duration,
     /// Print the conversation.
@@ -74,6 +76,7 @@ impl Default for DemoOptions {
             preset: Preset::Fast,
             duration: Duration::from_secs(10),
             drain: Duration::from_secs(4),
+            setup: Duration::from_secs(10),
             interval: Duration::from_millis(650),
             narrate: true,
         }
@@ -253,6 +256,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
         lines: lines_tx,
         chat_for: options.duration,
         drain_for: options.drain,
+        setup_for: options.setup,
     };
     let _ = writeln!(
         out,
@@ -272,7 +276,8 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
         .collect();
     drop(stage);
     // Print until every bot has hung up its end of the channel (or much too late).
-    let hard_deadline = Instant::now() + options.duration + options.drain + Duration::from_secs(20);
+    let hard_deadline =
+        Instant::now() + options.setup + options.duration + options.drain + Duration::from_secs(10);
     loop {
         let left = hard_deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left.min(Duration::from_millis(200))) {

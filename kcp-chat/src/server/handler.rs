@@ -382,8 +382,21 @@ impl Turn<'_, '_, '_> {
             let hub = self.hub;
             let handle = self.session.handle();
             let mut state = hub.lock();
+            let nick = state.rooms.nick(id).unwrap_or_default().to_owned();
+            let rooms = state.rooms.rooms_of(id);
             remove_member(hub, &mut state, handle, id, LeaveReason::Quit);
             drop(state);
+            // The quitter hears it too: the confirmation shows it left, and a session
+            // with data queued stays open until that data is acknowledged, so the
+            // acknowledgement of the quit itself goes out with it.
+            for room in rooms {
+                let frame = ServerFrame::Left {
+                    room,
+                    nick: nick.clone(),
+                    reason: LeaveReason::Quit,
+                };
+                reply(hub, self.session, &frame);
+            }
             info!(peer = %self.session.peer(), %reason, "quit");
             self.client.user = None;
         }

@@ -1,0 +1,195 @@
+//! Abuse against the real server binary: bad frames, a wrong version, floods and
+//! frames before the hello get error frames, repeated abuse a disconnect, and the
+//! server keeps serving everyone else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use kcp_chat::protocol::{ClientFrame, ErrorCode, ServerFrame, decode_server, encode};
+use kcp_net::KcpClient;
+
+/// The next error frame on a raw client, within [`WAIT`].
+#[track_caller]
+fn next_error(raw: &mut KcpClient) -> ErrorCode {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(bytes) = raw.recv(Duration::from_millis(50)).expect("receiving") {
+            if let ServerFrame::Error { code, .. } = decode_server(&bytes).expect("a frame") {
+                return code;
+            }
+        }
+    }
+    panic!("no error frame within {WAIT:?}");
+}
+
+/// Asserts the server no longer answers this conversation: a ping gets no pong.
+#[track_caller]
+fn assert_disconnected(raw: &mut KcpClient) {
+    let ping = encode(&ClientFrame::Ping { nonce: 77 }).unwrap();
+    raw.send_bytes(ping).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        match raw.recv(Duration::from_millis(50)) {
+            Ok(Some(bytes)) => {
+                let frame = decode_server(&bytes).expect("a frame");
+                assert!(
+                    !matches!(frame, ServerFrame::Pong { .. }),
+                    "a closed session answered a ping"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                assert!(e.is_link_failure(), "{e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Bob and carol chat while someone else misbehaves.
+#[track_caller]
+fn others_still_chat(server: &Server) {
+    let mut bob = server.chat("bob");
+    let mut carol = server.chat("carol");
+    join(&mut bob, "lobby");
+    join(&mut carol, "lobby");
+    bob.say("lobby", "still fine?").unwrap();
+    expect_message(&mut carol, "still fine?");
+}
+
+#[test]
+fn bad_frames_get_errors_then_a_disconnect() {
+    let server = Server::start(&["--strikes", "3"]);
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    // Garbage before any hello: each gets bad-frame; the fourth is one too many.
+    for junk in [&[0xffu8, 0xff][..], &[200], &[3, 50, b'x'], &[9, 9, 9, 9]] {
+        raw.send(junk).unwrap();
+    }
+    for _ in 0..4 {
+        assert_eq!(next_error(&mut raw), ErrorCode::BadFrame);
+    }
+    assert_eq!(next_error(&mut raw), ErrorCode::Kicked);
+    assert_disconnected(&mut raw);
+    others_still_chat(&server);
+}
+
+#[test]
+fn frames_before_hello_and_a_second_hello_are_refused() {
+    let server = Server::start(&[]);
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let say = ClientFrame::Say {
+        room: "lobby".into(),
+        text: "sneaky".into(),
+    };
+    raw.send_bytes(encode(&say).unwrap()).unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::NotWelcomed);
+    raw.send_bytes(encode(&ClientFrame::hello("eve")).unwrap())
+        .unwrap();
+    raw.send_bytes(encode(&ClientFrame::hello("eve2")).unwrap())
+        .unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::NotWelcomed);
+}
+
+#[test]
+fn wrong_protocol_version_is_told_and_closed() {
+    let server = Server::start(&[]);
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let hello = ClientFrame::Hello {
+        version: 99,
+        nick: "future".into(),
+        resume: None,
+    };
+    raw.send_bytes(encode(&hello).unwrap()).unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::WrongVersion);
+    assert_disconnected(&mut raw);
+    // A hello from a future version whose fields we cannot decode is recognised too.
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    raw.send(&[0, 7, 0xff, 0xff, 0xff]).unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::WrongVersion);
+}
+
+#[test]
+fn a_flood_is_rate_limited_then_disconnected() {
+    let server = Server::start(&["--rate", "5", "--burst", "10", "--strikes", "5"]);
+    let mut watcher = server.chat("watcher");
+    join(&mut watcher, "lobby");
+    let mut flooder = server.chat("flooder");
+    join(&mut flooder, "lobby");
+    for i in 0..40 {
+        flooder.say("lobby", &format!("spam {i}")).unwrap();
+    }
+    let mut rate_limited = 0;
+    let mut spam_seen = 0;
+    loop {
+        match expect_frame(&mut flooder, |f| {
+            matches!(f, ServerFrame::Error { .. } | ServerFrame::Message { .. })
+        }) {
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => rate_limited += 1,
+            ServerFrame::Error {
+                code: ErrorCode::Kicked,
+                ..
+            } => break,
+            ServerFrame::Message { .. } => spam_seen += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The burst (less the hello and join) got through; then 5 strikes and one more.
+    assert_eq!(rate_limited, 6);
+    assert!(
+        (7..=9).contains(&spam_seen),
+        "{spam_seen} messages got through"
+    );
+    expect_frame(
+        &mut watcher,
+        |f| matches!(f, ServerFrame::Left { nick, .. } if nick == "flooder"),
+    );
+    others_still_chat(&server);
+}
+
+#[test]
+fn over_long_frames_and_nicks_are_refused() {
+    let server = Server::start(&["--max-message", "50", "--max-nick", "8"]);
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    raw.send_bytes(encode(&ClientFrame::hello("much-too-long")).unwrap())
+        .unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::BadNick);
+    raw.send_bytes(encode(&ClientFrame::hello("ok")).unwrap())
+        .unwrap();
+    raw.send_bytes(
+        encode(&ClientFrame::Join {
+            room: "lobby".into(),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let say = |n: usize| {
+        encode(&ClientFrame::Say {
+            room: "lobby".into(),
+            text: "z".repeat(n),
+        })
+        .unwrap()
+    };
+    raw.send_bytes(say(51)).unwrap(); // over the message limit: refused by the model
+    assert_eq!(next_error(&mut raw), ErrorCode::TooLong);
+    raw.send_bytes(say(100_000)).unwrap(); // over the frame limit: refused undecoded
+    assert_eq!(next_error(&mut raw), ErrorCode::TooLong);
+    raw.send_bytes(say(50)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the 50-byte message never came back"
+        );
+        if let Some(bytes) = raw.recv(Duration::from_millis(50)).unwrap()
+            && let ServerFrame::Message { text, .. } = decode_server(&bytes).unwrap()
+        {
+            assert_eq!(text.len(), 50);
+            break;
+        }
+    }
+}

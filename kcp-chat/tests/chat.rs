@@ -1,0 +1,216 @@
+//! End to end through the real binary: a `kcp-chat server` process and interactive
+//! `kcp-chat client` processes talking over loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kcp_chat::protocol::{ClientFrame, ServerFrame};
+
+#[test]
+fn two_clients_chat_change_rooms_and_nicks_and_quit() {
+    let server = Server::start(&[]);
+    let mut alice = server.client("alice", &[]);
+    alice.expect_text("--> alice joined lobby");
+    let mut bob = server.client("bob", &[]);
+    bob.expect_text("--> bob joined lobby");
+    alice.expect_text("--> bob joined lobby");
+
+    alice.type_line("hello bob");
+    bob.expect(WAIT, |l| l.ends_with("[lobby] <alice> hello bob"));
+    bob.type_line("/me waves");
+    alice.expect(WAIT, |l| l.ends_with("[lobby] * bob waves"));
+
+    bob.type_line("/join rust");
+    bob.expect_text("--> bob joined rust");
+    alice.type_line("/join #rust");
+    bob.expect_text("--> alice joined rust");
+    alice.type_line("in rust now");
+    bob.expect(WAIT, |l| l.ends_with("[rust] <alice> in rust now"));
+
+    bob.type_line("/nick robert");
+    alice.expect_text("*** bob is now known as robert");
+    alice.type_line("/who");
+    alice.expect_text("*** in rust: alice, robert");
+    alice.type_line("/rooms");
+    alice.expect_text("*** rooms: lobby (2), rust (2)");
+
+    bob.type_line("/leave");
+    alice.expect_text("<-- robert left rust (left)");
+    bob.expect_text("*** now talking in lobby");
+    bob.type_line("back in the lobby");
+    alice.expect(WAIT, |l| l.ends_with("[lobby] <robert> back in the lobby"));
+
+    alice.type_line("/quit gone fishing");
+    bob.expect_text("<-- alice left lobby (quit)");
+    assert!(alice.wait_exit(WAIT).success());
+    bob.close_stdin();
+    assert!(bob.wait_exit(WAIT).success());
+}
+
+#[test]
+fn client_in_a_pipe_says_everything_flushes_and_exits_zero() {
+    let server = Server::start(&[]);
+    let mut listener = server.chat("listener");
+    join(&mut listener, "lobby");
+    let input: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    // 30 lines at once: more than the client's burst, so its pacing is exercised too.
+    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "piper",
+        ])
+        .write_stdin(input)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("running the client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {stdout}",
+        output.status
+    );
+    // It saw the echo of its own last line before quitting.
+    assert!(stdout.contains("<piper> line 30"), "{stdout}");
+    for i in 1..=30 {
+        expect_message(&mut listener, &format!("line {i}"));
+    }
+    expect_frame(
+        &mut listener,
+        |f| matches!(f, ServerFrame::Left { nick, .. } if nick == "piper"),
+    );
+}
+
+#[test]
+fn impaired_client_gets_through_a_lossy_link() {
+    let server = Server::start(&[]);
+    let mut listener = server.chat("listener");
+    join(&mut listener, "lobby");
+    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "lossy",
+        ])
+        .args(["--impair", "loss=0.3,delay=20ms,jitter=10ms,seed=3"])
+        .write_stdin("one\ntwo\nthree\n")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("running the client");
+    assert!(output.status.success());
+    for text in ["one", "two", "three"] {
+        expect_message(&mut listener, text);
+    }
+}
+
+#[test]
+fn taken_nick_is_refused_and_another_can_be_chosen() {
+    let server = Server::start(&[]);
+    let mut holder = server.chat("alice");
+    join(&mut holder, "lobby");
+    let mut second = server.client("Alice", &[]);
+    second.expect_text("!!! error (nick-taken)");
+    second.expect_text("/nick NICK");
+    second.type_line("/nick alice2");
+    second.expect_text("*** welcome alice2");
+    second.expect_text("--> alice2 joined lobby");
+    second.type_line("made it");
+    expect_message(&mut holder, "made it");
+}
+
+#[test]
+fn over_long_line_gets_an_error_and_the_client_carries_on() {
+    let server = Server::start(&["--max-message", "100"]);
+    let mut listener = server.chat("listener");
+    join(&mut listener, "lobby");
+    let long = "x".repeat(101);
+    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
+        .args([
+            "client",
+            "--server",
+            &server.addr.to_string(),
+            "--nick",
+            "verbose",
+        ])
+        .write_stdin(format!("{long}\n{}\nshort\n", "y".repeat(5000)))
+        .timeout(Duration::from_secs(30))
+        .output()
+        .expect("running the client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches("!!! error (too-long)").count(),
+        2,
+        "{stdout}"
+    );
+    expect_message(&mut listener, "short");
+}
+
+#[test]
+fn history_is_replayed_to_whoever_joins() {
+    let server = Server::start(&["--history", "3"]);
+    let mut alice = server.chat("alice");
+    join(&mut alice, "news");
+    for i in 1..=5 {
+        alice.say("news", &format!("item {i}")).unwrap();
+    }
+    expect_message(&mut alice, "item 5");
+    let mut bob = server.client("bob", &["--room", "news"]);
+    bob.expect_text("--> bob joined news");
+    for i in 3..=5 {
+        bob.expect(WAIT, |l| {
+            l.ends_with(&format!("[news] (earlier) <alice> item {i}"))
+        });
+    }
+    alice.say("news", "fresh").unwrap();
+    bob.expect(WAIT, |l| l.ends_with("[news] <alice> fresh"));
+    assert!(
+        !bob.seen.iter().any(|l| l.contains("item 2")),
+        "{:#?}",
+        bob.seen
+    );
+}
+
+#[test]
+fn sigint_tells_the_clients_and_the_server_exits_cleanly() {
+    let mut server = Server::start(&[]);
+    let mut alice = server.client("alice", &[]);
+    alice.expect_text("--> alice joined lobby");
+    server.proc.interrupt();
+    alice.expect_text("*** server shutting down");
+    assert!(alice.wait_exit(WAIT).success());
+    assert!(server.proc.wait_exit(WAIT).success());
+    let rest = server.proc.rest();
+    assert!(rest.iter().any(|l| l.starts_with("final ")), "{rest:#?}");
+}
+
+#[test]
+fn client_reconnects_to_a_restarted_server_and_rejoins() {
+    let mut first = Server::start(&[]);
+    let addr = first.addr.to_string();
+    let mut alice = first.client("alice", &["--keepalive", "200ms", "--server-timeout", "1s"]);
+    alice.type_line("/join ops");
+    alice.expect_text("--> alice joined ops");
+    first.proc.kill();
+    alice.expect_text("server not responding, reconnecting");
+    // A new server on the same port: the client's next hello gets through.
+    let second = Server::start(&["--listen", &addr]);
+    alice.expect_text("*** welcome alice");
+    alice.expect_text("--> alice joined ops");
+    let mut bob = second.chat("bob");
+    join(&mut bob, "ops");
+    alice.type_line("still here");
+    expect_message(&mut bob, "still here");
+    bob.send(&ClientFrame::ListUsers { room: "ops".into() })
+        .unwrap();
+    expect_frame(
+        &mut bob,
+        |f| matches!(f, ServerFrame::Users { nicks, .. } if nicks == &["alice", "bob"]),
+    );
+}
