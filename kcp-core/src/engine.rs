@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::ack::AckList;
 use crate::config::{Config, NoDelay};
@@ -219,22 +219,26 @@ impl Kcp {
     /// the receive window can hold, the datagram is rejected and nothing changes.
     /// Fewer than 24 trailing bytes are ignored, as in the reference.
     pub fn input(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), InputError> {
-        self.input_with(now, datagram, Bytes::copy_from_slice)
+        self.input_with(now, datagram, Bytes::copy_from_slice, false)
     }
 
     /// [`input`](Self::input) for a datagram the host already holds as [`Bytes`]: the
     /// payloads kept are slices of it, so nothing is copied.
     pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
-        self.input_with(now, datagram, |d| d)
+        self.input_with(now, datagram, |d| d, true)
     }
 
     /// The body of `input`: `into_bytes` turns the datagram into the `Bytes` the kept
-    /// payloads slice, and is called only if a payload must be kept.
+    /// payloads slice, and is called only if a payload must be kept. With
+    /// `reuse_handle`, the last payload takes that handle itself instead of a slice of
+    /// it (`input_bytes`: no reference-count traffic for a one-segment datagram); `input`
+    /// slices its private copy, which shares it the same way.
     fn input_with<D: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
         datagram: D,
         into_bytes: impl FnOnce(D) -> Bytes,
+        reuse_handle: bool,
     ) -> Result<(), InputError> {
         let len = datagram.as_ref().len();
         if let Err(e) = self.validate(datagram.as_ref()) {
@@ -246,11 +250,11 @@ impl Kcp {
         self.stats.segments_in += self.parsed.len() as u64;
 
         // Payloads are kept as slices of one copy of the datagram.
-        let needs_copy = self
+        let last_payload = self
             .parsed
             .iter()
-            .any(|(h, _)| h.cmd == Command::Push && h.len > 0);
-        let owned = if needs_copy {
+            .rposition(|(h, _)| h.cmd == Command::Push && h.len > 0);
+        let mut owned = if last_payload.is_some() {
             into_bytes(datagram)
         } else {
             Bytes::new()
@@ -260,7 +264,7 @@ impl Kcp {
         // (max_ack, latest_ts) of this datagram's ACKs, for fast retransmit.
         let mut ack_tracker: Option<(Sn, Timestamp)> = None;
         let parsed = core::mem::take(&mut self.parsed);
-        for &(h, offset) in &parsed {
+        for (i, &(h, offset)) in parsed.iter().enumerate() {
             self.remote_window = u32::from(h.wnd);
             self.snd.ack_before(h.una);
             match h.cmd {
@@ -282,7 +286,19 @@ impl Kcp {
                         }
                     });
                 }
-                Command::Push => self.on_push(&h, &owned, offset),
+                Command::Push => {
+                    let payload = if h.len == 0 {
+                        Bytes::new()
+                    } else if reuse_handle && Some(i) == last_payload {
+                        let mut rest = core::mem::take(&mut owned);
+                        rest.advance(offset);
+                        rest.truncate(h.len as usize);
+                        rest
+                    } else {
+                        owned.slice(offset..offset + h.len as usize)
+                    };
+                    self.on_push(&h, payload);
+                }
                 Command::WindowAsk => self.probe.tell_window(),
                 Command::WindowTell => {}
             }
@@ -329,7 +345,7 @@ impl Kcp {
         Ok(())
     }
 
-    fn on_push(&mut self, h: &Header, datagram: &Bytes, offset: usize) {
+    fn on_push(&mut self, h: &Header, data: Bytes) {
         if !self.rcv.acks(h.sn) {
             self.stats.out_of_window += 1;
             return;
@@ -337,11 +353,6 @@ impl Kcp {
         if !self.acks.push(h.sn, h.ts) {
             self.stats.acks_dropped += 1;
         }
-        let data = if h.len == 0 {
-            Bytes::new()
-        } else {
-            datagram.slice(offset..offset + h.len as usize)
-        };
         match self.rcv.insert(h.sn, Fragment { frg: h.frg, data }) {
             Arrival::Stored => {}
             Arrival::Duplicate => self.stats.duplicates += 1,

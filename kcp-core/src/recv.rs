@@ -91,6 +91,12 @@ impl RecvWindow {
         if offset >= self.wnd as usize {
             return Arrival::OutOfWindow;
         }
+        // The common case, in order with nothing held back: straight to the ready queue.
+        if offset == 0 && self.ring.is_empty() && self.ready.len() < self.wnd as usize {
+            self.ready.push_back(fragment);
+            self.nxt = self.nxt.add(1);
+            return Arrival::Stored;
+        }
         if self.ring.len() <= offset {
             self.ring.resize(offset + 1, None);
         }

@@ -3,7 +3,7 @@
 use alloc::collections::{BinaryHeap, VecDeque};
 use core::cmp::{Ordering, Reverse};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -197,7 +197,14 @@ pub struct Link {
     backlog_bytes: usize,
     targeted_drops: usize,
     stats: LinkStats,
+    /// Datagrams in transit are copied into this block and split off it, so that a
+    /// datagram costs a `memcpy` and no allocation of its own (a block is allocated
+    /// once per [`ARENA_BLOCK`] bytes, and reused once every datagram in it is gone).
+    arena: BytesMut,
 }
+
+/// Size of the blocks datagrams in transit are carved from.
+const ARENA_BLOCK: usize = 64 * 1024;
 
 impl Link {
     /// A link with `config`, its randomness seeded by `seed` (ChaCha8: the same on
@@ -215,6 +222,7 @@ impl Link {
             backlog_bytes: 0,
             targeted_drops: 0,
             stats: LinkStats::default(),
+            arena: BytesMut::new(),
         }
     }
 
@@ -272,14 +280,15 @@ impl Link {
             self.stats.dropped_queue_full += 1;
             return;
         };
-        let data = Bytes::copy_from_slice(datagram);
+        let data = self.copy_in(datagram);
         let copies = if chance(&mut self.rng, self.config.duplicate) {
             self.stats.duplicated += 1;
             2
         } else {
             1
         };
-        for _ in 0..copies {
+        let mut data = Some(data);
+        for copy in 1..=copies {
             let mut due = departure + self.config.delay_ms + self.jitter();
             if self.config.delivery == Delivery::Scheduled
                 && chance(&mut self.rng, self.config.reorder)
@@ -287,8 +296,26 @@ impl Link {
                 self.stats.reordered += 1;
                 due += self.config.reorder_ms;
             }
-            self.enqueue(due, data.clone());
+            // The last copy takes the buffer itself.
+            let this = if copy == copies {
+                data.take()
+            } else {
+                data.clone()
+            };
+            if let Some(this) = this {
+                self.enqueue(due, this);
+            }
         }
+    }
+
+    /// A copy of `datagram` carved from the arena: shares a block with its neighbours,
+    /// so holding, slicing or dropping it allocates nothing.
+    fn copy_in(&mut self, datagram: &[u8]) -> Bytes {
+        if self.arena.capacity() < datagram.len() {
+            self.arena.reserve(ARENA_BLOCK.max(datagram.len()));
+        }
+        self.arena.extend_from_slice(datagram);
+        self.arena.split().freeze()
     }
 
     fn jitter(&mut self) -> SimTime {
