@@ -1,0 +1,182 @@
+//! One echo client per implementation behind a common blocking interface, so every
+//! scenario drives each the same way.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use kcp_net::{ClientConfig, KcpClient, Preset};
+
+use crate::Impl;
+use crate::servers::{KCP_WINDOW, tokio_kcp_config};
+
+/// How long one receive may wait before the run counts as failed.
+const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A blocking echo client.
+pub(crate) trait EchoClient {
+    /// Queues or sends one message.
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()>;
+    /// The next echoed message.
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>>;
+
+    /// Sends `message` and checks its echo.
+    fn round_trip(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        self.send(message)?;
+        let echo = self.recv()?;
+        if echo != message {
+            bail!("echo differs from what was sent");
+        }
+        Ok(())
+    }
+}
+
+/// A connected client of `which`.
+pub(crate) fn connect(which: Impl, server: SocketAddr) -> anyhow::Result<Box<dyn EchoClient>> {
+    Ok(match which {
+        Impl::KcpNet => Box::new(KcpNetClient::connect(server)?),
+        Impl::TokioKcp => Box::new(TokioKcpClient::connect(server)?),
+        Impl::Udp => Box::new(UdpClient::connect(server)?),
+        Impl::Tcp => Box::new(TcpClient::connect(server)?),
+    })
+}
+
+struct KcpNetClient(KcpClient);
+
+impl KcpNetClient {
+    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+        let mut config = ClientConfig::new(Preset::Fast);
+        config.flush_on_send = true;
+        config.engine.snd_wnd = u32::from(KCP_WINDOW);
+        config.engine.rcv_wnd = u32::from(KCP_WINDOW);
+        config.max_queued_bytes = 64 << 20;
+        Ok(Self(KcpClient::connect(server, config)?))
+    }
+}
+
+impl EchoClient for KcpNetClient {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        Ok(self.0.send(message)?)
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let message = self
+            .0
+            .recv(RECV_TIMEOUT)?
+            .context("kcp-net: no echo in time")?;
+        Ok(message.to_vec())
+    }
+}
+
+impl Drop for KcpNetClient {
+    fn drop(&mut self) {
+        let _ = self.0.flush(Duration::from_millis(100));
+    }
+}
+
+/// tokio_kcp's stream on a runtime of its own (one per client, as a blocking caller
+/// would use it).
+struct TokioKcpClient {
+    runtime: tokio::runtime::Runtime,
+    stream: tokio_kcp::KcpStream,
+    buf: Vec<u8>,
+}
+
+impl TokioKcpClient {
+    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stream =
+            runtime.block_on(tokio_kcp::KcpStream::connect(&tokio_kcp_config(), server))?;
+        Ok(Self {
+            runtime,
+            stream,
+            buf: vec![0; 256 * 1024],
+        })
+    }
+}
+
+impl EchoClient for TokioKcpClient {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let stream = &mut self.stream;
+        self.runtime.block_on(stream.send(message))?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let Self {
+            runtime,
+            stream,
+            buf,
+        } = self;
+        let n = runtime
+            .block_on(async { tokio::time::timeout(RECV_TIMEOUT, stream.recv(buf)).await })
+            .context("tokio_kcp: no echo in time")??;
+        Ok(buf[..n].to_vec())
+    }
+}
+
+struct UdpClient {
+    socket: UdpSocket,
+    buf: Vec<u8>,
+}
+
+impl UdpClient {
+    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.connect(server)?;
+        socket.set_read_timeout(Some(RECV_TIMEOUT))?;
+        Ok(Self {
+            socket,
+            buf: vec![0; 65_536],
+        })
+    }
+}
+
+impl EchoClient for UdpClient {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        self.socket.send(message)?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let n = self
+            .socket
+            .recv(&mut self.buf)
+            .context("udp: no echo in time")?;
+        Ok(self.buf[..n].to_vec())
+    }
+}
+
+struct TcpClient(TcpStream);
+
+impl TcpClient {
+    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(server)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(RECV_TIMEOUT))?;
+        Ok(Self(stream))
+    }
+}
+
+impl EchoClient for TcpClient {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let mut frame = Vec::with_capacity(4 + message.len());
+        frame.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        frame.extend_from_slice(message);
+        self.0.write_all(&frame)?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.0
+            .read_exact(&mut len)
+            .context("tcp: no echo in time")?;
+        let mut message = vec![0; u32::from_le_bytes(len) as usize];
+        self.0.read_exact(&mut message)?;
+        Ok(message)
+    }
+}

@@ -1,0 +1,292 @@
+//! Loopback benchmarks of `kcp-net` beside `tokio_kcp`, plain TCP and raw UDP, all in
+//! the same run on 127.0.0.1, reported as ratios.
+//!
+//! ```sh
+//! cargo run -p benches --release --bin loopback            # the full run, ~2 minutes
+//! cargo run -p benches --release --bin loopback -- --quick # a smoke run, seconds
+//! ```
+//!
+//! Every server runs in a child process of this binary (`loopback serve IMPL`), so the
+//! CPU time read from `/proc` is the server's alone. Clients run here, one thread each.
+//! The KCP implementations use the same settings: `nodelay(1, 10, 2, 1)`, window 1024,
+//! MTU 1400, flush on write and immediate ACKs.
+
+mod child;
+mod clients;
+mod scenarios;
+mod servers;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use scenarios::{Latencies, Throughput};
+
+/// An implementation under measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Impl {
+    /// This workspace's `kcp-net`.
+    KcpNet,
+    /// The `tokio_kcp` crate.
+    TokioKcp,
+    /// Raw UDP echo (no reliability): the floor.
+    Udp,
+    /// TCP echo with `TCP_NODELAY`.
+    Tcp,
+}
+
+impl Impl {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::KcpNet => "kcp-net",
+            Self::TokioKcp => "tokio-kcp",
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Loopback echo benchmarks: kcp-net vs tokio_kcp, TCP and raw UDP")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Short runs and small counts: checks that everything works, measures little.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the markdown tables to this file.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one echo server until standard input closes (used by the harness itself).
+    Serve {
+        /// Which server.
+        which: Impl,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Sizes of the run.
+struct Plan {
+    duration: Duration,
+    clients: usize,
+    client_rate: f64,
+    bulk_bytes: usize,
+    idle_sessions: usize,
+    idle_window: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                duration: Duration::from_millis(500),
+                clients: 20,
+                client_rate: 10.0,
+                bulk_bytes: 4 << 20,
+                idle_sessions: 500,
+                idle_window: Duration::from_secs(1),
+            }
+        } else {
+            Self {
+                duration: Duration::from_secs(3),
+                clients: 1_000,
+                client_rate: 10.0,
+                bulk_bytes: 256 << 20,
+                idle_sessions: 10_000,
+                idle_window: Duration::from_secs(10),
+            }
+        }
+    }
+}
+
+const ALL: [Impl; 4] = [Impl::KcpNet, Impl::TokioKcp, Impl::Tcp, Impl::Udp];
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs > 0.0 {
+        format!("{:.2}×", ours / theirs)
+    } else {
+        "–".into()
+    }
+}
+
+/// A latency table: one row per implementation plus kcp-net's ratios against each.
+fn latency_table(title: &str, rows: &[(Impl, Latencies)], out: &mut String) {
+    let _ = writeln!(out, "\n### {title}\n");
+    let _ = writeln!(
+        out,
+        "| impl | round trips/s | p50 ms | p99 ms | server CPU | failed clients | kcp-net p50 ratio | kcp-net p99 ratio |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let ours = &rows[0].1;
+    for (which, l) in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {:.1}% | {} | {} | {} |",
+            which.name(),
+            l.per_sec,
+            ms(l.p50),
+            ms(l.p99),
+            l.server_cpu * 100.0,
+            l.failed_clients,
+            ratio(ours.p50.as_secs_f64(), l.p50.as_secs_f64()),
+            ratio(ours.p99.as_secs_f64(), l.p99.as_secs_f64()),
+        );
+    }
+}
+
+fn run(plan: &Plan) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Loopback: kcp-net, tokio_kcp, TCP and raw UDP\n");
+    let _ = writeln!(
+        out,
+        "Produced by `cargo run -p benches --release --bin loopback -- --markdown \
+         docs/bench/loopback.md` on {}. Servers run in child processes (one event loop \
+         or runtime thread each); clients run one thread each in the harness. KCP on both \
+         sides: `nodelay(1, 10, 2, 1)`, window 1024, flush on write, immediate ACKs. \
+         Server CPU comes from `/proc/PID/stat` (10 ms ticks).\n",
+        machine()
+    );
+    let _ = writeln!(
+        out,
+        "Ratios are kcp-net's figure divided by the row's (below 1× is better for latency)."
+    );
+
+    let mut rows = Vec::new();
+    for which in ALL {
+        eprintln!("one client, back to back: {}", which.name());
+        rows.push((
+            which,
+            scenarios::one_client(which, 100, None, plan.duration)?,
+        ));
+    }
+    latency_table("One client, 100 B messages back to back", &rows, &mut out);
+
+    let mut rows = Vec::new();
+    for which in ALL {
+        eprintln!("one client, 1000/s: {}", which.name());
+        rows.push((
+            which,
+            scenarios::one_client(which, 100, Some(1_000.0), plan.duration)?,
+        ));
+    }
+    latency_table("One client, 100 B messages at 1000/s", &rows, &mut out);
+
+    let mut rows = Vec::new();
+    for which in ALL {
+        eprintln!("{} clients: {}", plan.clients, which.name());
+        let l = scenarios::many_clients(
+            which,
+            plan.clients,
+            100,
+            plan.client_rate,
+            plan.duration * 2,
+        )?;
+        rows.push((which, l));
+    }
+    latency_table(
+        &format!(
+            "{} clients, 100 B messages at {}/s each",
+            plan.clients, plan.client_rate
+        ),
+        &rows,
+        &mut out,
+    );
+
+    let _ = writeln!(
+        out,
+        "\n### One session, bulk: 16 KiB messages, 64 awaiting their echo, {} MiB\n",
+        plan.bulk_bytes >> 20
+    );
+    let _ = writeln!(
+        out,
+        "| impl | MB/s echoed | server CPU | kcp-net throughput ratio |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    let mut bulk: Vec<(Impl, Throughput)> = Vec::new();
+    for which in [Impl::KcpNet, Impl::TokioKcp, Impl::Tcp] {
+        eprintln!("bulk: {}", which.name());
+        bulk.push((
+            which,
+            scenarios::bulk(which, plan.bulk_bytes, 16 * 1024, 64)?,
+        ));
+    }
+    let ours = bulk[0].1.bytes_per_sec;
+    for (which, t) in &bulk {
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} | {:.1}% | {} |",
+            which.name(),
+            t.bytes_per_sec / 1e6,
+            t.server_cpu * 100.0,
+            ratio(ours, t.bytes_per_sec)
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n### {} idle sessions: server CPU over {} s (resolution: one 10 ms tick = {:.1}%)\n",
+        plan.idle_sessions,
+        plan.idle_window.as_secs(),
+        1.0 / plan.idle_window.as_secs_f64()
+    );
+    let _ = writeln!(out, "| impl | server CPU (% of a core) | kcp-net ratio |");
+    let _ = writeln!(out, "|---|---|---|");
+    let mut idle = Vec::new();
+    for which in [Impl::KcpNet, Impl::TokioKcp] {
+        eprintln!("idle sessions: {}", which.name());
+        idle.push((
+            which,
+            scenarios::idle_sessions(which, plan.idle_sessions, plan.idle_window)?,
+        ));
+    }
+    for (which, cpu) in &idle {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2}% | {} |",
+            which.name(),
+            cpu * 100.0,
+            ratio(idle[0].1, *cpu)
+        );
+    }
+    Ok(out)
+}
+
+/// Cores and CPU model of this machine, for the report header.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "an unknown CPU".into());
+    format!("{cores} cores of {model}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Cmd::Serve { which, listen }) = args.command {
+        return servers::serve(which, listen);
+    }
+    let report = run(&Plan::new(args.quick))?;
+    println!("{report}");
+    if let Some(path) = args.markdown {
+        std::fs::write(&path, &report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The echo servers measured side by side, one per implementation. Each runs in a
+//! child process of the harness (`loopback serve IMPL`), prints `listening ADDR` once
+//! ready and exits when its standard input closes, so its CPU time is its own.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use kcp_net::{EventHandler, KcpServer, Preset, ServerConfig, SessionCtx};
+
+use crate::Impl;
+
+/// The KCP window every KCP implementation uses in these runs (segments).
+pub(crate) const KCP_WINDOW: u16 = 1024;
+
+/// Runs `which`'s echo server on `listen` until standard input closes.
+pub(crate) fn serve(which: Impl, listen: SocketAddr) -> anyhow::Result<()> {
+    match which {
+        Impl::KcpNet => kcp_net_server(listen),
+        Impl::TokioKcp => tokio_kcp_server(listen),
+        Impl::Udp => udp_server(listen),
+        Impl::Tcp => tcp_server(listen),
+    }
+}
+
+/// Blocks until the harness closes our standard input.
+fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().lock().read_to_end(&mut sink);
+}
+
+fn announce(addr: SocketAddr) {
+    println!("listening {addr}");
+    let _ = std::io::stdout().flush();
+}
+
+#[derive(Clone)]
+struct Echo;
+
+impl EventHandler for Echo {
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        let _ = session.send_bytes(message);
+    }
+}
+
+/// kcp-net with the fast preset, flushing each echo at once, one event loop thread.
+fn kcp_net_server(listen: SocketAddr) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(Preset::Fast);
+    config.flush_on_send = true;
+    config.engine.snd_wnd = u32::from(KCP_WINDOW);
+    config.engine.rcv_wnd = u32::from(KCP_WINDOW);
+    config.max_sessions = 100_000;
+    config.new_sessions_per_sec = 1_000_000;
+    config.max_queued_bytes_per_session = 64 << 20;
+    config.idle_timeout = Duration::from_secs(600);
+    let server = KcpServer::bind(listen, config, Echo).context("binding kcp-net")?;
+    announce(server.local_addr());
+    wait_for_stdin_eof();
+    server.shutdown(Duration::ZERO)?;
+    Ok(())
+}
+
+/// The tokio_kcp configuration matching ours: `nodelay(1, 10, 2, 1)`, the same window,
+/// flush on write and ACKs flushed on input.
+pub(crate) fn tokio_kcp_config() -> tokio_kcp::KcpConfig {
+    tokio_kcp::KcpConfig {
+        mtu: 1400,
+        nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
+        wnd_size: (KCP_WINDOW, KCP_WINDOW),
+        session_expire: Duration::from_secs(600),
+        flush_write: true,
+        flush_acks_input: true,
+        stream: false,
+        allow_recv_empty_packet: false,
+    }
+}
+
+/// tokio_kcp's listener on a single-threaded runtime (as fair a match for our one event
+/// loop as it allows), one task per accepted session echoing what it receives.
+fn tokio_kcp_server(listen: SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut listener = tokio_kcp::KcpListener::bind(tokio_kcp_config(), listen)
+            .await
+            .context("binding tokio_kcp")?;
+        announce(listener.local_addr()?);
+        let (eof_tx, mut eof) = tokio::sync::oneshot::channel();
+        thread::spawn(move || {
+            wait_for_stdin_eof();
+            let _ = eof_tx.send(());
+        });
+        loop {
+            tokio::select! {
+                _ = &mut eof => return Ok(()),
+                accepted = listener.accept() => {
+                    let (mut stream, _) = accepted?;
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 256 * 1024];
+                        while let Ok(n) = stream.recv(&mut buf).await {
+                            if stream.send(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// A plain UDP echo: the floor any UDP-based protocol pays.
+fn udp_server(listen: SocketAddr) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind(listen)?;
+    announce(socket.local_addr()?);
+    let echo = socket.try_clone()?;
+    thread::spawn(move || {
+        let mut buf = [0u8; 65_536];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let _ = echo.send_to(&buf[..n], from);
+        }
+    });
+    wait_for_stdin_eof();
+    Ok(())
+}
+
+/// TCP echo of length-prefixed messages (u32 little-endian length, then the bytes),
+/// one thread per connection, `TCP_NODELAY` on.
+fn tcp_server(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)?;
+    announce(listener.local_addr()?);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = tcp_echo(stream);
+            });
+        }
+    });
+    wait_for_stdin_eof();
+    Ok(())
+}
+
+fn tcp_echo(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, stream.try_clone()?);
+    let mut writer = stream;
+    let mut buf = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if reader.fill_buf()?.is_empty() {
+            return Ok(());
+        }
+        reader.read_exact(&mut len)?;
+        let n = u32::from_le_bytes(len) as usize;
+        buf.resize(n, 0);
+        reader.read_exact(&mut buf)?;
+        writer.write_all(&len)?;
+        writer.write_all(&buf)?;
+    }
+}
