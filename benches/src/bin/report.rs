@@ -97,7 +97,7 @@ fn throughput(budget: Duration) -> Vec<ThroughputCell> {
                     transfer_case::<CRef>(&transfer),
                     transfer_case::<KcpCrate>(&transfer),
                 ];
-                let time = trio(&timing::interleaved(budget, 3, &mut cases));
+                let time = trio(&timing::interleaved(budget, 7, &mut cases));
                 drop(cases);
                 let cell = ThroughputCell { transfer, time };
                 eprintln!(

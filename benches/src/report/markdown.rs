@@ -100,6 +100,11 @@ fn targets(s: &mut String, r: &Results) {
         s,
         "| no heap allocation per datagram in steady state | asserted by `cargo test -p benches --test allocations` (counting allocator), not timed here | see test |\n"
     );
+    let _ = writeln!(
+        s,
+        "Where the time goes, and why a target is not met: the callgrind profiles in\n\
+         [`docs/bench/profile.md`](docs/bench/profile.md).\n"
+    );
 }
 
 fn yes(ok: bool) -> &'static str {
@@ -306,7 +311,7 @@ fn method(s: &mut String, r: &Results) {
            cost is the same for all three and is included.\n\
          - Throughput: one sample is one whole transfer (engines created, ≥ 8192 segments\n\
            and ≥ 16 windows moved, all checked). Per cell, the three implementations are\n\
-           sampled in rounds for about {:.1} s (at least 3 samples each), after one\n\
+           sampled in rounds for about {:.1} s (at least 7 samples each), after one\n\
            untimed warm-up round; the median of each one's samples is used.\n\
          - Per operation: `input` of a one-ACK datagram into a sender with 32 segments in\n\
            flight; `send` of one 1 KiB message plus `flush` on an updated, empty engine;\n\
