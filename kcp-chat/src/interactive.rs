@@ -84,6 +84,8 @@ struct Session<W: Write> {
     hello_refused: bool,
     /// The nonce of the latest pong (nonces only grow).
     last_pong: u64,
+    /// Quitting: the server's `Left` notices are a goodbye, not a room change.
+    quitting: bool,
 }
 
 impl<W: Write> Session<W> {
@@ -165,6 +167,7 @@ impl<W: Write> Session<W> {
         if let ServerFrame::Left { room, nick, .. } = frame
             && *nick == self.chat.nick()
             && *room == self.current
+            && !self.quitting
         {
             // Left the current room: fall back to another one we are in.
             if let Some(other) = self.chat.rooms().iter().next() {
@@ -224,6 +227,7 @@ impl<W: Write> Session<W> {
         // The server confirms with a `Left` per room, which carries the acknowledgement
         // of the quit; a user in no room waits the short bound.
         let left = deadline.saturating_duration_since(Instant::now());
+        self.quitting = true;
         self.chat
             .quit(reason, left.clamp(Duration::from_millis(200), QUIT_TIMEOUT))?;
         while let Ok(Some(frame)) = self.chat.try_recv() {
@@ -254,6 +258,7 @@ where
         next_nonce: 0,
         hello_refused: false,
         last_pong: 0,
+        quitting: false,
     };
     session.show(&format!(
         "*** connecting to {} as {} (type /help for commands)",

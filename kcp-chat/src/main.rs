@@ -247,8 +247,11 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     .context("installing the SIGINT/SIGTERM handler")?;
     let chat = ChatServer::bind(args.listen, config)
         .with_context(|| format!("starting the server on {}", args.listen))?;
-    println!("listening {}", chat.local_addr());
-    std::io::stdout().flush()?;
+    // Writes to stdout ignore errors from here on: a closed pipe must not stop a
+    // clean shutdown.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening {}", chat.local_addr());
+    let _ = stdout.flush();
     tracing::info!(addr = %chat.local_addr(), preset = %args.preset, threads = args.threads, "chat server up");
     let tick = args.stats_every.unwrap_or(Duration::from_secs(3600));
     loop {
@@ -256,17 +259,17 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 if args.stats_every.is_some() {
-                    println!("stats {}", chat.stats());
-                    std::io::stdout().flush()?;
+                    let _ = writeln!(stdout, "stats {}", chat.stats());
+                    let _ = stdout.flush();
                 }
             }
         }
     }
-    tracing::info!("shutting down");
     let stats = chat
-        .shutdown("server shutting down", Duration::from_secs(2))
+        .shutdown("stopped by a signal", Duration::from_secs(2))
         .context("shutting down")?;
-    println!("final {stats}");
+    tracing::info!("shut down");
+    let _ = writeln!(stdout, "final {stats}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -182,12 +182,25 @@ fn sigint_tells_the_clients_and_the_server_exits_cleanly() {
     let mut server = Server::start(&[]);
     let mut alice = server.client("alice", &[]);
     alice.expect_text("--> alice joined lobby");
-    server.proc.interrupt();
-    alice.expect_text("*** server shutting down");
+    server.proc.signal(libc::SIGINT);
+    alice.expect_text("*** server shutting down: stopped by a signal");
     assert!(alice.wait_exit(WAIT).success());
     assert!(server.proc.wait_exit(WAIT).success());
     let rest = server.proc.rest();
     assert!(rest.iter().any(|l| l.starts_with("final ")), "{rest:#?}");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_too() {
+    let mut server = Server::start(&["--stats-every", "100ms"]);
+    let mut bob = server.chat("bob");
+    join(&mut bob, "lobby");
+    server
+        .proc
+        .expect(WAIT, |l| l.starts_with("stats sessions 1 users 1 rooms 1"));
+    server.proc.signal(libc::SIGTERM);
+    expect_frame(&mut bob, |f| matches!(f, ServerFrame::Shutdown { .. }));
+    assert!(server.proc.wait_exit(WAIT).success());
 }
 
 #[test]
@@ -213,4 +226,34 @@ fn client_reconnects_to_a_restarted_server_and_rejoins() {
         &mut bob,
         |f| matches!(f, ServerFrame::Users { nicks, .. } if nicks == &["alice", "bob"]),
     );
+}
+
+#[test]
+fn broadcast_crosses_event_loop_threads_in_one_order() {
+    let server = Server::start(&["--threads", "2"]);
+    let mut clients: Vec<_> = (0..8).map(|i| server.chat(&format!("user{i}"))).collect();
+    for c in &mut clients {
+        join(c, "lobby");
+    }
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.say("lobby", &format!("r{round} from {i}")).unwrap();
+        }
+    }
+    // Every member sees all 24 messages, numbered 1..=24 in the same order, whichever
+    // loop each sender's session is on.
+    let mut orders = Vec::new();
+    for c in &mut clients {
+        let mut order = Vec::new();
+        while order.len() < 24 {
+            if let ServerFrame::Message { seq, text, .. } =
+                expect_frame(c, |f| matches!(f, ServerFrame::Message { .. }))
+            {
+                assert_eq!(seq, order.len() as u64 + 1, "gap or reorder before {text}");
+                order.push(text);
+            }
+        }
+        orders.push(order);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]));
 }

@@ -115,12 +115,12 @@ impl Proc {
         self.stdin = None;
     }
 
-    /// Sends SIGINT.
-    pub fn interrupt(&self) {
+    /// Sends a signal (SIGINT, SIGTERM...).
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
         // SAFETY: kill has no memory-safety preconditions; the pid is our live child.
-        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill(SIGINT) failed");
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     /// Kills it at once (SIGKILL) and reaps it.
