@@ -13,7 +13,7 @@
 //! - [`client`]: [`ChatClient`](client::ChatClient) on a `KcpClient`;
 //!   [`interactive`] the line-based client around it ([`command`] parses lines,
 //!   [`render`] shows frames).
-//! - [`demo`] and [`bench`]: the scripted demo and the load generator.
+//! - [`demo`] and [`bench`](mod@bench): the scripted demo and the load generator.
 //!
 //! # Example: a frame on the wire
 //!
