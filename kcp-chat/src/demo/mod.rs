@@ -185,6 +185,14 @@ impl fmt::Display for DemoReport {
         for line in &self.undelivered {
             writeln!(f, "  undelivered       {line}")?;
         }
+        if d.lost > 0 {
+            writeln!(
+                f,
+                "  (lost: not delivered within {:.1} s after the chat ended; a slower preset \
+                 backs off longer, try a longer --drain)",
+                o.drain.as_secs_f64()
+            )?;
+        }
         write!(
             f,
             "{} in {:.1} s: lost {}",
