@@ -138,10 +138,12 @@ fn a_flood_is_rate_limited_then_disconnected() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // The burst (less the hello and join) got through; then 5 strikes and one more.
+    // 5 strikes are tolerated, the sixth kicks: exactly 6 refusals whatever the timing.
     assert_eq!(rate_limited, 6);
+    // The burst of 10 less the hello and the join, plus whatever refilled (5/s) while
+    // the server worked through the flood: a slow machine lets a few more through.
     assert!(
-        (7..=9).contains(&spam_seen),
+        (7..=14).contains(&spam_seen),
         "{spam_seen} messages got through"
     );
     expect_frame(
