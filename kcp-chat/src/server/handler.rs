@@ -57,15 +57,16 @@ impl ChatHandler {
             handle: None,
         }
     }
+}
 
-    fn new_client(&self, now: Instant) -> Client {
-        Client {
-            user: None,
-            bucket: TokenBucket::new(self.config.rate, self.config.burst, now),
-            strikes: Strikes::new(self.config.strikes, self.config.strike_window),
-            closing: false,
-            leave_reason: None,
-        }
+/// A new session's state: a full bucket, no strikes, not welcomed.
+fn new_client(config: &ChatServerConfig, now: Instant) -> Client {
+    Client {
+        user: None,
+        bucket: TokenBucket::new(config.rate, config.burst, now),
+        strikes: Strikes::new(config.strikes, config.strike_window),
+        closing: false,
+        leave_reason: None,
     }
 }
 
@@ -96,39 +97,38 @@ impl EventHandler for ChatHandler {
             self.handle = Some(session.handle().clone());
         }
         debug!(peer = %session.peer(), conv = session.conv(), "session opened");
-        let client = self.new_client(Instant::now());
+        let client = new_client(&self.config, Instant::now());
         self.clients.insert(session.key(), client);
     }
 
     fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
         let now = Instant::now();
-        let key = session.key();
-        let mut client = match self.clients.remove(&key) {
-            Some(client) => client,
-            None => self.new_client(now),
-        };
+        let config = &self.config;
+        let client = self
+            .clients
+            .entry(session.key())
+            .or_insert_with(|| new_client(config, now));
         if !client.closing {
             let mut turn = Turn {
                 hub: &self.hub,
-                config: &self.config,
+                config,
                 session,
-                client: &mut client,
+                client,
                 now,
             };
             turn.handle(&message);
         }
-        self.clients.insert(key, client);
     }
 
     fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
         debug!(peer = %session.peer(), ?reason, "session closed");
-        let Some(id) = self.clients.remove(&session.key()).and_then(|c| {
-            let leave = c.leave_reason.unwrap_or(LeaveReason::Lost);
-            c.user.map(|id| (id, leave))
-        }) else {
+        let Some(client) = self.clients.remove(&session.key()) else {
             return;
         };
-        let (id, leave) = id;
+        let Some(id) = client.user else {
+            return;
+        };
+        let leave = client.leave_reason.unwrap_or(LeaveReason::Lost);
         let mut state = self.hub.lock();
         // A resumed user's old session finds its user already gone.
         if state
