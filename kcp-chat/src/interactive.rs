@@ -201,6 +201,10 @@ impl<W: Write> Session<W> {
                     }
                 }
                 Ok(None) => return Ok(None),
+                // Quitting anyway: everything said was confirmed by the pong.
+                Err(e) if e.is_link_failure() && self.quitting => {
+                    return Ok(Some(ClientExit::Quit));
+                }
                 Err(e) if e.is_link_failure() => {
                     self.show("*** server not responding, reconnecting…");
                     self.chat.reconnect()?;
@@ -224,15 +228,20 @@ impl<W: Write> Session<W> {
                 return Ok(exit);
             }
         }
-        // The server confirms with a `Left` per room, which carries the acknowledgement
-        // of the quit; a user in no room waits the short bound.
-        let left = deadline.saturating_duration_since(Instant::now());
+        // The server confirms with a `Left` per room we are in: show them, then
+        // acknowledge them at once (`flush`) so the server can close the session.
         self.quitting = true;
-        self.chat
-            .quit(reason, left.clamp(Duration::from_millis(200), QUIT_TIMEOUT))?;
-        while let Ok(Some(frame)) = self.chat.try_recv() {
-            self.frame(&frame);
+        self.chat.send(&ClientFrame::Quit {
+            reason: reason.to_owned(),
+        })?;
+        let quit_deadline = Instant::now() + QUIT_TIMEOUT;
+        while !self.chat.rooms().is_empty() && Instant::now() < quit_deadline {
+            if let Some(exit) = self.pump(Duration::from_millis(20))? {
+                return Ok(exit);
+            }
         }
+        self.chat
+            .flush(quit_deadline.saturating_duration_since(Instant::now()))?;
         Ok(ClientExit::Quit)
     }
 }

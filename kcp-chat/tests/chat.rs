@@ -76,6 +76,11 @@ fn client_in_a_pipe_says_everything_flushes_and_exits_zero() {
     );
     // It saw the echo of its own last line before quitting.
     assert!(stdout.contains("<piper> line 30"), "{stdout}");
+    // And the server's goodbye.
+    assert!(
+        stdout.trim_end().ends_with("<-- piper left lobby (quit)"),
+        "{stdout}"
+    );
     for i in 1..=30 {
         expect_message(&mut listener, &format!("line {i}"));
     }
