@@ -197,6 +197,9 @@ impl<W: Write> Session<W> {
             match next {
                 Ok(Some(frame)) => {
                     if let Some(exit) = self.frame(&frame) {
+                        // Acknowledge the server's last frames before going, so it
+                        // need not retransmit them until its shutdown deadline.
+                        let _ = self.chat.flush(Duration::from_millis(200));
                         return Ok(Some(exit));
                     }
                 }
