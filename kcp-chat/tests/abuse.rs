@@ -195,3 +195,19 @@ fn over_long_frames_and_nicks_are_refused() {
         }
     }
 }
+
+#[test]
+fn a_full_server_says_so_and_closes() {
+    let server = Server::start(&["--max-clients", "2"]);
+    let mut a = server.chat("a");
+    let mut b = server.chat("b");
+    join(&mut a, "lobby");
+    join(&mut b, "lobby");
+    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    raw.send_bytes(encode(&ClientFrame::hello("c")).unwrap())
+        .unwrap();
+    assert_eq!(next_error(&mut raw), ErrorCode::ServerFull);
+    assert_disconnected(&mut raw);
+    a.say("lobby", "two is company").unwrap();
+    expect_message(&mut b, "two is company");
+}

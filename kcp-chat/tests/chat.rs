@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kcp_chat::protocol::{ClientFrame, ServerFrame};
+use kcp_chat::protocol::{ClientFrame, ErrorCode, LeaveReason, ServerFrame};
 
 #[test]
 fn two_clients_chat_change_rooms_and_nicks_and_quit() {
@@ -261,4 +261,48 @@ fn broadcast_crosses_event_loop_threads_in_one_order() {
         orders.push(order);
     }
     assert!(orders.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn a_reconnecting_client_takes_its_nick_back_with_its_resume_token() {
+    let server = Server::start(&[]);
+    let mut bob = server.chat("bob");
+    join(&mut bob, "ops");
+    let mut alice = server.chat("alice");
+    join(&mut alice, "ops");
+    expect_frame(
+        &mut bob,
+        |f| matches!(f, ServerFrame::Joined { nick, .. } if nick == "alice"),
+    );
+    // A new conversation while the old session still holds the nick: the token proves
+    // it is the same user, the old session is dropped and the rooms are rejoined.
+    alice.reconnect().unwrap();
+    expect_frame(
+        &mut alice,
+        |f| matches!(f, ServerFrame::Welcome { nick, .. } if nick == "alice"),
+    );
+    expect_frame(
+        &mut alice,
+        |f| matches!(f, ServerFrame::Joined { room, nick } if room == "ops" && nick == "alice"),
+    );
+    expect_frame(
+        &mut bob,
+        |f| matches!(f, ServerFrame::Left { nick, reason: LeaveReason::Reconnected, .. } if nick == "alice"),
+    );
+    expect_frame(
+        &mut bob,
+        |f| matches!(f, ServerFrame::Joined { nick, .. } if nick == "alice"),
+    );
+    // Someone else cannot take the nick without the token.
+    let mut eve = server.chat("alice");
+    let refused = expect_frame(&mut eve, |f| matches!(f, ServerFrame::Error { .. }));
+    assert!(matches!(
+        refused,
+        ServerFrame::Error {
+            code: ErrorCode::NickTaken,
+            ..
+        }
+    ));
+    alice.say("ops", "back").unwrap();
+    expect_message(&mut bob, "back");
 }
