@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use benches::engine::{CRef, Engine, KcpCrate, Ours};
+use benches::engine::{CRef, Engine, KcpCrate, Ours, OursCopying};
 use benches::latency;
 use benches::micro::{AckInput, SendFlush, idle};
 use benches::report::machine::Machine;
@@ -78,11 +78,13 @@ fn transfer_case<'a, E: Engine>(t: &'a Transfer) -> Case<'a> {
     })
 }
 
+/// Measurements in the order ours, C, `kcp` crate, and optionally ours (copying API).
 fn trio(m: &[timing::Measured]) -> Trio {
     Trio {
         ours: m[0],
         c: m[1],
         kcp: m[2],
+        ours_copying: m.get(3).copied(),
     }
 }
 
@@ -96,15 +98,17 @@ fn throughput(budget: Duration) -> Vec<ThroughputCell> {
                     transfer_case::<Ours>(&transfer),
                     transfer_case::<CRef>(&transfer),
                     transfer_case::<KcpCrate>(&transfer),
+                    transfer_case::<OursCopying>(&transfer),
                 ];
                 let time = trio(&timing::interleaved(budget, 7, &mut cases));
                 drop(cases);
                 let cell = ThroughputCell { transfer, time };
                 eprintln!(
-                    "throughput {size:>5} B  wnd {window:>4}  loss {:>4.1}%  ours/C {:5.2}  kcp/C {:5.2}  ({} samples)",
+                    "throughput {size:>5} B  wnd {window:>4}  loss {:>4.1}%  ours/C {:5.2}  kcp/C {:5.2}  copying/C {:5.2}  ({} samples)",
                     loss * 100.0,
                     time.ours_vs_c(),
                     time.kcp_vs_c(),
+                    time.ours_copying_vs_c().unwrap_or(f64::NAN),
                     time.ours.samples
                 );
                 cells.push(cell);

@@ -37,7 +37,8 @@ pub fn throughput(
         .collect();
     let name = format!("throughput-{size}-loss{}.svg", (loss * 100.0).round());
     let path = dir.join(&name);
-    let series: [(&str, Vec<(f64, f64)>); 3] = [
+    // Colours by position: ours, C, kcp crate, ours through the copying API.
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![
         (
             "ours (kcp-core)",
             points(&cells, |c| c.bytes_per_second(c.time.ours)),
@@ -51,6 +52,14 @@ pub fn throughput(
             points(&cells, |c| c.bytes_per_second(c.time.kcp)),
         ),
     ];
+    if cells.iter().all(|c| c.time.ours_copying.is_some()) {
+        series.push((
+            "ours, copying API",
+            points(&cells, |c| {
+                c.time.ours_copying.map_or(0.0, |m| c.bytes_per_second(m))
+            }),
+        ));
+    }
     let top = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
