@@ -12,7 +12,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::clock::Clock;
-use crate::config::{ClientConfig, queued_bytes, recv_slot_size};
+use crate::config::{ClientConfig, enqueue, queued_bytes, recv_slot_size};
 use crate::error::NetError;
 use crate::outbox::Outbox;
 use crate::stats::{SessionCounters, SessionStats};
@@ -210,21 +210,12 @@ impl KcpClient {
     /// As [`send`](Self::send).
     pub fn send_bytes(&mut self, message: Bytes) -> Result<(), NetError> {
         self.check_failure()?;
-        let queued = self.queued_bytes();
-        let limit = self.config.max_queued_bytes;
-        if queued + message.len() > limit {
-            self.counters.sends_refused += 1;
-            return Err(NetError::QueueFull {
-                queued,
-                message: message.len(),
-                limit,
-            });
-        }
-        if let Err(e) = self.kcp.send_bytes(message) {
-            self.counters.sends_refused += 1;
-            return Err(e.into());
-        }
-        self.counters.messages_out += 1;
+        enqueue(
+            &mut self.kcp,
+            &mut self.counters,
+            message,
+            self.config.max_queued_bytes,
+        )?;
         let now = Instant::now();
         self.waiting_since.get_or_insert(now);
         self.drive(now, self.config.flush_on_send);

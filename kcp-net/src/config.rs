@@ -254,6 +254,31 @@ pub(crate) fn queued_bytes(kcp: &kcp_core::Kcp) -> usize {
     kcp.wait_send() * kcp.config().mss()
 }
 
+/// Queues `message` on `kcp` unless that would hold more than `limit` bytes
+/// unacknowledged; counts the outcome in `counters`.
+pub(crate) fn enqueue(
+    kcp: &mut kcp_core::Kcp,
+    counters: &mut crate::stats::SessionCounters,
+    message: bytes::Bytes,
+    limit: usize,
+) -> Result<(), NetError> {
+    let queued = queued_bytes(kcp);
+    if queued + message.len() > limit {
+        counters.sends_refused += 1;
+        return Err(NetError::QueueFull {
+            queued,
+            message: message.len(),
+            limit,
+        });
+    }
+    if let Err(e) = kcp.send_bytes(message) {
+        counters.sends_refused += 1;
+        return Err(e.into());
+    }
+    counters.messages_out += 1;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

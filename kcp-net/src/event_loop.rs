@@ -413,16 +413,14 @@ impl<H: EventHandler> LoopState<H> {
         let session = self.store.get_mut(key)?;
         // Start the engine's update grid now.
         let _ = session.drive(self.clock.timestamp(now), false, |_| {});
-        let mut ctx = SessionCtx {
+        let mut ctx = SessionCtx::new(
             session,
-            handle: &self.handle,
-            limit: self.config.max_queued_bytes_per_session,
-            linger: self.config.close_linger,
+            &self.handle,
+            &self.config,
             now,
-            dirty: &mut self.dirty,
-            refused: &mut self.stats.sends_refused,
-            queued: &mut self.stats.messages_out,
-        };
+            &mut self.dirty,
+            &mut self.stats,
+        );
         self.handler.on_open(&mut ctx);
         Some(key)
     }
@@ -453,16 +451,14 @@ impl<H: EventHandler> LoopState<H> {
             };
             self.stats.keepalives_in += session.stats().counters.keepalives - before;
             self.stats.messages_in += 1;
-            let mut ctx = SessionCtx {
+            let mut ctx = SessionCtx::new(
                 session,
-                handle: &self.handle,
-                limit: self.config.max_queued_bytes_per_session,
-                linger: self.config.close_linger,
+                &self.handle,
+                &self.config,
                 now,
-                dirty: &mut self.dirty,
-                refused: &mut self.stats.sends_refused,
-                queued: &mut self.stats.messages_out,
-            };
+                &mut self.dirty,
+                &mut self.stats,
+            );
             self.handler.on_message(&mut ctx, message);
         }
     }

@@ -14,7 +14,7 @@ use crate::config::ServerConfig;
 use crate::error::NetError;
 use crate::event_loop::EventLoop;
 use crate::session::{CloseReason, KcpSession};
-use crate::stats::{ServerStats, SessionStats};
+use crate::stats::{LoopStats, ServerStats, SessionStats};
 use crate::store::SessionKey;
 use crate::udp::{self, SocketOptions};
 
@@ -61,7 +61,29 @@ pub struct SessionCtx<'a> {
     pub(crate) queued: &'a mut u64,
 }
 
-impl SessionCtx<'_> {
+impl<'a> SessionCtx<'a> {
+    /// A context for `session` inside a loop turn at `now`: sends obey `config`'s
+    /// limits, dirty the session in `dirty` and are counted in `stats`.
+    pub(crate) fn new(
+        session: &'a mut KcpSession,
+        handle: &'a ServerHandle,
+        config: &ServerConfig,
+        now: Instant,
+        dirty: &'a mut Vec<SessionKey>,
+        stats: &'a mut LoopStats,
+    ) -> Self {
+        Self {
+            session,
+            handle,
+            limit: config.max_queued_bytes_per_session,
+            linger: config.close_linger,
+            now,
+            dirty,
+            refused: &mut stats.sends_refused,
+            queued: &mut stats.messages_out,
+        }
+    }
+
     /// The session's key, valid on any thread through a [`ServerHandle`].
     pub fn key(&self) -> SessionKey {
         self.session.key()

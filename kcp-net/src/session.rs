@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kcp_core::{InputError, Kcp, PollAt, Timestamp};
 
 use crate::clock::Clock;
-use crate::config::queued_bytes;
+use crate::config::{enqueue, queued_bytes};
 use crate::error::NetError;
 use crate::stats::{SessionCounters, SessionStats};
 use crate::store::SessionKey;
@@ -179,20 +179,7 @@ impl KcpSession {
         if self.state != SessionState::Active {
             return Err(NetError::SessionClosed);
         }
-        let queued = self.queued_bytes();
-        if queued + message.len() > limit {
-            self.counters.sends_refused += 1;
-            return Err(NetError::QueueFull {
-                queued,
-                message: message.len(),
-                limit,
-            });
-        }
-        if let Err(e) = self.kcp.send_bytes(message) {
-            self.counters.sends_refused += 1;
-            return Err(e.into());
-        }
-        self.counters.messages_out += 1;
+        enqueue(&mut self.kcp, &mut self.counters, message, limit)?;
         self.sent = true;
         Ok(())
     }
