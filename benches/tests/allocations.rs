@@ -4,56 +4,14 @@
 //! benchmark message size. Only allocations made inside engine calls are counted; the
 //! wire's own buffers are made outside them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::convert::Infallible;
 
 use bytes::Bytes;
 use kcp_core::{Config, Kcp, Timestamp};
-
-struct Counting;
-
-thread_local! {
-    /// Per thread, so tests running in parallel do not count each other.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    // `try_with`: the allocator may run while the thread-local is being torn down.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as for `alloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: as for `alloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use kcp_ref::counting::{Counting, counted};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-/// Allocations made while `f` runs.
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = allocations();
-    let out = f();
-    (out, allocations() - before)
-}
 
 /// One direction of the wire: datagrams in a buffer allocated up front, every
 /// `lose_every`-th one lost.

@@ -6,6 +6,9 @@
 //! needs and wraps them in [`CKcp`]: the same engine, deterministic, on the caller's
 //! clock, with its datagrams collected into a queue.
 //!
+//! [`counting`] is the other piece of support: a counting global allocator for the
+//! tests that assert what allocates.
+//!
 //! This is the only place in the workspace besides the socket layer with `unsafe`
 //! code; every block says why it is sound.
 //!
@@ -71,6 +74,8 @@ use kcp_core::sim::reference::ReferenceMode;
 
 // Forces the link of kcp-sys's static library, which holds the `ikcp_*` symbols.
 use kcp_sys as _;
+
+pub mod counting;
 
 #[repr(C)]
 struct QueueHead {
