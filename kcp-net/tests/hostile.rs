@@ -8,25 +8,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
+use kcp_core::Sn;
 use kcp_core::segment::{Command, HEADER_LEN, Header};
-use kcp_core::{Sn, Timestamp};
 use kcp_net::{EventHandler, KcpClient, KcpServer, NetError, SessionCtx};
 
-/// One segment, header and payload.
+/// One segment, header and payload, as a fresh peer sends it.
 fn segment(conv: u32, cmd: Command, sn: u32, payload: &[u8]) -> Vec<u8> {
-    let header = Header {
-        conv,
-        cmd,
-        frg: 0,
-        wnd: 128,
-        ts: Timestamp::from_millis(0),
-        sn: Sn::new(sn),
-        una: Sn::new(0),
-        len: payload.len() as u32,
-    };
-    let mut datagram = header.to_bytes().to_vec();
-    datagram.extend_from_slice(payload);
-    datagram
+    Header::new(conv, cmd, Sn::new(sn)).encode(payload)
 }
 
 fn raw_socket() -> UdpSocket {

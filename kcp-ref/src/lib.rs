@@ -588,6 +588,8 @@ impl kcp_core::sim::Endpoint for CKcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kcp_core::Sn;
+    use kcp_core::segment::{Command, Header};
 
     #[test]
     fn mirror_layout_matches_the_reference() {
@@ -780,19 +782,24 @@ mod tests {
 
     #[test]
     fn input_reports_the_c_error_codes() {
-        let mut k = CKcp::new(0x0102_0304);
+        let conv = 0x0102_0304;
+        let mut k = CKcp::new(conv);
         assert_eq!(k.input(&[0; 10]), -1, "shorter than a header");
-        let mut seg = [0u8; 24];
-        seg[..4].copy_from_slice(&0x0102_0304u32.to_le_bytes());
-        seg[4] = 82;
-        assert_eq!(k.input(&seg), 0);
-        seg[4] = 99;
-        assert_eq!(k.input(&seg), -3, "unknown command");
-        seg[4] = 81;
-        seg[20] = 5;
-        assert_eq!(k.input(&seg), -2, "payload missing");
-        seg[0] = 0;
-        assert_eq!(k.input(&seg), -1, "another conversation");
+        let ack = Header::new(conv, Command::Ack, Sn::new(0)).to_bytes();
+        assert_eq!(k.input(&ack), 0);
+        let mut unknown = ack;
+        unknown[4] = 99;
+        assert_eq!(k.input(&unknown), -3, "unknown command");
+        let cut_short = Header {
+            len: 5,
+            ..Header::new(conv, Command::Push, Sn::new(0))
+        };
+        assert_eq!(k.input(&cut_short.to_bytes()), -2, "payload missing");
+        let foreign = Header {
+            conv: 0x0102_0300,
+            ..cut_short
+        };
+        assert_eq!(k.input(&foreign.to_bytes()), -1, "another conversation");
     }
 
     #[test]
