@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use super::{Results, ThroughputCell};
@@ -38,7 +39,7 @@ pub fn throughput(
     let name = format!("throughput-{size}-loss{}.svg", (loss * 100.0).round());
     let path = dir.join(&name);
     // Colours by position: ours, C, kcp crate, ours through the copying API.
-    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![
+    let mut series: Vec<Series<'_>> = vec![
         (
             "ours (kcp-core)",
             points(&cells, |c| c.bytes_per_second(c.time.ours)),
@@ -60,56 +61,29 @@ pub fn throughput(
             }),
         ));
     }
-    let top = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
-        .fold(0.0, f64::max)
-        * 1.15;
-    let root = SVGBackend::new(&path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Throughput, {size} B messages, {}% loss, fast preset",
-                loss * 100.0
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((24f64..5500f64).log_scale(), 0f64..top.max(1.0))
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("send window (segments, log scale)")
-        .y_desc("payload GB/s (this machine)")
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{:.1}", y / 1e9))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (i, (label, pts)) in series.into_iter().enumerate() {
-        let colour = COLOURS[i];
-        chart
-            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, colour.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
+    let top = highest(&series) * 1.15;
+    let caption = format!(
+        "Throughput, {size} B messages, {}% loss, fast preset",
+        loss * 100.0
+    );
+    line_chart(
+        &path,
+        &caption,
+        Axis {
+            range: (24f64..5500f64).log_scale(),
+            desc: "send window (segments, log scale)",
+            labels: 8,
+            format: |x| format!("{x:.0}"),
+        },
+        Axis {
+            range: 0f64..top.max(1.0),
+            desc: "payload GB/s (this machine)",
+            labels: DEFAULT_LABELS,
+            format: |y| format!("{:.1}", y / 1e9),
+        },
+        series,
+        SeriesLabelPosition::UpperRight,
+    )?;
     Ok(name)
 }
 
@@ -135,7 +109,7 @@ pub fn latency(
 ) -> Result<String, PlotError> {
     let name = format!("latency-{what}.svg");
     let path = dir.join(&name);
-    let lines: Vec<(&str, Vec<(f64, f64)>)> = Setup::ALL
+    let lines: Vec<Series<'_>> = Setup::ALL
         .iter()
         .map(|&setup| {
             let pts = sweep
@@ -150,32 +124,91 @@ pub fn latency(
             (setup.name(), pts)
         })
         .collect();
-    let top = lines
+    let top = highest(&lines);
+    let max_loss = f64::from(SWEEP_LOSS[SWEEP_LOSS.len() - 1]);
+    line_chart(
+        &path,
+        title,
+        Axis {
+            range: 0f64..max_loss + 1.0,
+            desc: "loss per direction (%)",
+            labels: DEFAULT_LABELS,
+            format: |x| format!("{x:.0}"),
+        },
+        Axis {
+            range: (40f64..(top * 1.5).max(100.0)).log_scale(),
+            desc: "RTT ms (virtual time, log scale)",
+            labels: DEFAULT_LABELS,
+            format: |y| format!("{y:.0}"),
+        },
+        lines,
+        SeriesLabelPosition::UpperLeft,
+    )?;
+    Ok(name)
+}
+
+/// One line of a chart: its legend label and its points.
+type Series<'a> = (&'a str, Vec<(f64, f64)>);
+
+/// The largest y value of any series (0 if there is none).
+fn highest(series: &[Series<'_>]) -> f64 {
+    series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
-        .fold(0.0, f64::max);
-    let max_loss = f64::from(SWEEP_LOSS[SWEEP_LOSS.len() - 1]);
-    let root = SVGBackend::new(&path, SIZE).into_drawing_area();
+        .fold(0.0, f64::max)
+}
+
+/// Labels on an axis unless said otherwise (`plotters`' default).
+const DEFAULT_LABELS: usize = 11;
+
+/// One axis of a [`line_chart`].
+struct Axis<R> {
+    /// Its range, linear or `.log_scale()`.
+    range: R,
+    /// Its description.
+    desc: &'static str,
+    /// How many labels it gets.
+    labels: usize,
+    /// How a label is written.
+    format: fn(&f64) -> String,
+}
+
+/// Writes the SVG at `path`: each of `series` as a line with a dot per point, coloured
+/// by position, under `caption`, with its legend at `legend`.
+fn line_chart<X, Y>(
+    path: &Path,
+    caption: &str,
+    x: Axis<X>,
+    y: Axis<Y>,
+    series: Vec<Series<'_>>,
+    legend: SeriesLabelPosition,
+) -> Result<(), PlotError>
+where
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(
-            0f64..max_loss + 1.0,
-            (40f64..(top * 1.5).max(100.0)).log_scale(),
-        )
+        .build_cartesian_2d(x.range, y.range)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("loss per direction (%)")
-        .y_desc("RTT ms (virtual time, log scale)")
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc(x.desc)
+        .y_desc(y.desc)
+        .x_labels(x.labels)
+        .y_labels(y.labels)
+        .x_label_formatter(&x.format)
+        .y_label_formatter(&y.format)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (i, (label, pts)) in lines.into_iter().enumerate() {
+    for (i, (label, pts)) in series.into_iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         chart
             .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
@@ -192,9 +225,9 @@ pub fn latency(
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend)
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
-    Ok(name)
+    Ok(())
 }
