@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use kcp_chat::protocol::{ClientFrame, ErrorCode, LeaveReason, ServerFrame};
 
@@ -56,18 +54,7 @@ fn client_in_a_pipe_says_everything_flushes_and_exits_zero() {
     join(&mut listener, "lobby");
     let input: String = (1..=30).map(|i| format!("line {i}\n")).collect();
     // 30 lines at once: more than the client's burst, so its pacing is exercised too.
-    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
-        .args([
-            "client",
-            "--server",
-            &server.addr.to_string(),
-            "--nick",
-            "piper",
-        ])
-        .write_stdin(input)
-        .timeout(Duration::from_secs(30))
-        .output()
-        .expect("running the client");
+    let output = server.run_client("piper", &[], input);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -95,19 +82,11 @@ fn impaired_client_gets_through_a_lossy_link() {
     let server = Server::start(&[]);
     let mut listener = server.chat("listener");
     join(&mut listener, "lobby");
-    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
-        .args([
-            "client",
-            "--server",
-            &server.addr.to_string(),
-            "--nick",
-            "lossy",
-        ])
-        .args(["--impair", "loss=0.3,delay=20ms,jitter=10ms,seed=3"])
-        .write_stdin("one\ntwo\nthree\n")
-        .timeout(Duration::from_secs(30))
-        .output()
-        .expect("running the client");
+    let output = server.run_client(
+        "lossy",
+        &["--impair", "loss=0.3,delay=20ms,jitter=10ms,seed=3"],
+        "one\ntwo\nthree\n",
+    );
     assert!(output.status.success());
     for text in ["one", "two", "three"] {
         expect_message(&mut listener, text);
@@ -135,18 +114,11 @@ fn over_long_line_gets_an_error_and_the_client_carries_on() {
     let mut listener = server.chat("listener");
     join(&mut listener, "lobby");
     let long = "x".repeat(101);
-    let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
-        .args([
-            "client",
-            "--server",
-            &server.addr.to_string(),
-            "--nick",
-            "verbose",
-        ])
-        .write_stdin(format!("{long}\n{}\nshort\n", "y".repeat(5000)))
-        .timeout(Duration::from_secs(30))
-        .output()
-        .expect("running the client");
+    let output = server.run_client(
+        "verbose",
+        &[],
+        format!("{long}\n{}\nshort\n", "y".repeat(5000)),
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -183,13 +183,28 @@ impl Server {
         Self { proc, addr }
     }
 
-    /// An interactive `kcp-chat client` for `nick`, with extra `args`.
-    pub fn client(&self, nick: &str, args: &[&str]) -> Proc {
+    /// `kcp-chat client` for `nick` on this server, with extra `args`.
+    fn client_command(&self, nick: &str, args: &[&str]) -> Command {
         let mut command = binary();
         command
             .args(["client", "--server", &self.addr.to_string(), "--nick", nick])
             .args(args);
-        Proc::spawn(command, true)
+        command
+    }
+
+    /// An interactive `kcp-chat client` for `nick`, with extra `args`.
+    pub fn client(&self, nick: &str, args: &[&str]) -> Proc {
+        Proc::spawn(self.client_command(nick, args), true)
+    }
+
+    /// Runs a `kcp-chat client` for `nick`, with extra `args`, to its exit (within 30 s)
+    /// with `input` as its whole stdin, a pipe rather than a terminal.
+    pub fn run_client(&self, nick: &str, args: &[&str], input: impl Into<Vec<u8>>) -> Output {
+        assert_cmd::Command::from_std(self.client_command(nick, args))
+            .write_stdin(input)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("running the client")
     }
 
     /// A library chat client (fast preset, flush on send).
