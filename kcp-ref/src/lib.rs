@@ -163,38 +163,34 @@ unsafe extern "C" {
     ) -> c_int;
 }
 
-/// The output callback: appends the datagram to the queue behind `user`.
-///
-/// # Safety
-/// `user` must be the `*mut Vec<Vec<u8>>` a [`CKcp`] registered, and `buf` must point
-/// to `len` readable bytes (ikcp passes its own work buffer).
-unsafe extern "C" fn collect_output(
-    buf: *const c_char,
-    len: c_int,
-    _kcp: *mut IkcpCb,
-    user: *mut c_void,
-) -> c_int {
-    let Ok(len) = usize::try_from(len) else {
-        return -1;
-    };
-    // SAFETY: ikcp hands us its work buffer holding `len` initialised bytes, valid for
-    // the duration of this call.
-    let datagram = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-    // SAFETY: `user` is the queue pointer `CKcp::new` created with `Box::into_raw`; it
-    // lives until `CKcp` drops, and no Rust reference to it exists while ikcp runs
-    // (every `CKcp` method calls into ikcp without holding one).
-    let queue = unsafe { &mut *user.cast::<Vec<Vec<u8>>>() };
-    queue.push(datagram.to_vec());
-    0
+/// Where the output callback puts a datagram: the engine's queue ([`CKcp::new`]), or
+/// a caller's sink while [`CKcp::update_with`] or [`CKcp::flush_with`] runs.
+trait Destination {
+    fn put(&mut self, datagram: &[u8]);
 }
 
-/// The output callback while [`CKcp::update_with`] or [`CKcp::flush_with`] runs: hands
-/// the datagram straight to the caller's sink, without copying it.
+/// The queue keeps a copy.
+impl Destination for Vec<Vec<u8>> {
+    fn put(&mut self, datagram: &[u8]) {
+        self.push(datagram.to_vec());
+    }
+}
+
+/// The sink gets the datagram straight from ikcp's buffer, without a copy.
+impl Destination for &mut dyn FnMut(&[u8]) {
+    fn put(&mut self, datagram: &[u8]) {
+        self(datagram);
+    }
+}
+
+/// The output callback: hands the datagram to the `D` behind `user`.
 ///
 /// # Safety
-/// `user` must point to a live `&mut dyn FnMut(&[u8])` (set by `CKcp::with_sink` for
-/// the duration of one C call), and `buf` must point to `len` readable bytes.
-unsafe extern "C" fn forward_output(
+/// `user` must point to a live `D` that nothing else uses while ikcp runs: the queue a
+/// [`CKcp`] registered (`Vec<Vec<u8>>`), or the sink `CKcp::with_sink` set for the
+/// duration of one C call (`&mut dyn FnMut(&[u8])`). `buf` must point to `len`
+/// readable bytes (ikcp passes its own work buffer).
+unsafe extern "C" fn on_output<D: Destination>(
     buf: *const c_char,
     len: c_int,
     _kcp: *mut IkcpCb,
@@ -206,10 +202,13 @@ unsafe extern "C" fn forward_output(
     // SAFETY: ikcp hands us its work buffer holding `len` initialised bytes, valid for
     // the duration of this call.
     let datagram = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
-    // SAFETY: `with_sink` stored a pointer to a `&mut dyn FnMut(&[u8])` on its own stack
-    // frame, which outlives the C call that runs this callback; nothing else uses it.
-    let sink = unsafe { &mut *user.cast::<&mut dyn FnMut(&[u8])>() };
-    sink(datagram);
+    // SAFETY: `user` was set together with this callback, to the `D` it names: either
+    // the queue `CKcp::new` created with `Box::into_raw`, which lives until `CKcp` drops
+    // and which no Rust reference aliases while ikcp runs (every `CKcp` method calls
+    // into ikcp without holding one); or the sink `with_sink` keeps on its own stack
+    // frame, which outlives the C call that runs this callback.
+    let destination = unsafe { &mut *user.cast::<D>() };
+    destination.put(datagram);
     0
 }
 
@@ -234,9 +233,9 @@ impl CKcp {
         // null on allocation failure (checked below).
         let kcp = unsafe { ikcp_create(conv, output.cast()) };
         assert!(!kcp.is_null(), "ikcp_create failed");
-        // SAFETY: `kcp` is a valid control block and `collect_output` matches the
+        // SAFETY: `kcp` is a valid control block and `on_output` matches the
         // callback's C signature.
-        unsafe { ikcp_setoutput(kcp, Some(collect_output)) };
+        unsafe { ikcp_setoutput(kcp, Some(on_output::<Vec<Vec<u8>>>)) };
         Self {
             kcp,
             output,
@@ -459,17 +458,17 @@ impl CKcp {
         let user: *mut &mut dyn FnMut(&[u8]) = &mut sink;
         // SAFETY: `self.kcp` is valid and exclusively ours (`&mut self`); `user` points to
         // `sink` on this frame, which lives until after `call` returns, and the callback
-        // is switched back before it goes out of scope. `forward_output` matches the
+        // is switched back before it goes out of scope. `on_output` matches the
         // callback's C signature.
         unsafe {
             (*self.kcp).user = user.cast();
-            (*self.kcp).output = Some(forward_output);
+            (*self.kcp).output = Some(on_output::<&mut dyn FnMut(&[u8])>);
         }
         call(self.kcp);
         // SAFETY: as above; restores what `new` set up.
         unsafe {
             (*self.kcp).user = self.output.cast();
-            (*self.kcp).output = Some(collect_output);
+            (*self.kcp).output = Some(on_output::<Vec<Vec<u8>>>);
         }
     }
 
