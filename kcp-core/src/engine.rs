@@ -13,6 +13,7 @@ use crate::ack::AckList;
 use crate::config::{Config, NoDelay};
 use crate::congestion::Congestion;
 use crate::error::{ConfigError, InputError, RecvError, SendError};
+use crate::flight::FastRule;
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
@@ -266,14 +267,14 @@ impl Kcp {
         let parsed = core::mem::take(&mut self.parsed);
         for (i, &(h, offset)) in parsed.iter().enumerate() {
             self.remote_window = u32::from(h.wnd);
-            self.snd.ack_before(h.una);
+            self.snd.flight_mut().ack_before(h.una);
             match h.cmd {
                 Command::Ack => {
                     let rtt = now.since(h.ts);
                     if rtt >= 0 {
                         self.rtt.on_sample(rtt as u32, self.config.interval);
                     }
-                    self.snd.ack(h.sn);
+                    self.snd.flight_mut().ack(h.sn);
                     ack_tracker = Some(match ack_tracker {
                         None => (h.sn, h.ts),
                         Some((max_ack, latest_ts)) => {
@@ -307,8 +308,10 @@ impl Kcp {
         self.parsed.clear();
 
         if let Some((max_ack, latest_ts)) = ack_tracker {
+            let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
             self.snd
-                .count_fast_ack(max_ack, latest_ts, self.config.fastack_conserve);
+                .flight_mut()
+                .count_fast_ack(max_ack, latest_ts, conserve, rule);
         }
         if prev_una.is_before(self.snd.una()) {
             self.cc.on_una_advanced(self.remote_window);
@@ -557,10 +560,10 @@ impl Kcp {
         if urgent {
             return None;
         }
-        let resend = self.fast_resend_threshold();
+        let rule = self.fast_rule();
         let mut earliest: Option<Timestamp> = None;
-        for seg in self.snd.iter() {
-            if seg.fastack >= resend && self.fast_resend_allowed(seg.xmit) {
+        for seg in self.snd.flight().timers() {
+            if rule.fires(seg.fastack, seg.xmit) {
                 return None;
             }
             earliest = Some(earlier(earliest, seg.resend_at));
@@ -587,16 +590,17 @@ impl Kcp {
         }
     }
 
-    fn fast_resend_threshold(&self) -> u32 {
-        if self.config.fast_resend > 0 {
+    /// When a segment is due for a fast retransmission (`fastresend`, `fastlimit`).
+    fn fast_rule(&self) -> FastRule {
+        let threshold = if self.config.fast_resend > 0 {
             self.config.fast_resend
         } else {
             u32::MAX
+        };
+        FastRule {
+            threshold,
+            limit: self.config.fast_limit,
         }
-    }
-
-    fn fast_resend_allowed(&self, xmit: u32) -> bool {
-        self.config.fast_limit == 0 || xmit <= self.config.fast_limit
     }
 
     /// Builds and emits datagrams now (`ikcp_flush`, spec §9): ACKs, window probes,
@@ -607,7 +611,7 @@ impl Kcp {
         now: Timestamp,
         out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let resend = self.fast_resend_threshold();
+        let rule = self.fast_rule();
         let window = self.send_window();
         let mut buf = core::mem::take(&mut self.out_buf);
         buf.clear();
@@ -673,57 +677,54 @@ impl Kcp {
             NoDelay::On | NoDelay::Linear => 0,
         };
         let rx_rto = self.rtt.rto();
-        let (fast_limit, dead_link, max_rto) = (
-            self.config.fast_limit,
-            self.config.dead_link,
-            self.config.max_rto,
-        );
+        let (dead_link, max_rto) = (self.config.dead_link, self.config.max_rto);
         let nodelay = self.config.nodelay;
+        let conv = self.conv;
         let mut fast_retransmits = 0u32;
         let mut timed_out = false;
         let mut dead = false;
-        for seg in self.snd.iter_mut() {
-            if seg.xmit == 0 {
-                seg.xmit = 1;
-                seg.rto = rx_rto;
-                seg.resend_at = now.add_millis(seg.rto.wrapping_add(rto_pad));
-                emitter.stats.data_segments_sent += 1;
-            } else if now.has_reached(seg.resend_at) {
-                seg.xmit += 1;
-                let grow = match nodelay {
-                    NoDelay::Off => seg.rto.max(rx_rto),
-                    NoDelay::On => seg.rto / 2,
-                    NoDelay::Linear => rx_rto / 2,
+        self.snd
+            .flight_mut()
+            .flush_walk(now, rule, |sn, seg, payload| {
+                if seg.xmit == 0 {
+                    seg.xmit = 1;
+                    seg.rto = rx_rto;
+                    seg.resend_at = now.add_millis(seg.rto.wrapping_add(rto_pad));
+                    emitter.stats.data_segments_sent += 1;
+                } else if now.has_reached(seg.resend_at) {
+                    seg.xmit += 1;
+                    let grow = match nodelay {
+                        NoDelay::Off => seg.rto.max(rx_rto),
+                        NoDelay::On => seg.rto / 2,
+                        NoDelay::Linear => rx_rto / 2,
+                    };
+                    seg.rto = seg.rto.saturating_add(grow).min(max_rto);
+                    seg.resend_at = now.add_millis(seg.rto);
+                    timed_out = true;
+                    emitter.stats.retransmits_timeout += 1;
+                } else if rule.fires(seg.fastack, seg.xmit) {
+                    seg.xmit += 1;
+                    seg.fastack = 0;
+                    seg.resend_at = now.add_millis(seg.rto);
+                    fast_retransmits += 1;
+                    emitter.stats.retransmits_fast += 1;
+                } else {
+                    return;
+                }
+                seg.ts = now;
+                let header = Header {
+                    conv,
+                    cmd: Command::Push,
+                    frg: payload.frg,
+                    wnd,
+                    ts: now,
+                    sn,
+                    una,
+                    len: payload.data.len() as u32,
                 };
-                seg.rto = seg.rto.saturating_add(grow).min(max_rto);
-                seg.resend_at = now.add_millis(seg.rto);
-                timed_out = true;
-                emitter.stats.retransmits_timeout += 1;
-            } else if seg.fastack >= resend && (fast_limit == 0 || seg.xmit <= fast_limit) {
-                seg.xmit += 1;
-                seg.fastack = 0;
-                seg.resend_at = now.add_millis(seg.rto);
-                fast_retransmits += 1;
-                emitter.stats.retransmits_fast += 1;
-            } else {
-                continue;
-            }
-            seg.ts = now;
-            let header = Header {
-                conv: self.conv,
-                cmd: Command::Push,
-                frg: seg.frg,
-                wnd,
-                ts: now,
-                sn: seg.sn,
-                una,
-                len: seg.data.len() as u32,
-            };
-            emitter.put(&header, &seg.data);
-            if seg.xmit >= dead_link {
-                dead = true;
-            }
-        }
+                emitter.put(&header, &payload.data);
+                dead |= seg.xmit >= dead_link;
+            });
         emitter.finish();
         let Emitter { buf, error, .. } = emitter;
         self.out_buf = buf;
@@ -732,7 +733,7 @@ impl Kcp {
         // 5. Congestion updates, in the reference's order.
         if fast_retransmits > 0 {
             let in_flight = self.snd.nxt().since(self.snd.una()) as u32;
-            self.cc.on_fast_retransmit(in_flight, resend);
+            self.cc.on_fast_retransmit(in_flight, rule.threshold);
         }
         if timed_out {
             self.cc.on_timeout(window);

@@ -75,6 +75,7 @@ mod config;
 mod congestion;
 mod engine;
 mod error;
+mod flight;
 mod probe;
 mod recv;
 mod rtt;

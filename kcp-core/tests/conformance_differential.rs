@@ -26,7 +26,26 @@ enum Preset {
     Linear,
 }
 
-fn ours(preset: Preset, stream: bool, side_a: bool) -> Kcp {
+/// Windows, backlog and first sequence number of a conversation.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Both windows, both sides; 0 keeps the preset's.
+    window: u32,
+    /// A sends while fewer than this many segments wait: now and then (64), or as
+    /// fast as the windows drain (anything larger, a bulk transfer).
+    backlog: usize,
+    initial_sn: u32,
+}
+
+impl Shape {
+    const CHAT: Self = Self {
+        window: 0,
+        backlog: 64,
+        initial_sn: 0,
+    };
+}
+
+fn ours(preset: Preset, stream: bool, side_a: bool, shape: Shape) -> Kcp {
     let mut c = match preset {
         Preset::Default => Config::default(),
         Preset::Normal => Config::normal(),
@@ -34,6 +53,10 @@ fn ours(preset: Preset, stream: bool, side_a: bool) -> Kcp {
         Preset::Linear => ReferenceMode::Fast.config(side_a),
     };
     c.stream = stream;
+    if shape.window > 0 {
+        (c.snd_wnd, c.rcv_wnd) = (shape.window, shape.window);
+    }
+    c.initial_sn = shape.initial_sn;
     // Deliberate difference: we cap one segment's RTO (60 s by default); the reference
     // does not. Lift the cap so long loss streaks stay byte-identical.
     c.max_rto = Config::MAX_RTO_LIMIT;
@@ -41,7 +64,7 @@ fn ours(preset: Preset, stream: bool, side_a: bool) -> Kcp {
     Kcp::new(CONV, c).unwrap()
 }
 
-fn reference(preset: Preset, stream: bool, side_a: bool) -> CKcp {
+fn reference(preset: Preset, stream: bool, side_a: bool, shape: Shape) -> CKcp {
     let mut k = match preset {
         Preset::Linear => CKcp::for_reference_scenario(CONV, ReferenceMode::Fast, side_a),
         _ => CKcp::new(CONV),
@@ -52,6 +75,10 @@ fn reference(preset: Preset, stream: bool, side_a: bool) -> CKcp {
         Preset::Default | Preset::Linear => {}
     }
     k.set_stream(stream);
+    if shape.window > 0 {
+        k.wndsize(shape.window as i32, shape.window as i32);
+    }
+    k.set_initial_sn(shape.initial_sn);
     k
 }
 
@@ -63,10 +90,10 @@ struct Twin {
 }
 
 impl Twin {
-    fn new(preset: Preset, stream: bool, side_a: bool) -> Self {
+    fn new(preset: Preset, stream: bool, side_a: bool, shape: Shape) -> Self {
         Self {
-            ours: ours(preset, stream, side_a),
-            c: reference(preset, stream, side_a),
+            ours: ours(preset, stream, side_a, shape),
+            c: reference(preset, stream, side_a, shape),
             name: if side_a { "A" } else { "B" },
         }
     }
@@ -184,9 +211,21 @@ impl Workload {
 
 /// Runs one lock-step conversation for `ms` virtual milliseconds.
 fn lock_step(preset: Preset, stream: bool, loss: f64, seed: u64, ms: u32) -> (usize, usize) {
-    let trace = format!("{preset:?} stream={stream} loss={loss} seed={seed}");
-    let mut a = Twin::new(preset, stream, true);
-    let mut b = Twin::new(preset, stream, false);
+    lock_step_shaped(preset, stream, loss, seed, ms, Shape::CHAT)
+}
+
+/// [`lock_step`] with the given windows, backlog and first sequence number.
+fn lock_step_shaped(
+    preset: Preset,
+    stream: bool,
+    loss: f64,
+    seed: u64,
+    ms: u32,
+    shape: Shape,
+) -> (usize, usize) {
+    let trace = format!("{preset:?} stream={stream} loss={loss} seed={seed} {shape:?}");
+    let mut a = Twin::new(preset, stream, true, shape);
+    let mut b = Twin::new(preset, stream, false, shape);
     let link = LinkConfig {
         loss: LossModel::Random { rate: loss },
         delay_ms: 20,
@@ -210,7 +249,14 @@ fn lock_step(preset: Preset, stream: bool, loss: f64, seed: u64, ms: u32) -> (us
         }
         // The application: A sends now and then while its backlog is short; B echoes
         // every fifth message back.
-        if work.next(8) == 0 && a.ours.wait_send() < 64 && t + 3_000 < u64::from(ms) {
+        let bulk = shape.backlog > Shape::CHAT.backlog;
+        let mut budget = if bulk { usize::MAX } else { 1 };
+        while budget > 0
+            && (bulk || work.next(8) == 0)
+            && a.ours.wait_send() < shape.backlog
+            && t + 3_000 < u64::from(ms)
+        {
+            budget -= 1;
             let size = match work.next(4) {
                 0 => work.next(20) as usize,
                 1 => work.next(1_400) as usize,
@@ -270,8 +316,8 @@ fn idle_check_is_our_only_difference_and_the_wire_stays_identical() {
     // After a quiet exchange both engines are idle. The reference's check keeps asking
     // for an update every interval; ours says Idle. Updating anyway emits nothing from
     // either, so the wire is the same whether the host sleeps or not.
-    let mut a = Twin::new(Preset::Fast, false, true);
-    let mut b = Twin::new(Preset::Fast, false, false);
+    let mut a = Twin::new(Preset::Fast, false, true, Shape::CHAT);
+    let mut b = Twin::new(Preset::Fast, false, false, Shape::CHAT);
     a.send(b"hello");
     for t in 0..200u32 {
         let now = CLOCK_START.wrapping_add(t);
@@ -296,4 +342,29 @@ fn idle_check_is_our_only_difference_and_the_wire_stays_identical() {
         assert!(a.update(now, "idle").is_empty());
         assert!(b.update(now, "idle").is_empty());
     }
+}
+
+#[test]
+fn identical_datagrams_with_wide_windows_under_bulk_load() {
+    // Thousands of segments in flight, across the sequence-number wrap: the in-flight
+    // ring grows, and the flush skips blocks of it where nothing can be due.
+    let shape = Shape {
+        window: 1024,
+        backlog: 2048,
+        initial_sn: u32::MAX - 3_000,
+    };
+    for preset in [Preset::Fast, Preset::Default] {
+        for loss in [0.0, 0.1, 0.3] {
+            let (sent, delivered) = lock_step_shaped(preset, false, loss, 3, 6_000, shape);
+            assert!(sent > 1_000, "bulk workload ran ({sent} sent)");
+            assert!(delivered > 0, "{preset:?} at {loss}: nothing arrived");
+        }
+    }
+    let wider = Shape {
+        window: 4096,
+        backlog: 8192,
+        ..shape
+    };
+    let (_, delivered) = lock_step_shaped(Preset::Fast, false, 0.1, 4, 6_000, wider);
+    assert!(delivered > 1_000, "{delivered} arrived");
 }

@@ -1,0 +1,349 @@
+//! The in-flight ring of the sending side (`snd_buf`), laid out for its scans.
+//!
+//! Slots are indexed by `sn` modulo a power-of-two capacity, and each field lives in
+//! its own array: the fast-ACK count after every ACK datagram reads `ts` and bumps
+//! `fastack` over a contiguous run (4 + 4 bytes per segment, vectorised), and the
+//! flush reads the timers without touching the payloads. Every [`BLOCK`] slots share a
+//! [`Summary`] of what their segments could need, so a flush skips the blocks where
+//! nothing can be due.
+
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use crate::{Sn, Timestamp};
+
+/// Slots per summary block.
+const BLOCK: usize = 32;
+/// The smallest capacity; a multiple of [`BLOCK`].
+const MIN_CAPACITY: usize = 2 * BLOCK;
+
+/// The retransmission state of one in-flight segment (not on the wire).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timers {
+    /// Clock at the latest transmission (the `ts` on the wire).
+    pub(crate) ts: Timestamp,
+    /// When the next timeout retransmission is due.
+    pub(crate) resend_at: Timestamp,
+    /// ACKs of later segments seen since the last (re)transmission.
+    pub(crate) fastack: u32,
+    /// Transmissions so far; 0 until the flush that first sends it.
+    pub(crate) xmit: u32,
+    /// This segment's current timeout.
+    pub(crate) rto: u32,
+}
+
+/// The fast retransmit rule: `fastack` reached `threshold` (`fastresend`, `u32::MAX`
+/// when off) and, unless `limit` is 0, the segment was sent at most `limit` times.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FastRule {
+    pub(crate) threshold: u32,
+    pub(crate) limit: u32,
+}
+
+impl FastRule {
+    /// Whether a segment with these timers is due for a fast retransmission.
+    pub(crate) const fn fires(self, fastack: u32, xmit: u32) -> bool {
+        fastack >= self.threshold && (self.limit == 0 || xmit <= self.limit)
+    }
+}
+
+/// A segment's data and fragment count.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Payload {
+    pub(crate) data: Bytes,
+    pub(crate) frg: u8,
+}
+
+/// The timers a flush reads before deciding to touch a slot.
+#[derive(Clone, Copy, Debug, Default)]
+struct State {
+    resend_at: Timestamp,
+    xmit: u32,
+    rto: u32,
+    /// Not acknowledged yet; an acknowledged slot is a hole until it reaches the front.
+    live: bool,
+}
+
+/// What the segments of one block could need at a flush. Conservative: a block whose
+/// summary is not due holds no segment sent before that is due.
+#[derive(Clone, Copy, Debug, Default)]
+struct Summary {
+    /// No segment of the block times out before this; `None`: none to time out.
+    earliest: Option<Timestamp>,
+    /// Some segment of the block may satisfy the fast retransmit rule.
+    fast: bool,
+}
+
+impl Summary {
+    /// Unknown: scan the block at the next flush.
+    const UNKNOWN: Self = Self {
+        earliest: None,
+        fast: true,
+    };
+
+    fn due(self, now: Timestamp) -> bool {
+        self.fast || self.earliest.is_some_and(|t| now.has_reached(t))
+    }
+
+    fn include(&mut self, resend_at: Timestamp) {
+        self.earliest = Some(match self.earliest {
+            Some(e) if e.is_before(resend_at) => e,
+            _ => resend_at,
+        });
+    }
+}
+
+/// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
+/// holes until they reach the front.
+///
+/// Invariant: at least [`BLOCK`] slots stay free, so a block never holds both the
+/// oldest and the newest segments, and a block being entered at its first slot is
+/// empty.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Flight {
+    una: Sn,
+    len: usize,
+    live: usize,
+    /// Trailing slots pushed since the last [`Flight::flush_walk`] (never sent).
+    unsent: usize,
+    ts: Vec<Timestamp>,
+    fastack: Vec<u32>,
+    state: Vec<State>,
+    payload: Vec<Payload>,
+    blocks: Vec<Summary>,
+}
+
+impl Flight {
+    /// An empty ring whose first segment will be `sn`.
+    pub(crate) fn starting_at(sn: Sn) -> Self {
+        Self {
+            una: sn,
+            ..Self::default()
+        }
+    }
+
+    /// The oldest slot's sequence number (`snd_una`).
+    pub(crate) const fn una(&self) -> Sn {
+        self.una
+    }
+
+    /// Slots from `una` to `snd_nxt`, holes included.
+    pub(crate) const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Unacknowledged segments.
+    pub(crate) const fn live(&self) -> usize {
+        self.live
+    }
+
+    fn index(&self, offset: usize) -> usize {
+        self.una.add(offset as u32).get() as usize & (self.ts.len().wrapping_sub(1))
+    }
+
+    fn offset(&self, sn: Sn) -> Option<usize> {
+        let offset = sn.since(self.una);
+        (offset >= 0 && (offset as usize) < self.len).then_some(offset as usize)
+    }
+
+    /// Appends a never-sent segment at `snd_nxt`.
+    pub(crate) fn push(&mut self, now: Timestamp, payload: Payload, rto: u32) {
+        if self.len + BLOCK >= self.ts.len() {
+            self.grow();
+        }
+        let i = self.index(self.len);
+        if i % BLOCK == 0 || self.len == 0 {
+            self.blocks[i / BLOCK] = Summary::default();
+        }
+        self.ts[i] = now;
+        self.fastack[i] = 0;
+        self.state[i] = State {
+            resend_at: now,
+            xmit: 0,
+            rto,
+            live: true,
+        };
+        self.payload[i] = payload;
+        self.len += 1;
+        self.live += 1;
+        self.unsent += 1;
+    }
+
+    /// Doubles the capacity, re-placing the slots; every block summary is unknown.
+    fn grow(&mut self) {
+        let capacity = (2 * self.ts.len()).max(MIN_CAPACITY);
+        let mut next = Self {
+            ts: alloc::vec![Timestamp::default(); capacity],
+            fastack: alloc::vec![0; capacity],
+            state: alloc::vec![State::default(); capacity],
+            payload: alloc::vec![Payload::default(); capacity],
+            blocks: alloc::vec![Summary::UNKNOWN; capacity / BLOCK],
+            ..self.clone_counters()
+        };
+        for offset in 0..self.len {
+            let (from, to) = (self.index(offset), next.index(offset));
+            next.ts[to] = self.ts[from];
+            next.fastack[to] = self.fastack[from];
+            next.state[to] = self.state[from];
+            next.payload[to] = core::mem::take(&mut self.payload[from]);
+        }
+        *self = next;
+    }
+
+    fn clone_counters(&self) -> Self {
+        Self {
+            una: self.una,
+            len: self.len,
+            live: self.live,
+            unsent: self.unsent,
+            ..Self::default()
+        }
+    }
+
+    /// Drops the front slot.
+    fn pop_front(&mut self) {
+        let i = self.index(0);
+        if self.state[i].live {
+            self.state[i].live = false;
+            self.payload[i].data = Bytes::new();
+            self.live -= 1;
+        }
+        self.una = self.una.add(1);
+        self.len -= 1;
+        self.unsent = self.unsent.min(self.len);
+    }
+
+    /// Removes every segment before `una`.
+    pub(crate) fn ack_before(&mut self, una: Sn) {
+        while self.len > 0 && self.una.is_before(una) {
+            self.pop_front();
+        }
+        self.trim_front();
+    }
+
+    /// Removes segment `sn` if it is in flight; returns whether it was.
+    pub(crate) fn ack(&mut self, sn: Sn) -> bool {
+        let Some(offset) = self.offset(sn) else {
+            return false;
+        };
+        let i = self.index(offset);
+        if !self.state[i].live {
+            return false;
+        }
+        self.state[i].live = false;
+        self.payload[i].data = Bytes::new();
+        self.live -= 1;
+        self.trim_front();
+        true
+    }
+
+    fn trim_front(&mut self) {
+        while self.len > 0 && !self.state[self.index(0)].live {
+            self.pop_front();
+        }
+    }
+
+    /// Counts an ACK beyond each segment before `max_ack`; with `conserve`, only
+    /// those last sent no later than `latest_ts`. Holes are counted too (they are
+    /// never read); a count reaching `rule`'s threshold marks its block.
+    pub(crate) fn count_fast_ack(
+        &mut self,
+        max_ack: Sn,
+        latest_ts: Timestamp,
+        conserve: bool,
+        rule: FastRule,
+    ) {
+        let Some(end) = self.offset(max_ack) else {
+            return;
+        };
+        let mut offset = 0;
+        while offset < end {
+            let start = self.index(offset);
+            let stop = (start - start % BLOCK + BLOCK).min(start + end - offset);
+            let ts = &self.ts[start..stop];
+            let mut reached = false;
+            for (t, f) in ts.iter().zip(&mut self.fastack[start..stop]) {
+                let counts = !conserve || latest_ts.has_reached(*t);
+                *f = f.wrapping_add(u32::from(counts));
+                reached |= counts && *f == rule.threshold;
+            }
+            self.blocks[start / BLOCK].fast |= reached;
+            offset += stop - start;
+        }
+    }
+
+    /// Calls `visit` on the live segments a flush must act on, oldest first: those
+    /// never sent, timed out at `now`, or satisfying `rule`. Only blocks whose summary
+    /// is due are scanned (and their summaries recomputed from the new timers).
+    pub(crate) fn flush_walk(
+        &mut self,
+        now: Timestamp,
+        rule: FastRule,
+        mut visit: impl FnMut(Sn, &mut Timers, &Payload),
+    ) {
+        let sent_before = self.len - self.unsent;
+        let mut offset = 0;
+        while offset < sent_before {
+            let start = self.index(offset);
+            let stop = (start - start % BLOCK + BLOCK).min(start + sent_before - offset);
+            let block = start / BLOCK;
+            if self.blocks[block].due(now) {
+                let mut summary = Summary::default();
+                for i in start..stop {
+                    let s = self.state[i];
+                    if !s.live {
+                        continue;
+                    }
+                    let due = now.has_reached(s.resend_at) || rule.fires(self.fastack[i], s.xmit);
+                    if due {
+                        let sn = self.una.add((offset + i - start) as u32);
+                        self.visit_slot(i, sn, &mut visit);
+                    }
+                    summary.include(self.state[i].resend_at);
+                    summary.fast |= rule.fires(self.fastack[i], self.state[i].xmit);
+                }
+                self.blocks[block] = summary;
+            }
+            offset += stop - start;
+        }
+        for offset in sent_before..self.len {
+            let i = self.index(offset);
+            self.visit_slot(i, self.una.add(offset as u32), &mut visit);
+            self.blocks[i / BLOCK].include(self.state[i].resend_at);
+        }
+        self.unsent = 0;
+    }
+
+    fn visit_slot(&mut self, i: usize, sn: Sn, visit: &mut impl FnMut(Sn, &mut Timers, &Payload)) {
+        let s = &mut self.state[i];
+        let mut t = Timers {
+            ts: self.ts[i],
+            resend_at: s.resend_at,
+            fastack: self.fastack[i],
+            xmit: s.xmit,
+            rto: s.rto,
+        };
+        visit(sn, &mut t, &self.payload[i]);
+        self.ts[i] = t.ts;
+        self.fastack[i] = t.fastack;
+        s.resend_at = t.resend_at;
+        s.xmit = t.xmit;
+        s.rto = t.rto;
+    }
+
+    /// The timers of the live segments, oldest first.
+    pub(crate) fn timers(&self) -> impl Iterator<Item = Timers> + '_ {
+        (0..self.len).filter_map(|offset| {
+            let i = self.index(offset);
+            let s = self.state[i];
+            s.live.then_some(Timers {
+                ts: self.ts[i],
+                resend_at: s.resend_at,
+                fastack: self.fastack[i],
+                xmit: s.xmit,
+                rto: s.rto,
+            })
+        })
+    }
+}
