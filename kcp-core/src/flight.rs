@@ -315,6 +315,7 @@ impl Flight {
         self.unsent = 0;
     }
 
+    #[inline(always)]
     fn visit_slot(&mut self, i: usize, sn: Sn, visit: &mut impl FnMut(Sn, &mut Timers, &Payload)) {
         let s = &mut self.state[i];
         let mut t = Timers {
