@@ -73,6 +73,9 @@ struct Summary {
     earliest: Option<Timestamp>,
     /// Some segment of the block may satisfy the fast retransmit rule.
     fast: bool,
+    /// Live segments in the block; the summary starts afresh when it is 0, so a stale
+    /// bound never outlives the segments it was taken from.
+    live: u32,
 }
 
 impl Summary {
@@ -80,6 +83,7 @@ impl Summary {
     const UNKNOWN: Self = Self {
         earliest: None,
         fast: true,
+        live: 0,
     };
 
     fn due(self, now: Timestamp) -> bool {
@@ -95,11 +99,10 @@ impl Summary {
 }
 
 /// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
-/// holes until they reach the front.
-///
-/// Invariant: at least [`BLOCK`] slots stay free, so a block never holds both the
-/// oldest and the newest segments, and a block being entered at its first slot is
-/// empty.
+/// holes until they reach the front. Its capacity is only doubled when full (a
+/// window of 1024 fits in 1024 slots), so when the ring wraps, one block may hold both
+/// the oldest and the newest segments; a block's summary therefore always covers every
+/// live slot of the block, whatever part of the ring is being walked.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Flight {
     una: Sn,
@@ -149,13 +152,15 @@ impl Flight {
 
     /// Appends a never-sent segment at `snd_nxt`.
     pub(crate) fn push(&mut self, now: Timestamp, payload: Payload, rto: u32) {
-        if self.len + BLOCK >= self.ts.len() {
+        if self.len == self.ts.len() {
             self.grow();
         }
         let i = self.index(self.len);
-        if i % BLOCK == 0 || self.len == 0 {
-            self.blocks[i / BLOCK] = Summary::default();
+        let block = &mut self.blocks[i / BLOCK];
+        if block.live == 0 {
+            *block = Summary::default();
         }
+        block.live += 1;
         self.ts[i] = now;
         self.fastack[i] = 0;
         self.state[i] = State {
@@ -187,6 +192,7 @@ impl Flight {
             next.fastack[to] = self.fastack[from];
             next.state[to] = self.state[from];
             next.payload[to] = core::mem::take(&mut self.payload[from]);
+            next.blocks[to / BLOCK].live += u32::from(self.state[from].live);
         }
         *self = next;
     }
@@ -201,13 +207,19 @@ impl Flight {
         }
     }
 
+    /// Marks live slot `i` acknowledged and releases its data.
+    fn release(&mut self, i: usize) {
+        self.state[i].live = false;
+        self.payload[i].data = Bytes::new();
+        self.live -= 1;
+        self.blocks[i / BLOCK].live -= 1;
+    }
+
     /// Drops the front slot.
     fn pop_front(&mut self) {
         let i = self.index(0);
         if self.state[i].live {
-            self.state[i].live = false;
-            self.payload[i].data = Bytes::new();
-            self.live -= 1;
+            self.release(i);
         }
         self.una = self.una.add(1);
         self.len -= 1;
@@ -231,9 +243,7 @@ impl Flight {
         if !self.state[i].live {
             return false;
         }
-        self.state[i].live = false;
-        self.payload[i].data = Bytes::new();
-        self.live -= 1;
+        self.release(i);
         self.trim_front();
         true
     }
@@ -275,7 +285,9 @@ impl Flight {
 
     /// Calls `visit` on the live segments a flush must act on, oldest first: those
     /// never sent, timed out at `now`, or satisfying `rule`. Only blocks whose summary
-    /// is due are scanned (and their summaries recomputed from the new timers).
+    /// is due are scanned; their summaries are then recomputed from every sent live
+    /// slot of the block (a wrapped block's other part is checked against the new
+    /// summary when the walk reaches it).
     pub(crate) fn flush_walk(
         &mut self,
         now: Timestamp,
@@ -289,21 +301,15 @@ impl Flight {
             let stop = (start - start % BLOCK + BLOCK).min(start + sent_before - offset);
             let block = start / BLOCK;
             if self.blocks[block].due(now) {
-                let mut summary = Summary::default();
                 for i in start..stop {
                     let s = self.state[i];
-                    if !s.live {
-                        continue;
-                    }
                     let due = now.has_reached(s.resend_at) || rule.fires(self.fastack[i], s.xmit);
-                    if due {
+                    if s.live && due {
                         let sn = self.una.add((offset + i - start) as u32);
                         self.visit_slot(i, sn, &mut visit);
                     }
-                    summary.include(self.state[i].resend_at);
-                    summary.fast |= rule.fires(self.fastack[i], self.state[i].xmit);
                 }
-                self.blocks[block] = summary;
+                self.summarise(block, rule);
             }
             offset += stop - start;
         }
@@ -313,6 +319,22 @@ impl Flight {
             self.blocks[i / BLOCK].include(self.state[i].resend_at);
         }
         self.unsent = 0;
+    }
+
+    /// Recomputes block `block`'s summary from its live, already sent slots.
+    fn summarise(&mut self, block: usize, rule: FastRule) {
+        let mut summary = Summary {
+            live: self.blocks[block].live,
+            ..Summary::default()
+        };
+        for i in block * BLOCK..(block + 1) * BLOCK {
+            let s = self.state[i];
+            if s.live && s.xmit > 0 {
+                summary.include(s.resend_at);
+                summary.fast |= rule.fires(self.fastack[i], s.xmit);
+            }
+        }
+        self.blocks[block] = summary;
     }
 
     #[inline(always)]
