@@ -22,6 +22,10 @@ use crate::udp::{self, BATCH, DatagramIo, RecvBatch, SocketOptions};
 /// Most datagrams one `tick` reads before running timers (as the server loop's bound).
 const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
 
+/// How long [`KcpClient::try_recv`] hands out already-read messages before it reads
+/// the socket and runs the engine again.
+const INBOX_FRESH: Duration = Duration::from_millis(1);
+
 /// Why a conversation ended (kept so every later call reports it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Failure {
@@ -70,6 +74,11 @@ pub struct KcpClient {
     waiting_since: Option<Instant>,
     failure: Option<Failure>,
     readable: bool,
+    /// ACKs owed under `flush_on_input`, held back while received messages wait in
+    /// the inbox so that they leave with the application's reply (see `tick`).
+    flush_owed: bool,
+    /// When the socket was last read.
+    last_read: Instant,
     /// Our own poll for blocking calls, created on first use.
     poll: Option<(Poll, Events)>,
     externally_polled: bool,
@@ -111,6 +120,8 @@ impl KcpClient {
                 send_buffer: config.send_buffer,
             },
         )?;
+        let io = udp::datagram_io(config.io, &socket);
+        let recv = RecvBatch::for_io(io.as_ref(), recv_slot_size(&config.engine));
         let now = Instant::now();
         let clock = Clock::new(now);
         let outbox = Outbox::new(clock, now);
@@ -118,9 +129,9 @@ impl KcpClient {
         let outbox = outbox.impaired(config.impair.as_ref());
         let mut client = Self {
             socket,
-            io: udp::datagram_io(config.io),
+            io,
             server,
-            recv: RecvBatch::new(BATCH, recv_slot_size(&config.engine)),
+            recv,
             config,
             kcp,
             clock,
@@ -133,6 +144,8 @@ impl KcpClient {
             waiting_since: None,
             failure: None,
             readable: true,
+            flush_owed: false,
+            last_read: now,
             poll: None,
             externally_polled: false,
         };
@@ -218,7 +231,7 @@ impl KcpClient {
         )?;
         let now = Instant::now();
         self.waiting_since.get_or_insert(now);
-        self.drive(now, self.config.flush_on_send);
+        self.drive(now, self.config.flush_on_send || self.flush_owed);
         self.flush_socket(now);
         Ok(())
     }
@@ -234,9 +247,14 @@ impl KcpClient {
         self.check_failure()?;
         let now = Instant::now();
         self.outbox.set_now(now);
-        self.read_socket(now)?;
+        let heard = self.read_socket(now)?;
         self.keepalive(now);
-        self.drive(now, false);
+        // With `flush_on_input`, the ACKs for what we read leave now, unless messages
+        // wait in the inbox: then the application is about to take them and perhaps
+        // reply, and the ACKs leave with that reply or with the next call that finds
+        // the inbox empty (a millisecond later at most, see `try_recv`).
+        self.flush_owed |= heard && self.config.flush_on_input;
+        self.drive(now, self.flush_owed && self.inbox.is_empty());
         self.flush_socket(now);
         self.detect_failure(now);
         self.check_failure()
@@ -248,6 +266,11 @@ impl KcpClient {
     /// # Errors
     /// As [`tick`](Self::tick).
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, NetError> {
+        // Messages already read are handed out without touching the socket again for
+        // up to a millisecond (timers and ACKs lose nothing at that scale).
+        if !self.inbox.is_empty() && self.last_read.elapsed() < INBOX_FRESH {
+            return Ok(self.inbox.pop_front());
+        }
         let ticked = self.tick();
         if let Some(message) = self.inbox.pop_front() {
             return Ok(Some(message));
@@ -315,7 +338,8 @@ impl KcpClient {
         };
         let keepalive = self.keepalive_interval().map(|k| self.last_out + k);
         let gone = self.waiting_since.map(|t| t + self.config.server_timeout);
-        let next = earliest(earliest(engine, keepalive), gone);
+        let owed = self.flush_owed.then_some(self.last_read + INBOX_FRESH);
+        let next = earliest(earliest(engine, keepalive), earliest(gone, owed));
         earliest(next, self.outbox.next_release())
     }
 
@@ -356,9 +380,13 @@ impl KcpClient {
         }
     }
 
-    fn read_socket(&mut self, now: Instant) -> Result<(), NetError> {
+    /// Reads what the socket holds into the engine and the inbox; returns whether any
+    /// datagram from the server was accepted.
+    fn read_socket(&mut self, now: Instant) -> Result<bool, NetError> {
         let ts = self.clock.timestamp(now);
         let mut received = 0;
+        let mut heard = false;
+        self.last_read = now;
         // Always try: under an external poll we learn of readiness only through `tick`.
         self.readable = true;
         while received < MAX_DATAGRAMS_PER_TICK {
@@ -384,10 +412,16 @@ impl KcpClient {
                     self.counters.rejected_in += 1;
                     continue;
                 }
+                heard = true;
                 self.counters.datagrams_in += 1;
                 self.counters.bytes_in += meta.len as u64;
                 // We heard the server: restart the silence clock if we still wait.
                 self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
+            }
+            if !self.recv.may_hold_more() {
+                // The read emptied the socket; the next datagram raises a new edge.
+                self.readable = false;
+                break;
             }
         }
         while let Some(message) = self.kcp.recv() {
@@ -398,7 +432,7 @@ impl KcpClient {
             self.counters.messages_in += 1;
             self.inbox.push_back(message);
         }
-        Ok(())
+        Ok(heard)
     }
 
     fn drive(&mut self, now: Instant, flush: bool) {
@@ -416,6 +450,7 @@ impl KcpClient {
             Ok::<(), Infallible>(())
         };
         let _ = if flush {
+            self.flush_owed = false;
             self.kcp.flush(ts, sink)
         } else {
             self.kcp.update(ts, sink)

@@ -98,6 +98,13 @@ pub struct ServerConfig {
     /// queued for it, instead of waiting for its next `interval` tick: lower latency,
     /// sometimes more datagrams. Default `false` (the reference's timing).
     pub flush_on_send: bool,
+    /// Flush a session's engine at the end of the loop turn in which datagrams arrived
+    /// for it, instead of waiting for its next `interval` tick: the ACKs it owes leave
+    /// at once (one flush acknowledges everything the turn read), and data waiting for
+    /// the window goes out as soon as the peer's ACKs open it. Raises throughput and
+    /// cuts latency at the cost of more, smaller ACK datagrams. Default `false` (the
+    /// reference's timing).
+    pub flush_on_input: bool,
     /// Treat a received empty message as a keepalive: count it, do not hand it to the
     /// handler. Default `true`. See the crate docs on keepalives.
     pub swallow_empty_messages: bool,
@@ -127,6 +134,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(30),
             new_sessions_per_sec: 1_000,
             flush_on_send: false,
+            flush_on_input: false,
             swallow_empty_messages: true,
             close_linger: Duration::from_secs(2),
             io: IoBackend::Auto,
@@ -188,6 +196,11 @@ pub struct ClientConfig {
     /// Flush the engine right after each send instead of at its next `interval` tick.
     /// Default `false`.
     pub flush_on_send: bool,
+    /// Flush the engine after each read of the socket that brought datagrams, instead
+    /// of at its next `interval` tick: ACKs leave at once and data waiting for the
+    /// window goes out as soon as the server's ACKs open it. See
+    /// [`ServerConfig::flush_on_input`]. Default `false`.
+    pub flush_on_input: bool,
     /// Most bytes held unacknowledged (queued or in flight, counted in whole segments);
     /// a send beyond it fails with [`NetError::QueueFull`]. Default 4 MiB.
     pub max_queued_bytes: usize,
@@ -211,6 +224,7 @@ impl ClientConfig {
             keepalive: Some(Duration::from_secs(5)),
             server_timeout: Duration::from_secs(15),
             flush_on_send: false,
+            flush_on_input: false,
             max_queued_bytes: 4 << 20,
             io: IoBackend::Auto,
             recv_buffer: 1 << 20,

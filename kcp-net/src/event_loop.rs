@@ -10,8 +10,9 @@
 //!    commands are drained every turn.
 //! 3. Drain commands from other threads.
 //! 4. Receive at most [`MAX_DATAGRAMS_PER_TURN`]; clear `socket_readable` only on
-//!    `WouldBlock`, because with edge-triggered readiness no new event comes for data
-//!    left in the socket.
+//!    `WouldBlock` or a read that did not fill every slot (the queue was empty then),
+//!    because with edge-triggered readiness no new event comes for data left in the
+//!    socket.
 //! 5. Run the due session timers.
 //! 6. Drive every session touched this turn (input, sends, closes) and reschedule it.
 //! 7. Send the whole turn's datagrams in as few syscalls as the backend allows.
@@ -93,12 +94,14 @@ impl EventLoop {
                 })
                 .as_ref(),
         );
+        let io = udp::datagram_io(config.io, &socket);
+        let recv = RecvBatch::for_io(io.as_ref(), recv_slot_size(&config.engine));
         let event_loop = Self {
             id,
             poll,
             socket,
-            io: udp::datagram_io(config.io),
-            recv: RecvBatch::new(BATCH, recv_slot_size(&config.engine)),
+            io,
+            recv,
             commands,
             clock,
             outbox,
@@ -335,6 +338,9 @@ impl<H: EventHandler> LoopState<H> {
             match self.io.recv(&self.socket, recv) {
                 Ok(n) => {
                     received += n;
+                    // A short read emptied the socket: the next datagram raises a new
+                    // edge, so skip the call that would only say `WouldBlock`.
+                    self.socket_readable = recv.may_hold_more();
                     for i in 0..n {
                         let (meta, datagram) = recv.get(i);
                         self.stats.datagrams_in += 1;
@@ -344,6 +350,9 @@ impl<H: EventHandler> LoopState<H> {
                         } else {
                             self.datagram(meta.addr, datagram, now);
                         }
+                    }
+                    if !self.socket_readable {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -500,7 +509,10 @@ impl<H: EventHandler> LoopState<H> {
                 continue;
             };
             session.dirty = false;
-            let flush = self.config.flush_on_send && std::mem::take(&mut session.sent);
+            let sent = std::mem::take(&mut session.sent);
+            let received = std::mem::take(&mut session.received);
+            let flush =
+                (self.config.flush_on_send && sent) || (self.config.flush_on_input && received);
             let peer = session.peer();
             let outbox = &mut self.outbox;
             self.stats.retransmits += session.drive(ts, flush, |d| outbox.push(peer, d));
@@ -582,22 +594,10 @@ fn opens_conversation(datagram: &[u8], initial_sn: u32) -> Result<bool, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kcp_core::{Sn, Timestamp};
+    use kcp_core::Sn;
 
     fn segment(conv: u32, cmd: Cmd, sn: u32, payload: &[u8]) -> Vec<u8> {
-        let header = Header {
-            conv,
-            cmd,
-            frg: 0,
-            wnd: 128,
-            ts: Timestamp::from_millis(0),
-            sn: Sn::new(sn),
-            una: Sn::new(0),
-            len: payload.len() as u32,
-        };
-        let mut out = header.to_bytes().to_vec();
-        out.extend_from_slice(payload);
-        out
+        Header::new(conv, cmd, Sn::new(sn)).encode(payload)
     }
 
     #[test]

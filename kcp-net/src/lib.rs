@@ -61,9 +61,19 @@
 //!
 //! # Portability
 //!
-//! On Linux, datagrams move with `recvmmsg`/`sendmmsg`, up to 32 per syscall
-//! ([`IoBackend::Batched`]). Elsewhere, and whenever [`IoBackend::Portable`] is
-//! chosen, one `recv_from`/`send_to` per datagram. `SO_REUSEPORT` (needed for more
+//! On Linux, datagrams move with `recvmmsg`/`sendmmsg`, up to 32 messages per
+//! syscall, and where the kernel grants UDP GSO and GRO each message carries a run of
+//! up to 64 datagrams ([`IoBackend::Offload`], the default; [`IoBackend::Batched`]
+//! without offload). Elsewhere, and whenever [`IoBackend::Portable`] is chosen, one
+//! `recv_from`/`send_to` per datagram.
+//!
+//! # Throughput
+//!
+//! For bulk transfer, set [`ServerConfig::flush_on_input`] and
+//! [`ClientConfig::flush_on_input`] (ACKs leave at once, and data waiting for the
+//! window goes out as soon as ACKs open it) beside `flush_on_send`, and a window of a
+//! few thousand segments. On loopback that moved 16 KiB messages at about TCP's rate
+//! (`docs/bench/loopback.md`). `SO_REUSEPORT` (needed for more
 //! than one thread) exists on Linux and the BSDs; on Linux the kernel hashes each peer
 //! to one socket, so a peer stays on one loop. If the set of sockets changes (another
 //! process binds the port too), peers may be rehashed to a loop that does not know
@@ -73,7 +83,8 @@
 //!
 //! Readiness is edge-triggered. A loop reads at most 256 datagrams per turn, then runs
 //! timers and sends, and comes back at once (zero poll timeout) until a read returns
-//! `WouldBlock`: a flood delays timers by one bounded turn, never starves them. On the
+//! `WouldBlock` or fills fewer slots than it offered (the queue was then empty, so the
+//! next datagram raises a new edge): a flood delays timers by one bounded turn, never starves them. On the
 //! send side, a full socket buffer drops the rest of that turn's datagrams (counted as
 //! `dropped_send_full`); KCP retransmits them like any loss.
 //!

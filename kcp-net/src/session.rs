@@ -75,6 +75,8 @@ pub struct KcpSession {
     pub(crate) dirty: bool,
     /// A message was queued since the last drive (for `flush_on_send`).
     pub(crate) sent: bool,
+    /// A datagram was input since the last drive (for `flush_on_input`).
+    pub(crate) received: bool,
     /// Engine retransmits already added to the loop's counter.
     retransmits_seen: u64,
 }
@@ -92,6 +94,7 @@ impl KcpSession {
             next_wake: None,
             dirty: false,
             sent: false,
+            received: false,
             retransmits_seen: 0,
         }
     }
@@ -149,6 +152,7 @@ impl KcpSession {
         match self.kcp.input(ts, datagram) {
             Ok(()) => {
                 self.last_heard = now;
+                self.received = true;
                 self.counters.datagrams_in += 1;
                 self.counters.bytes_in += datagram.len() as u64;
                 Ok(())

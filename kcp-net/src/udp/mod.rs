@@ -2,11 +2,12 @@
 //!
 //! [`DatagramIo`] is the small trait the loops use; two implementations:
 //!
-//! - `mmsg` (Linux): `recvmmsg`/`sendmmsg`, up to [`BATCH`] datagrams per syscall. The
-//!   only module of the crate with `unsafe` code.
+//! - `mmsg` (Linux): `recvmmsg`/`sendmmsg`, up to [`BATCH`] messages per syscall, and
+//!   with `offload` each message may carry a run of datagrams (UDP GSO on send, GRO
+//!   on receive). These two are the only modules of the crate with `unsafe` code.
 //! - `portable` (everywhere): a `recv_from`/`send_to` loop over `std`'s socket.
 //!
-//! [`IoBackend`] picks one at construction, so tests run both on Linux.
+//! [`IoBackend`] picks one at construction, so tests run each on Linux.
 
 use std::fmt;
 use std::io;
@@ -19,6 +20,8 @@ use crate::error::NetError;
 
 #[cfg(target_os = "linux")]
 mod mmsg;
+#[cfg(target_os = "linux")]
+mod offload;
 mod portable;
 
 /// Most datagrams moved by one batched syscall. 32 × a 1,500-byte slot is 48 KiB of
@@ -30,14 +33,22 @@ pub(crate) const BATCH: usize = 32;
 ///
 /// # Portability
 ///
-/// [`Batched`](Self::Batched) needs Linux (`recvmmsg`/`sendmmsg`); on other systems it
-/// falls back to [`Portable`](Self::Portable) silently. [`Auto`](Self::Auto) picks the
-/// best available.
+/// [`Batched`](Self::Batched) and [`Offload`](Self::Offload) need Linux; on other
+/// systems they fall back to [`Portable`](Self::Portable) silently. `Offload` asks the
+/// kernel for UDP GSO and GRO on the socket and uses whichever it grants (GSO since
+/// Linux 4.18, GRO since 5.0); without either it is `Batched`. If a GSO send fails
+/// (`EIO` from a device without checksum offload, `EINVAL` for a segment larger than
+/// the path MTU), GSO is turned off for that socket and the datagrams go one by one.
+/// [`Auto`](Self::Auto) picks the best available.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IoBackend {
-    /// `Batched` where available, else `Portable`.
+    /// `Offload` where available, else `Portable`.
     #[default]
     Auto,
+    /// `recvmmsg`/`sendmmsg` with UDP GSO and GRO: up to 32 messages per syscall, each
+    /// a run of up to 64 datagrams that the kernel carries as one until it must split
+    /// them (on loopback, never). Best for bulk transfer.
+    Offload,
     /// `recvmmsg`/`sendmmsg`: up to 32 datagrams per syscall.
     Batched,
     /// One `recv_from`/`send_to` per datagram: works on every platform `std` supports.
@@ -45,17 +56,14 @@ pub enum IoBackend {
 }
 
 impl IoBackend {
-    /// The backend actually used on this platform.
+    /// The backend actually used on this platform (before asking the kernel for
+    /// offload).
     pub const fn resolve(self) -> Self {
         match self {
             Self::Portable => Self::Portable,
-            Self::Auto | Self::Batched => {
-                if cfg!(target_os = "linux") {
-                    Self::Batched
-                } else {
-                    Self::Portable
-                }
-            }
+            _ if !cfg!(target_os = "linux") => Self::Portable,
+            Self::Auto | Self::Offload => Self::Offload,
+            Self::Batched => Self::Batched,
         }
     }
 }
@@ -72,16 +80,33 @@ pub(crate) trait DatagramIo: Send + fmt::Debug {
     /// `Ok(n)`: the first `n >= 1` were sent. `Err`: the first one failed (`WouldBlock`
     /// means the socket buffer is full).
     fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize>;
+
+    /// Whether one received message may hold many datagrams (GRO), so that receive
+    /// slots must hold [`GRO_SLOT`] bytes.
+    fn coalesces(&self) -> bool {
+        false
+    }
 }
 
-/// The implementation of `backend` on this platform.
-pub(crate) fn datagram_io(backend: IoBackend) -> Box<dyn DatagramIo> {
+/// The implementation of `backend` on this platform, set up for `socket` (offload is
+/// asked of the kernel here).
+pub(crate) fn datagram_io(backend: IoBackend, socket: &UdpSocket) -> Box<dyn DatagramIo> {
+    let _ = socket;
     match backend.resolve() {
         #[cfg(target_os = "linux")]
-        IoBackend::Batched => Box::new(mmsg::Mmsg::new()),
+        IoBackend::Offload => Box::new(mmsg::Mmsg::new(offload::enable(socket))),
+        #[cfg(target_os = "linux")]
+        IoBackend::Batched => Box::new(mmsg::Mmsg::new(offload::Offload::NONE)),
         _ => Box::new(portable::Portable),
     }
 }
+
+/// A receive slot that holds any message GRO can build (at most 64 KiB of payload).
+pub(crate) const GRO_SLOT: usize = 1 << 16;
+
+/// Receive slots with GRO: 16 × 64 KiB, up to 1,024 datagrams per syscall. The memory
+/// is reserved, not touched, until the kernel writes into it.
+const GRO_SLOTS: usize = 16;
 
 /// Fixed slots the kernel writes received datagrams into; reused every turn.
 #[derive(Debug)]
@@ -89,12 +114,16 @@ pub(crate) struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
     meta: Vec<RecvMeta>,
+    /// The last receive filled every slot (see [`RecvBatch::may_hold_more`]).
+    full: bool,
 }
 
-/// Where one received datagram came from and how long it is.
+/// Where one received datagram came from and where it lies in the batch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RecvMeta {
     pub(crate) addr: SocketAddr,
+    /// Offset of the datagram in the batch's buffer.
+    pub(crate) start: usize,
     pub(crate) len: usize,
     /// The datagram was longer than the slot and was cut.
     pub(crate) truncated: bool,
@@ -107,20 +136,55 @@ impl RecvBatch {
             buf: vec![0; slots * slot_size],
             slot: slot_size,
             meta: Vec::with_capacity(slots),
+            full: false,
+        }
+    }
+
+    /// Whether the socket may still hold data after the last receive: it filled every
+    /// slot. A receive that filled fewer emptied the socket's queue, so any datagram
+    /// arriving later raises a new readiness edge and the loop need not spend a
+    /// syscall to hear `WouldBlock`.
+    pub(crate) fn may_hold_more(&self) -> bool {
+        self.full
+    }
+
+    /// For implementations: records how many of the slots the last receive filled.
+    pub(crate) fn set_filled(&mut self, messages: usize) {
+        self.full = messages * self.slot >= self.buf.len();
+    }
+
+    /// Slots sized for `io`: [`BATCH`] of `datagram_slot` bytes, or fewer, larger
+    /// ones if `io` coalesces datagrams.
+    pub(crate) fn for_io(io: &dyn DatagramIo, datagram_slot: usize) -> Self {
+        if io.coalesces() {
+            Self::new(GRO_SLOTS, GRO_SLOT.max(datagram_slot))
+        } else {
+            Self::new(BATCH, datagram_slot)
         }
     }
 
     /// The `i`th received datagram.
     pub(crate) fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
         let meta = self.meta[i];
-        let start = i * self.slot;
-        (meta, &self.buf[start..start + meta.len])
+        (meta, &self.buf[meta.start..meta.start + meta.len])
     }
 
-    /// For implementations: empty slots to fill, and the metadata list to push to.
-    pub(crate) fn slots_mut(&mut self) -> (std::slice::ChunksExactMut<'_, u8>, &mut Vec<RecvMeta>) {
+    /// For implementations: the slot size, the empty slots to fill, and the metadata
+    /// list to push to (with offsets into the whole buffer: slot `i` starts at
+    /// `i * slot size`).
+    pub(crate) fn slots_mut(
+        &mut self,
+    ) -> (
+        usize,
+        std::slice::ChunksExactMut<'_, u8>,
+        &mut Vec<RecvMeta>,
+    ) {
         self.meta.clear();
-        (self.buf.chunks_exact_mut(self.slot), &mut self.meta)
+        (
+            self.slot,
+            self.buf.chunks_exact_mut(self.slot),
+            &mut self.meta,
+        )
     }
 }
 
@@ -150,6 +214,14 @@ impl SendBatch {
     pub(crate) fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
         let (addr, start, len) = self.entries[i];
         (addr, &self.data[start..start + len])
+    }
+
+    /// Datagrams `first..first + count` as one slice: they lie back to back, since
+    /// `push` appends. The caller keeps them to one destination.
+    pub(crate) fn span(&self, first: usize, count: usize) -> &[u8] {
+        let (_, start, _) = self.entries[first];
+        let (_, last_start, last_len) = self.entries[first + count - 1];
+        &self.data[start..last_start + last_len]
     }
 
     pub(crate) fn clear(&mut self) {

@@ -16,11 +16,14 @@ const SEND_CHUNK: usize = super::BATCH;
 
 impl DatagramIo for Portable {
     fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
-        let (slots, meta) = batch.slots_mut();
-        for slot in slots {
+        let (slot_size, slots, meta) = batch.slots_mut();
+        let slot_count = slots.len();
+        let mut drained = false;
+        for (i, slot) in slots.enumerate() {
             match socket.recv_from(slot) {
                 Ok((len, addr)) => meta.push(RecvMeta {
                     addr,
+                    start: i * slot_size,
                     len,
                     // `recv_from` cannot report truncation; a full slot may have been
                     // cut, so the slot is one byte larger than any datagram we accept.
@@ -28,10 +31,16 @@ impl DatagramIo for Portable {
                 }),
                 Err(e) if meta.is_empty() => return Err(e),
                 // Report what we have; the error (usually WouldBlock) repeats next call.
-                Err(_) => break,
+                Err(e) => {
+                    drained = e.kind() == io::ErrorKind::WouldBlock;
+                    break;
+                }
             }
         }
-        Ok(meta.len())
+        let datagrams = meta.len();
+        // Only `WouldBlock` proves the queue empty; after another error, look again.
+        batch.set_filled(if drained { datagrams } else { slot_count });
+        Ok(datagrams)
     }
 
     fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize> {
