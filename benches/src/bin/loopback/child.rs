@@ -19,11 +19,14 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `which`'s server on an ephemeral loopback port.
-    pub(crate) fn start(which: Impl) -> anyhow::Result<Self> {
+    /// Starts `which`'s server on an ephemeral loopback port, with a KCP window of
+    /// `window` segments (ignored by TCP and UDP).
+    pub(crate) fn start(which: Impl, window: u16) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
+        let window = window.to_string();
         let mut child = Command::new(exe)
             .args(["serve", which.name(), "--listen", "127.0.0.1:0"])
+            .args(["--window", &window])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use kcp_net::{ClientConfig, KcpClient, Preset};
 
 use crate::Impl;
-use crate::servers::{KCP_WINDOW, tokio_kcp_config};
+use crate::servers::tokio_kcp_config;
 
 /// How long one receive may wait before the run counts as failed.
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,10 +33,15 @@ pub(crate) trait EchoClient {
 }
 
 /// A connected client of `which`.
-pub(crate) fn connect(which: Impl, server: SocketAddr) -> anyhow::Result<Box<dyn EchoClient>> {
+/// The KCP clients use `window` segments each way.
+pub(crate) fn connect(
+    which: Impl,
+    server: SocketAddr,
+    window: u16,
+) -> anyhow::Result<Box<dyn EchoClient>> {
     Ok(match which {
-        Impl::KcpNet => Box::new(KcpNetClient::connect(server)?),
-        Impl::TokioKcp => Box::new(TokioKcpClient::connect(server)?),
+        Impl::KcpNet => Box::new(KcpNetClient::connect(server, window)?),
+        Impl::TokioKcp => Box::new(TokioKcpClient::connect(server, window)?),
         Impl::Udp => Box::new(UdpClient::connect(server)?),
         Impl::Tcp => Box::new(TcpClient::connect(server)?),
     })
@@ -45,11 +50,14 @@ pub(crate) fn connect(which: Impl, server: SocketAddr) -> anyhow::Result<Box<dyn
 struct KcpNetClient(KcpClient);
 
 impl KcpNetClient {
-    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+    fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new(Preset::Fast);
         config.flush_on_send = true;
-        config.engine.snd_wnd = u32::from(KCP_WINDOW);
-        config.engine.rcv_wnd = u32::from(KCP_WINDOW);
+        config.flush_on_input = true;
+        config.recv_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
+        config.send_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
+        config.engine.snd_wnd = u32::from(window);
+        config.engine.rcv_wnd = u32::from(window);
         config.max_queued_bytes = 64 << 20;
         Ok(Self(KcpClient::connect(server, config)?))
     }
@@ -84,12 +92,14 @@ struct TokioKcpClient {
 }
 
 impl TokioKcpClient {
-    fn connect(server: SocketAddr) -> anyhow::Result<Self> {
+    fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let stream =
-            runtime.block_on(tokio_kcp::KcpStream::connect(&tokio_kcp_config(), server))?;
+        let stream = runtime.block_on(tokio_kcp::KcpStream::connect(
+            &tokio_kcp_config(window),
+            server,
+        ))?;
         Ok(Self {
             runtime,
             stream,

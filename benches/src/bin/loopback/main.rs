@@ -56,9 +56,34 @@ struct Args {
     /// Short runs and small counts: checks that everything works, measures little.
     #[arg(long)]
     quick: bool,
-    /// Also write the markdown tables to this file.
-    #[arg(long)]
+    /// Also write the markdown tables to this file (only for a full run, so a
+    /// committed report always has every section).
+    #[arg(long, conflicts_with = "only")]
     markdown: Option<std::path::PathBuf>,
+    /// Bytes moved by the bulk section, in MiB (default 256, 4 with `--quick`).
+    #[arg(long, conflicts_with = "markdown")]
+    bulk_mib: Option<usize>,
+    /// Messages of the bulk section awaiting their echo at once.
+    #[arg(long, default_value_t = 64)]
+    bulk_inflight: usize,
+    /// Run only these sections (repeat the flag or separate with commas).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+}
+
+/// A section of the report: one scenario measured for every implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// One client, 100 B messages back to back.
+    BackToBack,
+    /// One client, 100 B messages at 1000/s.
+    Paced,
+    /// Many clients at 10 messages/s each.
+    Many,
+    /// One session moving 16 KiB messages.
+    Bulk,
+    /// Idle sessions.
+    Idle,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,6 +95,9 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// KCP send and receive window, in segments (KCP servers only).
+        #[arg(long, default_value_t = servers::KCP_WINDOW)]
+        window: u16,
     },
 }
 
@@ -79,6 +107,8 @@ struct Plan {
     clients: usize,
     client_rate: f64,
     bulk_bytes: usize,
+    bulk_inflight: usize,
+    bulk_rounds: usize,
     idle_sessions: usize,
     idle_window: Duration,
 }
@@ -91,6 +121,8 @@ impl Plan {
                 clients: 20,
                 client_rate: 10.0,
                 bulk_bytes: 4 << 20,
+                bulk_inflight: 64,
+                bulk_rounds: 1,
                 idle_sessions: 500,
                 idle_window: Duration::from_secs(1),
             }
@@ -100,6 +132,8 @@ impl Plan {
                 clients: 1_000,
                 client_rate: 10.0,
                 bulk_bytes: 256 << 20,
+                bulk_inflight: 64,
+                bulk_rounds: 5,
                 idle_sessions: 10_000,
                 idle_window: Duration::from_secs(10),
             }
@@ -146,7 +180,8 @@ fn latency_table(title: &str, rows: &[(Impl, Latencies)], out: &mut String) {
     }
 }
 
-fn run(plan: &Plan) -> anyhow::Result<String> {
+fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
+    let wanted = |section| only.is_empty() || only.contains(&section);
     let mut out = String::new();
     let _ = writeln!(out, "## Loopback: kcp-net, tokio_kcp, TCP and raw UDP\n");
     let _ = writeln!(
@@ -163,6 +198,25 @@ fn run(plan: &Plan) -> anyhow::Result<String> {
         "Ratios are kcp-net's figure divided by the row's (below 1× is better for latency)."
     );
 
+    if wanted(Section::BackToBack) {
+        back_to_back(plan, &mut out)?;
+    }
+    if wanted(Section::Paced) {
+        paced(plan, &mut out)?;
+    }
+    if wanted(Section::Many) {
+        many(plan, &mut out)?;
+    }
+    if wanted(Section::Bulk) {
+        bulk(plan, &mut out)?;
+    }
+    if wanted(Section::Idle) {
+        idle(plan, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn back_to_back(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for which in ALL {
         eprintln!("one client, back to back: {}", which.name());
@@ -171,8 +225,11 @@ fn run(plan: &Plan) -> anyhow::Result<String> {
             scenarios::one_client(which, 100, None, plan.duration)?,
         ));
     }
-    latency_table("One client, 100 B messages back to back", &rows, &mut out);
+    latency_table("One client, 100 B messages back to back", &rows, out);
+    Ok(())
+}
 
+fn paced(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for which in ALL {
         eprintln!("one client, 1000/s: {}", which.name());
@@ -181,8 +238,11 @@ fn run(plan: &Plan) -> anyhow::Result<String> {
             scenarios::one_client(which, 100, Some(1_000.0), plan.duration)?,
         ));
     }
-    latency_table("One client, 100 B messages at 1000/s", &rows, &mut out);
+    latency_table("One client, 100 B messages at 1000/s", &rows, out);
+    Ok(())
+}
 
+fn many(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for which in ALL {
         eprintln!("{} clients: {}", plan.clients, which.name());
@@ -201,39 +261,72 @@ fn run(plan: &Plan) -> anyhow::Result<String> {
             plan.clients, plan.client_rate
         ),
         &rows,
-        &mut out,
+        out,
     );
+    Ok(())
+}
 
+fn bulk(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
-        "\n### One session, bulk: 16 KiB messages, 64 awaiting their echo, {} MiB\n",
-        plan.bulk_bytes >> 20
+        "\n### One session, bulk: 16 KiB messages, {} awaiting their echo, {} MiB, KCP window {}\n",
+        plan.bulk_inflight,
+        plan.bulk_bytes >> 20,
+        servers::BULK_WINDOW
     );
     let _ = writeln!(
         out,
-        "| impl | MB/s echoed | server CPU | kcp-net throughput ratio |"
+        "kcp-net and TCP run {} rounds, interleaved (kcp-net, TCP, kcp-net, ...), and \
+         each row shows the median round and the range; tokio_kcp, far slower, runs one \
+         round of a quarter of the bytes.\n",
+        plan.bulk_rounds
     );
-    let _ = writeln!(out, "|---|---|---|---|");
-    let mut bulk: Vec<(Impl, Throughput)> = Vec::new();
-    for which in [Impl::KcpNet, Impl::TokioKcp, Impl::Tcp] {
-        eprintln!("bulk: {}", which.name());
-        bulk.push((
-            which,
-            scenarios::bulk(which, plan.bulk_bytes, 16 * 1024, 64)?,
-        ));
+    let _ = writeln!(
+        out,
+        "| impl | MB/s echoed (median) | range of rounds | server CPU | kcp-net throughput ratio |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    let (size, inflight) = (16 * 1024, plan.bulk_inflight);
+    let mut rounds: Vec<(Impl, Vec<Throughput>)> =
+        vec![(Impl::KcpNet, Vec::new()), (Impl::Tcp, Vec::new())];
+    for round in 0..plan.bulk_rounds {
+        for (which, results) in &mut rounds {
+            eprintln!("bulk: {} (round {})", which.name(), round + 1);
+            results.push(scenarios::bulk(*which, plan.bulk_bytes, size, inflight)?);
+        }
     }
-    let ours = bulk[0].1.bytes_per_sec;
-    for (which, t) in &bulk {
+    eprintln!("bulk: {}", Impl::TokioKcp.name());
+    let tokio = scenarios::bulk(Impl::TokioKcp, plan.bulk_bytes / 4, size, inflight)?;
+    rounds.push((Impl::TokioKcp, vec![tokio]));
+
+    let medians: Vec<(Impl, Throughput, f64, f64)> = rounds
+        .into_iter()
+        .map(|(which, mut results)| {
+            results.sort_by(|a, b| a.bytes_per_sec.total_cmp(&b.bytes_per_sec));
+            let (low, high) = (
+                results[0].bytes_per_sec,
+                results[results.len() - 1].bytes_per_sec,
+            );
+            (which, results[results.len() / 2].clone(), low, high)
+        })
+        .collect();
+    let ours = medians[0].1.bytes_per_sec;
+    for (which, t, low, high) in &medians {
         let _ = writeln!(
             out,
-            "| {} | {:.1} | {:.1}% | {} |",
+            "| {} | {:.1} | {:.0}–{:.0} | {:.1}% | {} |",
             which.name(),
             t.bytes_per_sec / 1e6,
+            low / 1e6,
+            high / 1e6,
             t.server_cpu * 100.0,
             ratio(ours, t.bytes_per_sec)
         );
     }
+    Ok(())
+}
 
+fn idle(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
         "\n### {} idle sessions: server CPU over {} s (resolution: one 10 ms tick = {:.1}%)\n",
@@ -260,7 +353,7 @@ fn run(plan: &Plan) -> anyhow::Result<String> {
             ratio(idle[0].1, *cpu)
         );
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Cores and CPU model of this machine, for the report header.
@@ -280,10 +373,20 @@ fn machine() -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Cmd::Serve { which, listen }) = args.command {
-        return servers::serve(which, listen);
+    if let Some(Cmd::Serve {
+        which,
+        listen,
+        window,
+    }) = args.command
+    {
+        return servers::serve(which, listen, window);
     }
-    let report = run(&Plan::new(args.quick))?;
+    let mut plan = Plan::new(args.quick);
+    plan.bulk_inflight = args.bulk_inflight;
+    if let Some(mib) = args.bulk_mib {
+        plan.bulk_bytes = mib << 20;
+    }
+    let report = run(&plan, &args.only)?;
     println!("{report}");
     if let Some(path) = args.markdown {
         std::fs::write(&path, &report)?;

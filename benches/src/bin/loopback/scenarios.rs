@@ -7,12 +7,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use kcp_core::Sn;
 use kcp_core::segment::{Command, Header};
-use kcp_core::{Sn, Timestamp};
 
 use crate::Impl;
 use crate::child::ServerProcess;
 use crate::clients::{EchoClient, connect};
+use crate::servers::{BULK_WINDOW, KCP_WINDOW};
 
 /// Round trips as the clients saw them.
 #[derive(Clone, Debug, Default)]
@@ -133,8 +134,8 @@ pub(crate) fn one_client(
     rate: Option<f64>,
     duration: Duration,
 ) -> anyhow::Result<Latencies> {
-    let server = ServerProcess::start(which)?;
-    let mut client = connect(which, server.addr)?;
+    let server = ServerProcess::start(which, KCP_WINDOW)?;
+    let mut client = connect(which, server.addr, KCP_WINDOW)?;
     let start = Instant::now();
     let (run, cpu) = measure_cpu(&server, || {
         Ok(round_trips(client.as_mut(), size, rate, duration))
@@ -150,7 +151,7 @@ pub(crate) fn many_clients(
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Latencies> {
-    let server = ServerProcess::start(which)?;
+    let server = ServerProcess::start(which, KCP_WINDOW)?;
     let addr = server.addr;
     let ready = Arc::new(Barrier::new(clients + 1));
     let workers: Vec<_> = (0..clients)
@@ -159,7 +160,7 @@ pub(crate) fn many_clients(
             thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(move || -> Run {
-                    let client = connect(which, addr);
+                    let client = connect(which, addr, KCP_WINDOW);
                     ready.wait();
                     let Ok(mut client) = client else {
                         return Run {
@@ -196,8 +197,8 @@ pub(crate) fn bulk(
     size: usize,
     inflight: usize,
 ) -> anyhow::Result<Throughput> {
-    let server = ServerProcess::start(which)?;
-    let mut client = connect(which, server.addr)?;
+    let server = ServerProcess::start(which, BULK_WINDOW)?;
+    let mut client = connect(which, server.addr, BULK_WINDOW)?;
     let count = total.div_ceil(size);
     let messages: Vec<Vec<u8>> = (0..inflight.min(count)).map(|i| message(i, size)).collect();
     let start = Instant::now();
@@ -226,20 +227,11 @@ pub(crate) fn bulk(
 /// Server CPU (fraction of one core) with `sessions` open and idle for `window`:
 /// each session is opened by its own socket with one empty data segment, then nothing.
 pub(crate) fn idle_sessions(which: Impl, sessions: usize, window: Duration) -> anyhow::Result<f64> {
-    let server = ServerProcess::start(which)?;
+    let server = ServerProcess::start(which, KCP_WINDOW)?;
     let mut sockets = Vec::with_capacity(sessions);
     for i in 0..sessions {
         let socket = UdpSocket::bind("127.0.0.1:0").context("one socket per idle session")?;
-        let header = Header {
-            conv: i as u32 + 1,
-            cmd: Command::Push,
-            frg: 0,
-            wnd: 128,
-            ts: Timestamp::from_millis(0),
-            sn: Sn::new(0),
-            una: Sn::new(0),
-            len: 0,
-        };
+        let header = Header::new(i as u32 + 1, Command::Push, Sn::new(0));
         socket.send_to(&header.to_bytes(), server.addr)?;
         sockets.push(socket);
         if i % 500 == 499 {

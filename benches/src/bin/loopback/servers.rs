@@ -13,14 +13,18 @@ use kcp_net::{EventHandler, KcpServer, Preset, ServerConfig, SessionCtx};
 
 use crate::Impl;
 
-/// The KCP window every KCP implementation uses in these runs (segments).
+/// The KCP window (segments, send and receive) of the latency scenarios.
 pub(crate) const KCP_WINDOW: u16 = 1024;
 
-/// Runs `which`'s echo server on `listen` until standard input closes.
-pub(crate) fn serve(which: Impl, listen: SocketAddr) -> anyhow::Result<()> {
+/// The KCP window of the bulk scenario (the issue's "window 4096").
+pub(crate) const BULK_WINDOW: u16 = 4096;
+
+/// Runs `which`'s echo server on `listen` until standard input closes; the KCP servers
+/// use `window` segments each way.
+pub(crate) fn serve(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     match which {
-        Impl::KcpNet => kcp_net_server(listen),
-        Impl::TokioKcp => tokio_kcp_server(listen),
+        Impl::KcpNet => kcp_net_server(listen, window),
+        Impl::TokioKcp => tokio_kcp_server(listen, window),
         Impl::Udp => udp_server(listen),
         Impl::Tcp => tcp_server(listen),
     }
@@ -46,12 +50,14 @@ impl EventHandler for Echo {
     }
 }
 
-/// kcp-net with the fast preset, flushing each echo at once, one event loop thread.
-fn kcp_net_server(listen: SocketAddr) -> anyhow::Result<()> {
+/// kcp-net with the fast preset, flushing on every send and every input (as tokio_kcp
+/// does with `flush_write` and `flush_acks_input`), one event loop thread.
+fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(Preset::Fast);
     config.flush_on_send = true;
-    config.engine.snd_wnd = u32::from(KCP_WINDOW);
-    config.engine.rcv_wnd = u32::from(KCP_WINDOW);
+    config.flush_on_input = true;
+    config.engine.snd_wnd = u32::from(window);
+    config.engine.rcv_wnd = u32::from(window);
     config.max_sessions = 100_000;
     config.new_sessions_per_sec = 1_000_000;
     config.max_queued_bytes_per_session = 64 << 20;
@@ -59,17 +65,29 @@ fn kcp_net_server(listen: SocketAddr) -> anyhow::Result<()> {
     let server = KcpServer::bind(listen, config, Echo).context("binding kcp-net")?;
     announce(server.local_addr());
     wait_for_stdin_eof();
-    server.shutdown(Duration::ZERO)?;
+    let stats = server.shutdown(Duration::ZERO)?.total;
+    // For whoever reads the harness's standard error: what the loop did.
+    eprintln!(
+        "  kcp-net server: {} datagrams in ({} recv calls), {} out ({} send calls), \
+         {} wake-ups, {} retransmits, {} dropped on a full socket",
+        stats.datagrams_in,
+        stats.recv_syscalls,
+        stats.datagrams_out,
+        stats.send_syscalls,
+        stats.wakeups,
+        stats.retransmits,
+        stats.dropped_send_full
+    );
     Ok(())
 }
 
 /// The tokio_kcp configuration matching ours: `nodelay(1, 10, 2, 1)`, the same window,
 /// flush on write and ACKs flushed on input.
-pub(crate) fn tokio_kcp_config() -> tokio_kcp::KcpConfig {
+pub(crate) fn tokio_kcp_config(window: u16) -> tokio_kcp::KcpConfig {
     tokio_kcp::KcpConfig {
         mtu: 1400,
         nodelay: tokio_kcp::KcpNoDelayConfig::fastest(),
-        wnd_size: (KCP_WINDOW, KCP_WINDOW),
+        wnd_size: (window, window),
         session_expire: Duration::from_secs(600),
         flush_write: true,
         flush_acks_input: true,
@@ -80,12 +98,12 @@ pub(crate) fn tokio_kcp_config() -> tokio_kcp::KcpConfig {
 
 /// tokio_kcp's listener on a single-threaded runtime (as fair a match for our one event
 /// loop as it allows), one task per accepted session echoing what it receives.
-fn tokio_kcp_server(listen: SocketAddr) -> anyhow::Result<()> {
+fn tokio_kcp_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut listener = tokio_kcp::KcpListener::bind(tokio_kcp_config(), listen)
+        let mut listener = tokio_kcp::KcpListener::bind(tokio_kcp_config(window), listen)
             .await
             .context("binding tokio_kcp")?;
         announce(listener.local_addr()?);
