@@ -76,7 +76,8 @@ pub struct KcpClient {
     readable: bool,
     /// ACKs owed under `flush_on_input`, held back while received messages wait in
     /// the inbox so that they leave with the application's reply (see `tick`).
-    flush_owed: bool,
+    /// Since when (`None`: nothing owed).
+    flush_owed: Option<Instant>,
     /// When the socket was last read.
     last_read: Instant,
     /// Our own poll for blocking calls, created on first use.
@@ -144,7 +145,7 @@ impl KcpClient {
             waiting_since: None,
             failure: None,
             readable: true,
-            flush_owed: false,
+            flush_owed: None,
             last_read: now,
             poll: None,
             externally_polled: false,
@@ -231,7 +232,7 @@ impl KcpClient {
         )?;
         let now = Instant::now();
         self.waiting_since.get_or_insert(now);
-        self.drive(now, self.config.flush_on_send || self.flush_owed);
+        self.drive(now, self.config.flush_on_send || self.flush_owed.is_some());
         self.flush_socket(now);
         Ok(())
     }
@@ -251,10 +252,15 @@ impl KcpClient {
         self.keepalive(now);
         // With `flush_on_input`, the ACKs for what we read leave now, unless messages
         // wait in the inbox: then the application is about to take them and perhaps
-        // reply, and the ACKs leave with that reply or with the next call that finds
-        // the inbox empty (a millisecond later at most, see `try_recv`).
-        self.flush_owed |= heard && self.config.flush_on_input;
-        self.drive(now, self.flush_owed && self.inbox.is_empty());
+        // reply, and the ACKs leave with that reply, or at the first tick that finds
+        // the inbox empty or comes a millisecond later (`next_deadline` asks for it).
+        if heard && self.config.flush_on_input {
+            self.flush_owed.get_or_insert(now);
+        }
+        let flush = self
+            .flush_owed
+            .is_some_and(|since| self.inbox.is_empty() || now >= since + INBOX_FRESH);
+        self.drive(now, flush);
         self.flush_socket(now);
         self.detect_failure(now);
         self.check_failure()
@@ -338,7 +344,7 @@ impl KcpClient {
         };
         let keepalive = self.keepalive_interval().map(|k| self.last_out + k);
         let gone = self.waiting_since.map(|t| t + self.config.server_timeout);
-        let owed = self.flush_owed.then_some(self.last_read + INBOX_FRESH);
+        let owed = self.flush_owed.map(|since| since + INBOX_FRESH);
         let next = earliest(earliest(engine, keepalive), earliest(gone, owed));
         earliest(next, self.outbox.next_release())
     }
@@ -450,7 +456,7 @@ impl KcpClient {
             Ok::<(), Infallible>(())
         };
         let _ = if flush {
-            self.flush_owed = false;
+            self.flush_owed = None;
             self.kcp.flush(ts, sink)
         } else {
             self.kcp.update(ts, sink)
