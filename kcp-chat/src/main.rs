@@ -277,6 +277,7 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log.as_deref(), "warn");
     let mut config = ClientConfig::new(args.preset);
     config.flush_on_send = true;
+    config.flush_on_input = true;
     config.keepalive = Some(args.keepalive);
     config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);

@@ -264,6 +264,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
     let workers = options.threads.clamp(1, options.clients.max(1));
     let mut config = ClientConfig::new(options.preset);
     config.flush_on_send = true;
+    config.flush_on_input = true;
     config.recv_buffer = 256 << 10;
     config.send_buffer = 256 << 10;
     let shared = Arc::new(Shared {

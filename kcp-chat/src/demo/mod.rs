@@ -217,6 +217,7 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
             };
             let mut config = ClientConfig::new(options.preset);
             config.flush_on_send = true;
+            config.flush_on_input = true;
             config.impair = Some(
                 options
                     .link

@@ -35,6 +35,7 @@ impl ChatServerConfig {
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
         net.flush_on_send = true;
+        net.flush_on_input = true;
         Self {
             net,
             rooms: RoomLimits::default(),
