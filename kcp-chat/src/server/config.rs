@@ -30,7 +30,8 @@ pub struct ChatServerConfig {
 }
 
 impl ChatServerConfig {
-    /// Defaults for `preset`: flush on send (chat is interactive), 1,000 clients,
+    /// Defaults for `preset`: flush on send and on input (chat is interactive, and
+    /// prompt ACKs spare clients spurious retransmissions), 1,000 clients,
     /// 20 frames/s with bursts of 40, 5 strikes per 10 s, 30 s idle timeout.
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
