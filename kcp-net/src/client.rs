@@ -463,6 +463,8 @@ impl KcpClient {
         };
         if sent {
             self.last_out = now;
+            // Whenever the engine emits, it flushes whole: every ACK owed went out.
+            self.flush_owed = None;
         }
     }
 
