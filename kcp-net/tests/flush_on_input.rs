@@ -33,7 +33,9 @@ fn acks_held_for_the_inbox_leave_at_the_next_tick_a_millisecond_later() {
         assert!(now < deadline, "no echoes in time");
         thread::sleep(Duration::from_micros(200));
     };
-    let asked = client.next_deadline().expect("a deadline while ACKs are owed");
+    let asked = client
+        .next_deadline()
+        .expect("a deadline while ACKs are owed");
     assert!(
         asked <= read_at + Duration::from_millis(1),
         "asked for {:?} after the read",
@@ -44,7 +46,10 @@ fn acks_held_for_the_inbox_leave_at_the_next_tick_a_millisecond_later() {
     thread::sleep(Duration::from_millis(2));
     let before = client.stats().counters.datagrams_out;
     client.tick().unwrap();
-    assert!(client.stats().counters.datagrams_out > before, "no ACK left");
+    assert!(
+        client.stats().counters.datagrams_out > before,
+        "no ACK left"
+    );
     assert_eq!(client.pending(), 2, "the messages stay for the application");
 
     // The server sees its echoes acknowledged.
