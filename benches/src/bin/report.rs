@@ -207,7 +207,8 @@ fn write(root: &Path, results: &Results) {
         )
         .expect("latency plot"),
     );
-    let page = markdown::page(results, plot_rel, &plots);
+    let loopback = std::fs::read_to_string(plot_dir.join("loopback.md")).ok();
+    let page = markdown::page(results, plot_rel, &plots, loopback.as_deref());
     let out = root.join("BENCHMARKS.md");
     std::fs::write(&out, page).expect("write BENCHMARKS.md");
     eprintln!("wrote {} and {}", out.display(), plot_dir.display());

@@ -8,8 +8,14 @@ use crate::latency::{Comparison, SEEDS, Setup, Summary};
 /// The command that regenerates the report, as documented at its top.
 pub const COMMAND: &str = "cargo run -p benches --release --bin report";
 
-/// The page, with plots referenced as `plot_dir/<name>` (relative to the page).
-pub fn page(r: &Results, plot_dir: &str, plots: &Plots) -> String {
+/// The command that regenerates the loopback tables the page includes.
+pub const LOOPBACK_COMMAND: &str =
+    "cargo run -p benches --release --bin loopback -- --markdown docs/bench/loopback.md";
+
+/// The page, with plots referenced as `plot_dir/<name>` (relative to the page), and
+/// the loopback tables (`docs/bench/loopback.md`, from a separate run) if there are
+/// any.
+pub fn page(r: &Results, plot_dir: &str, plots: &Plots, loopback: Option<&str>) -> String {
     let mut s = String::new();
     let m = &r.machine;
     let _ = writeln!(
@@ -30,8 +36,40 @@ pub fn page(r: &Results, plot_dir: &str, plots: &Plots) -> String {
     throughput(&mut s, r, plot_dir, plots);
     ops(&mut s, r);
     latency(&mut s, r, plot_dir, plots);
+    loopback_section(&mut s, loopback);
     method(&mut s, r);
     s
+}
+
+/// The loopback group's tables, one heading level down, as of their last run.
+fn loopback_section(s: &mut String, loopback: Option<&str>) {
+    let _ = writeln!(s, "## Loopback: real sockets\n");
+    let Some(tables) = loopback else {
+        let _ = writeln!(
+            s,
+            "Not measured yet: run `{LOOPBACK_COMMAND}`, then this report again.\n"
+        );
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "Measured by a separate command, `{LOOPBACK_COMMAND}` (about 5 minutes; it needs\n\
+         the machine to itself more than the engine group does), and copied here from\n\
+         [`docs/bench/loopback.md`](docs/bench/loopback.md) as of its last run. Its own\n\
+         targets table comes first.\n"
+    );
+    for line in tables.lines() {
+        // Its title is this section's heading; its other headings go one level down.
+        if line.starts_with("## ") {
+            continue;
+        }
+        if line.starts_with('#') {
+            let _ = writeln!(s, "#{line}");
+        } else {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    let _ = writeln!(s);
 }
 
 /// File names of the plots the page shows.
@@ -103,7 +141,9 @@ fn targets(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "Where the time goes, and why a target is not met: the callgrind profiles in\n\
-         [`docs/bench/profile.md`](docs/bench/profile.md).\n"
+         [`docs/bench/profile.md`](docs/bench/profile.md). The loopback targets (echo\n\
+         latency, bulk throughput, 1000 clients, idle sessions) have their own table in\n\
+         [Loopback: real sockets](#loopback-real-sockets).\n"
     );
 }
 
