@@ -232,8 +232,10 @@ impl Kcp {
     /// The body of `input`: `into_bytes` turns the datagram into the `Bytes` the kept
     /// payloads slice, and is called only if a payload must be kept. With
     /// `reuse_handle`, the last payload takes that handle itself instead of a slice of
-    /// it (`input_bytes`: no reference-count traffic for a one-segment datagram); `input`
-    /// slices its private copy, which shares it the same way.
+    /// it (`input_bytes`: no reference-count traffic for a one-segment datagram).
+    /// Without it (`input`), a datagram with a single payload has just that payload
+    /// copied (one allocation, nothing shared); one with several has the whole datagram
+    /// copied once and its payloads slice the copy.
     fn input_with<D: AsRef<[u8]>>(
         &mut self,
         now: Timestamp,
@@ -250,15 +252,17 @@ impl Kcp {
         self.stats.bytes_in += len as u64;
         self.stats.segments_in += self.parsed.len() as u64;
 
-        // Payloads are kept as slices of one copy of the datagram.
-        let last_payload = self
-            .parsed
-            .iter()
-            .rposition(|(h, _)| h.cmd == Command::Push && h.len > 0);
-        let mut owned = if last_payload.is_some() {
-            into_bytes(datagram)
-        } else {
-            Bytes::new()
+        let is_payload = |(h, _): &(Header, usize)| h.cmd == Command::Push && h.len > 0;
+        let last_payload = self.parsed.iter().rposition(is_payload);
+        let payload_only =
+            !reuse_handle && self.parsed.iter().filter(|p| is_payload(p)).count() == 1;
+        let mut owned = match last_payload {
+            None => Bytes::new(),
+            Some(i) if payload_only => {
+                let (h, offset) = self.parsed[i];
+                Bytes::copy_from_slice(&datagram.as_ref()[offset..offset + h.len as usize])
+            }
+            Some(_) => into_bytes(datagram),
         };
 
         let prev_una = self.snd.una();
@@ -290,6 +294,8 @@ impl Kcp {
                 Command::Push => {
                     let payload = if h.len == 0 {
                         Bytes::new()
+                    } else if payload_only {
+                        core::mem::take(&mut owned)
                     } else if reuse_handle && Some(i) == last_payload {
                         let mut rest = core::mem::take(&mut owned);
                         rest.advance(offset);
