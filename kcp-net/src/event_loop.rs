@@ -14,7 +14,8 @@
 //!    because with edge-triggered readiness no new event comes for data left in the
 //!    socket.
 //! 5. Run the due session timers.
-//! 6. Drive every session touched this turn (input, sends, closes) and reschedule it.
+//! 6. Drive every session touched this turn (input, sends, closes) and reschedule it;
+//!    flush one that is done once more (the ACKs it owes leave) and remove it.
 //! 7. Send the whole turn's datagrams in as few syscalls as the backend allows.
 
 use std::collections::HashMap;
@@ -517,7 +518,7 @@ impl<H: EventHandler> LoopState<H> {
             let outbox = &mut self.outbox;
             self.stats.retransmits += session.drive(ts, flush, |d| outbox.push(peer, d));
             if let Some(reason) = session.close_due(now, idle) {
-                self.close(key, reason);
+                self.close(key, reason, now);
                 continue;
             }
             let wake = session.wake_at(now, &self.clock, idle);
@@ -534,7 +535,18 @@ impl<H: EventHandler> LoopState<H> {
         }
     }
 
-    fn close(&mut self, key: SessionKey, reason: CloseReason) {
+    /// Removes a session for good. It is flushed first, so that everything it owes
+    /// leaves: above all the ACKs for data it received this turn, which the interval
+    /// grid would otherwise hold back (the peer would then retransmit to a session
+    /// that no longer exists). Data still unacknowledged at a deadline is abandoned.
+    fn close(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
+        let ts = self.clock.timestamp(now);
+        let Some(session) = self.store.get_mut(key) else {
+            return;
+        };
+        let peer = session.peer();
+        let outbox = &mut self.outbox;
+        self.stats.retransmits += session.drive(ts, true, |d| outbox.push(peer, d));
         let Some(session) = self.store.remove(key) else {
             return;
         };
@@ -553,7 +565,7 @@ impl<H: EventHandler> LoopState<H> {
     fn close_all(&mut self, now: Instant) {
         let keys: Vec<_> = self.store.iter().map(KcpSession::key).collect();
         for key in keys {
-            self.close(key, CloseReason::Shutdown);
+            self.close(key, CloseReason::Shutdown, now);
         }
         self.send(now);
     }

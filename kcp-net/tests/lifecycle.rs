@@ -4,13 +4,14 @@
 
 mod common;
 
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
 use kcp_net::{
-    CloseReason, EventHandler, KcpClient, KcpServer, NetError, ServerConfig, SessionCtx,
+    CloseReason, EventHandler, KcpClient, KcpServer, KcpSession, NetError, ServerConfig, SessionCtx,
 };
 
 // ================================================================ idle timeout and keepalive
@@ -222,12 +223,62 @@ fn a_session_closed_through_the_handle_ends_locally_and_its_key_goes_stale() {
     assert_eq!(stats.total.closed_shutdown, 1);
 }
 
+/// Reports like a non-echoing [`Reporter`], and closes each session in `on_message`
+/// with nothing queued.
+#[derive(Clone)]
+struct CloseOnMessage(Reporter);
+
+impl EventHandler for CloseOnMessage {
+    fn on_open(&mut self, session: &mut SessionCtx<'_>) {
+        self.0.on_open(session);
+    }
+
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        self.0.on_message(session, message);
+        session.close();
+    }
+
+    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+        self.0.on_close(session, reason);
+    }
+}
+
+#[test]
+fn a_session_closed_with_nothing_queued_acknowledges_what_it_received_before_it_goes() {
+    let (tx, events) = mpsc::channel();
+    let handler = CloseOnMessage(Reporter {
+        events: tx,
+        echo: false,
+    });
+    let server = KcpServer::bind(localhost(), server_config(), handler).unwrap();
+    let mut client = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    client.send(b"last words").unwrap();
+    // The handler closes the session in the turn the message arrived, with nothing
+    // queued, so it is removed in that turn: only an ACK sent on the way out can
+    // acknowledge the message.
+    let (_, reason) = expect_closed(&events);
+    assert_eq!(reason, CloseReason::Local);
+    let flushed = client.flush(Duration::from_secs(2));
+    assert!(
+        matches!(flushed, Ok(true)),
+        "the message was never acknowledged: {flushed:?}"
+    );
+    let engine = client.stats().engine;
+    assert_eq!(engine.retransmits_timeout + engine.retransmits_fast, 0);
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        stats.total.sessions_opened, 1,
+        "a retransmission of the first segment opened the session again"
+    );
+    assert_eq!(stats.total.messages_in, 1);
+}
+
 /// Answers the message `go` with `count` messages of `size` bytes.
 #[derive(Clone)]
 struct Burst {
     count: usize,
     size: usize,
-    started: std::sync::mpsc::Sender<()>,
+    started: mpsc::Sender<()>,
 }
 
 impl EventHandler for Burst {
@@ -243,7 +294,7 @@ impl EventHandler for Burst {
 
 #[test]
 fn graceful_shutdown_delivers_what_is_queued() {
-    let (started_tx, started) = std::sync::mpsc::channel();
+    let (started_tx, started) = mpsc::channel();
     let handler = Burst {
         count: 40,
         size: 10_000,
