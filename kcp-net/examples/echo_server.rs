@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
 use kcp_net::{
-    CloseReason, EventHandler, IoBackend, KcpServer, KcpSession, Preset, ServerConfig, SessionCtx,
+    CloseCtx, CloseReason, EventHandler, IoBackend, KcpServer, Preset, ServerConfig, SessionCtx,
 };
 
 #[derive(Parser, Debug)]
@@ -78,8 +78,9 @@ impl EventHandler for Echo {
         }
     }
 
-    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+    fn on_close(&mut self, closed: &CloseCtx<'_>, reason: CloseReason) {
         if self.verbose {
+            let session = closed.session();
             let stats = session.stats();
             println!(
                 "close {} conv {:#010x}: {reason:?}, {} messages in, {} retransmits",

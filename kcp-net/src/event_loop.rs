@@ -35,7 +35,7 @@ use crate::command::{Command, SessionInfo, Shared, mark_loop_thread};
 use crate::config::{ServerConfig, recv_slot_size};
 use crate::error::NetError;
 use crate::outbox::Outbox;
-use crate::server::{EventHandler, ServerHandle, SessionCtx};
+use crate::server::{CloseCtx, EventHandler, ServerHandle, SessionCtx};
 use crate::session::{CloseReason, KcpSession, SessionState};
 use crate::stats::LoopStats;
 use crate::store::{SessionKey, Store};
@@ -558,7 +558,11 @@ impl<H: EventHandler> LoopState<H> {
             CloseReason::Local => self.stats.closed_local += 1,
             CloseReason::Shutdown => self.stats.closed_shutdown += 1,
         }
-        self.handler.on_close(&session, reason);
+        let ctx = CloseCtx {
+            session: &session,
+            handle: &self.handle,
+        };
+        self.handler.on_close(&ctx, reason);
     }
 
     /// Closes every session still open when the loop stops.

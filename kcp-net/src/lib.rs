@@ -129,7 +129,7 @@ pub use client::KcpClient;
 pub use command::SessionInfo;
 pub use config::{ClientConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig};
 pub use error::NetError;
-pub use server::{EventHandler, KcpServer, ServerHandle, SessionCtx};
+pub use server::{CloseCtx, EventHandler, KcpServer, ServerHandle, SessionCtx};
 pub use session::{CloseReason, KcpSession, SessionState};
 pub use stats::{LoopStats, ServerStats, SessionCounters, SessionStats};
 pub use store::SessionKey;

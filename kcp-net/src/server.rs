@@ -41,9 +41,38 @@ pub trait EventHandler: Send + 'static {
     /// unless `swallow_empty_messages` is off).
     fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes);
 
-    /// A session was closed and removed; `session` shows its final state and counters.
-    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+    /// A session was closed and removed. `session` shows its final state and counters,
+    /// and its [`handle`](CloseCtx::handle) reaches the rest of the server (tell the
+    /// other sessions, say). Its key is stale from now on: sends to it are refused.
+    fn on_close(&mut self, session: &CloseCtx<'_>, reason: CloseReason) {
         let _ = (session, reason);
+    }
+}
+
+/// A handler's view of a session that was just closed and removed, in
+/// [`EventHandler::on_close`]: its final state and counters, and the server's handle.
+#[derive(Debug)]
+pub struct CloseCtx<'a> {
+    pub(crate) session: &'a KcpSession,
+    pub(crate) handle: &'a ServerHandle,
+}
+
+impl CloseCtx<'_> {
+    /// The session as it ended (state, counters, timestamps, peer, conv).
+    pub fn session(&self) -> &KcpSession {
+        self.session
+    }
+
+    /// The key the session had; no longer valid.
+    pub fn key(&self) -> SessionKey {
+        self.session.key()
+    }
+
+    /// The server's handle, as in [`SessionCtx::handle`]: calls on it post work
+    /// without waiting. When a session closes because its loop is stopping (the
+    /// loop's last sessions at shutdown), what is posted may never run.
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use kcp_net::{
-    CloseReason, EventHandler, KcpClient, KcpServer, KcpSession, NetError, ServerConfig, SessionCtx,
+    CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, NetError, ServerConfig, SessionCtx,
 };
 
 // ================================================================ idle timeout and keepalive
@@ -238,7 +238,7 @@ impl EventHandler for CloseOnMessage {
         session.close();
     }
 
-    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+    fn on_close(&mut self, session: &CloseCtx<'_>, reason: CloseReason) {
         self.0.on_close(session, reason);
     }
 }
@@ -271,6 +271,57 @@ fn a_session_closed_with_nothing_queued_acknowledges_what_it_received_before_it_
         "a retransmission of the first segment opened the session again"
     );
     assert_eq!(stats.total.messages_in, 1);
+}
+
+/// Echoes, and when a session closes tells every other session through the handle.
+#[derive(Clone)]
+struct Farewell;
+
+impl EventHandler for Farewell {
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        let _ = session.send_bytes(message);
+    }
+
+    fn on_close(&mut self, closed: &CloseCtx<'_>, reason: CloseReason) {
+        let note = format!("{:#010x} left: {reason:?}", closed.session().conv());
+        let _ = closed.handle().broadcast(note);
+    }
+}
+
+#[test]
+fn on_close_can_tell_the_other_sessions_through_the_handle() {
+    let server = KcpServer::bind(localhost(), server_config(), Farewell).unwrap();
+    let handle = server.handle();
+    let mut leaving = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    let mut staying = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    echo_once(&mut leaving, b"hello");
+    echo_once(&mut staying, b"hello");
+    assert!(
+        leaving.flush(WAIT).unwrap(),
+        "nothing left for the close to wait for"
+    );
+    let key = handle
+        .sessions()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.conv == leaving.conv())
+        .expect("the leaving client's session")
+        .key;
+    handle.close(key).unwrap();
+    let note = staying
+        .recv(WAIT)
+        .unwrap()
+        .expect("a farewell within the bound");
+    let expected = format!("{:#010x} left: Local", leaving.conv());
+    assert_eq!(&note[..], expected.as_bytes());
+    assert!(staying.flush(WAIT).unwrap());
+    // At shutdown the remaining session's farewell has nobody to go to (every session
+    // is closing), and posting it from the stopping loop must not hang.
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        (stats.total.closed_local, stats.total.closed_shutdown),
+        (1, 1)
+    );
 }
 
 /// Answers the message `go` with `count` messages of `size` bytes.

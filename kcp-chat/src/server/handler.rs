@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kcp_net::{CloseReason, EventHandler, KcpSession, ServerHandle, SessionCtx, SessionKey};
+use kcp_net::{CloseCtx, CloseReason, EventHandler, ServerHandle, SessionCtx, SessionKey};
 use tracing::{debug, info, warn};
 
 use super::config::ChatServerConfig;
@@ -37,9 +37,6 @@ pub(crate) struct ChatHandler {
     hub: Arc<Hub>,
     config: Arc<ChatServerConfig>,
     clients: HashMap<SessionKey, Client>,
-    /// The server's handle, taken from the first session this loop sees (`on_close`
-    /// has no context to reach it otherwise).
-    handle: Option<ServerHandle>,
 }
 
 impl Clone for ChatHandler {
@@ -54,7 +51,6 @@ impl ChatHandler {
             hub,
             config,
             clients: HashMap::new(),
-            handle: None,
         }
     }
 }
@@ -93,9 +89,6 @@ fn close(session: &SessionCtx<'_>) {
 
 impl EventHandler for ChatHandler {
     fn on_open(&mut self, session: &mut SessionCtx<'_>) {
-        if self.handle.is_none() {
-            self.handle = Some(session.handle().clone());
-        }
         debug!(peer = %session.peer(), conv = session.conv(), "session opened");
         let client = new_client(&self.config, Instant::now());
         self.clients.insert(session.key(), client);
@@ -120,7 +113,8 @@ impl EventHandler for ChatHandler {
         }
     }
 
-    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+    fn on_close(&mut self, closed: &CloseCtx<'_>, reason: CloseReason) {
+        let session = closed.session();
         debug!(peer = %session.peer(), ?reason, "session closed");
         let Some(client) = self.clients.remove(&session.key()) else {
             return;
@@ -143,15 +137,12 @@ impl EventHandler for ChatHandler {
             ?reason,
             "user gone"
         );
-        match &self.handle {
-            // Nobody to tell at shutdown: every session is closing.
-            Some(handle) if reason != CloseReason::Shutdown => {
-                remove_member(&self.hub, &mut state, handle, id, leave);
-            }
-            _ => {
-                state.rooms.remove_user(id);
-                state.members.remove(&id);
-            }
+        if reason == CloseReason::Shutdown {
+            // Nobody to tell: every session is closing.
+            state.rooms.remove_user(id);
+            state.members.remove(&id);
+        } else {
+            remove_member(&self.hub, &mut state, closed.handle(), id, leave);
         }
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcp_net::{
-    ClientConfig, CloseReason, EventHandler, KcpClient, KcpServer, KcpSession, Preset,
-    ServerConfig, SessionCtx, SessionKey,
+    ClientConfig, CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, Preset, ServerConfig,
+    SessionCtx, SessionKey,
 };
 use mio::{Events, Interest, Poll, Token};
 
@@ -53,7 +53,7 @@ impl EventHandler for Reporter {
         let _ = self.events.send(Event::Message(session.key(), message));
     }
 
-    fn on_close(&mut self, session: &KcpSession, reason: CloseReason) {
+    fn on_close(&mut self, session: &CloseCtx<'_>, reason: CloseReason) {
         let _ = self.events.send(Event::Closed(session.key(), reason));
     }
 }
