@@ -25,6 +25,13 @@ pub(crate) enum Command {
         message: Bytes,
         reply: Reply<Result<(), NetError>>,
     },
+    /// The same message to each of `keys` (all on this loop); replies how many
+    /// accepted it.
+    SendMany {
+        keys: Vec<SessionKey>,
+        message: Bytes,
+        reply: Reply<usize>,
+    },
     Broadcast {
         message: Bytes,
         reply: Reply<usize>,

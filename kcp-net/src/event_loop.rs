@@ -25,6 +25,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, atomic::Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kcp_core::segment::{Command as Cmd, HEADER_LEN, Header};
 use kcp_core::{Kcp, conv_of};
 use mio::net::UdpSocket;
@@ -239,19 +240,22 @@ impl<H: EventHandler> LoopState<H> {
                 message,
                 reply,
             } => {
-                let limit = self.config.max_queued_bytes_per_session;
-                let result = match self.store.get_mut(key) {
-                    Some(session) => session.queue(message, limit),
-                    None => Err(NetError::SessionClosed),
-                };
-                if result.is_ok() {
-                    self.stats.messages_out += 1;
-                    self.mark_dirty(key);
-                } else {
-                    self.stats.sends_refused += 1;
-                }
+                let result = self.queue(key, message);
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
+                }
+            }
+            Command::SendMany {
+                keys,
+                message,
+                reply,
+            } => {
+                let accepted = keys
+                    .into_iter()
+                    .filter(|&key| self.queue(key, message.clone()).is_ok())
+                    .count();
+                if let Some(reply) = reply {
+                    let _ = reply.send(accepted);
                 }
             }
             Command::Broadcast { message, reply } => {
@@ -319,6 +323,22 @@ impl<H: EventHandler> LoopState<H> {
                 }
             }
         }
+    }
+
+    /// Queues a message posted for one session, counting it as sent or refused.
+    fn queue(&mut self, key: SessionKey, message: Bytes) -> Result<(), NetError> {
+        let limit = self.config.max_queued_bytes_per_session;
+        let result = match self.store.get_mut(key) {
+            Some(session) => session.queue(message, limit),
+            None => Err(NetError::SessionClosed),
+        };
+        if result.is_ok() {
+            self.stats.messages_out += 1;
+            self.mark_dirty(key);
+        } else {
+            self.stats.sends_refused += 1;
+        }
+        result
     }
 
     fn mark_dirty(&mut self, key: SessionKey) {

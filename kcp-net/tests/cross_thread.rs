@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -94,11 +95,109 @@ fn broadcast_reaches_every_session_on_every_loop() {
     assert_eq!(stats.total.messages_out, 12);
 }
 
+#[test]
+fn send_to_many_queues_to_the_listed_sessions_with_one_command_per_loop() {
+    // One loop, so that the command count at the end is exact.
+    let (tx, events) = mpsc::channel();
+    let handler = Reporter {
+        events: tx,
+        echo: false,
+    };
+    let server = KcpServer::bind(localhost(), server_config(), handler).unwrap();
+    let handle = server.handle();
+    let mut clients: Vec<KcpClient> = (0..4)
+        .map(|_| KcpClient::connect(server.local_addr(), client_config()).unwrap())
+        .collect();
+    for c in &mut clients {
+        c.send(b"join").unwrap();
+    }
+    let mut keys = HashMap::new(); // conv -> key
+    while keys.len() < clients.len() {
+        for c in &mut clients {
+            c.tick().unwrap();
+        }
+        if let Ok(Event::Opened(key, _, conv)) = events.recv_timeout(Duration::from_millis(5)) {
+            keys.insert(conv, key);
+        }
+    }
+    let key = |c: &KcpClient| keys[&c.conv()];
+    // Client 3's session goes away first: its stale key is refused.
+    assert!(clients[3].flush(WAIT).unwrap());
+    handle.close(key(&clients[3])).unwrap();
+    expect_closed(&events);
+
+    let listed = [key(&clients[0]), key(&clients[1]), key(&clients[3])];
+    let accepted = handle
+        .send_to_many(listed, Bytes::from_static(b"news"))
+        .unwrap();
+    assert_eq!(accepted, 2);
+    for c in &mut clients[..2] {
+        let message = c.recv(WAIT).unwrap().expect("the message arrives");
+        assert_eq!(&message[..], b"news");
+    }
+    assert_eq!(handle.send_to_many([], &b"nobody"[..]).unwrap(), 0);
+    for c in &mut clients[..3] {
+        assert!(c.flush(WAIT).unwrap());
+    }
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap().total;
+    assert_eq!((stats.messages_out, stats.sends_refused), (2, 1));
+    assert_eq!(
+        stats.commands, 3,
+        "close, one send_to_many, shutdown: {stats:?}"
+    );
+    assert_eq!(clients[2].pending(), 0, "an unlisted session got nothing");
+}
+
+/// Sends every message to every session opened so far with one `send_to_many` from
+/// inside the loop, and reports what the call returned.
+#[derive(Clone)]
+struct Fanout {
+    keys: Arc<Mutex<Vec<SessionKey>>>,
+    returned: mpsc::Sender<Result<usize, NetError>>,
+}
+
+impl EventHandler for Fanout {
+    fn on_open(&mut self, session: &mut SessionCtx<'_>) {
+        self.keys.lock().unwrap().push(session.key());
+    }
+
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        let keys = self.keys.lock().unwrap().clone();
+        let _ = self
+            .returned
+            .send(session.handle().send_to_many(keys, message));
+    }
+}
+
+#[test]
+fn a_handler_sends_to_many_sessions_across_loops_without_waiting() {
+    let (returned_tx, returned) = mpsc::channel();
+    let handler = Fanout {
+        keys: Arc::default(),
+        returned: returned_tx,
+    };
+    let mut config = server_config();
+    config.threads = 2;
+    let server = KcpServer::bind(localhost(), config, handler).unwrap();
+    let mut a = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    a.send(b"from a").unwrap();
+    assert_eq!(&a.recv(WAIT).unwrap().unwrap()[..], b"from a");
+    // On a loop thread the call posts and returns how many keys it posted.
+    assert_eq!(returned.recv_timeout(WAIT).unwrap().unwrap(), 1);
+    let mut b = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    b.send(b"from b").unwrap();
+    assert_eq!(&b.recv(WAIT).unwrap().unwrap()[..], b"from b");
+    assert_eq!(&a.recv(WAIT).unwrap().unwrap()[..], b"from b");
+    assert_eq!(returned.recv_timeout(WAIT).unwrap().unwrap(), 2);
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap().total;
+    assert_eq!(stats.messages_out, 3);
+}
+
 /// Relays every message to the session named by its first byte (an index into the
 /// list of sessions opened so far), using the handle from inside the loop.
 #[derive(Clone)]
 struct Relay {
-    keys: std::sync::Arc<std::sync::Mutex<Vec<SessionKey>>>,
+    keys: Arc<Mutex<Vec<SessionKey>>>,
     answers: mpsc::Sender<Result<(), String>>,
 }
 
@@ -158,6 +257,10 @@ fn handles_outlive_the_server_and_say_so() {
     ));
     assert!(matches!(
         handle.broadcast(&b"x"[..]),
+        Err(NetError::Shutdown)
+    ));
+    assert!(matches!(
+        handle.send_to_many([key], &b"x"[..]),
         Err(NetError::Shutdown)
     ));
     assert!(matches!(handle.sessions(), Err(NetError::Shutdown)));

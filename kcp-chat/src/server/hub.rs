@@ -122,10 +122,11 @@ impl Hub {
         (state.rooms.user_count(), state.rooms.room_count())
     }
 
-    /// Encodes `frame` once and queues a copy to each of `to`'s sessions.
+    /// Encodes `frame` once and queues it to each of `to`'s sessions, with one command
+    /// per event loop (the sessions share the encoded bytes).
     ///
-    /// Called with the lock held, on purpose: queueing only posts to the target loop's
-    /// channel (no waiting), and posting in lock order is what gives every member of a
+    /// Called with the lock held, on purpose: queueing only posts to the target loops'
+    /// channels (no waiting), and posting in lock order is what gives every member of a
     /// room the room's messages in `seq` order, whichever loops the senders are on.
     pub(crate) fn deliver(
         &self,
@@ -137,10 +138,11 @@ impl Hub {
         let Ok(bytes) = encode(frame) else {
             return;
         };
-        for id in to {
-            if let Some(member) = state.members.get(id) {
-                self.post(handle, member.key, bytes.clone());
-            }
+        let keys = to
+            .iter()
+            .filter_map(|id| state.members.get(id).map(|m| m.key));
+        if let Ok(posted) = handle.send_to_many(keys, bytes) {
+            self.counters.frames_out.fetch_add(posted as u64, Relaxed);
         }
     }
 
