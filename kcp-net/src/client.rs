@@ -66,7 +66,7 @@ pub struct KcpClient {
     counters: SessionCounters,
     /// Datagrams from addresses other than the server's.
     foreign: u64,
-    /// Datagrams the socket layer dropped (full buffer, refused, impaired).
+    /// Datagrams the socket did not take (full buffer, refused by the OS).
     send_drops: u64,
     /// When we last sent any datagram (keepalive timing).
     last_out: Instant,
@@ -185,6 +185,22 @@ impl KcpClient {
     /// Datagrams received from addresses other than the server's (dropped).
     pub fn foreign_datagrams(&self) -> u64 {
         self.foreign
+    }
+
+    /// Outgoing datagrams the socket did not take: its buffer was full, or the OS
+    /// refused them (the server's `dropped_send_full` and `send_errors` together). KCP
+    /// retransmits them like any loss.
+    pub fn send_drops(&self) -> u64 {
+        self.send_drops
+    }
+
+    /// Outgoing datagrams the impaired-socket mode (`ClientConfig::impair`, feature
+    /// `impair`) dropped on purpose, for whatever cause the link model gives (loss, a
+    /// full bottleneck queue, the MTU): the client's side of the server's
+    /// `dropped_impaired`. Always 0 without impairment. Not part of
+    /// [`send_drops`](Self::send_drops).
+    pub fn impaired_drops(&self) -> u64 {
+        self.outbox.impaired_drops()
     }
 
     /// Bytes queued or in flight, counted in whole segments.

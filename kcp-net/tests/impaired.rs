@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use kcp_net::impair::{ImpairConfig, LinkConfig};
-use kcp_net::{IoBackend, KcpServer};
+use kcp_net::{IoBackend, KcpClient, KcpServer};
 
 fn lossy(seed: u64) -> Option<ImpairConfig> {
     Some(ImpairConfig::new(LinkConfig::lossy(0.2, 5, 5), seed))
@@ -56,4 +56,34 @@ fn twenty_percent_loss_both_ways_batched_io() {
 #[test]
 fn twenty_percent_loss_both_ways_portable_io() {
     twenty_percent_loss_both_ways(IoBackend::Portable);
+}
+
+#[test]
+fn a_client_counts_what_its_impaired_link_dropped() {
+    let server = KcpServer::bind(localhost(), server_config(), Echo).unwrap();
+    // Without impairment nothing is dropped on purpose.
+    let mut clean = KcpClient::connect(server.local_addr(), client_config()).unwrap();
+    echo_once(&mut clean, b"hello");
+    assert_eq!(clean.impaired_drops(), 0);
+    // A link that loses everything drops every datagram the client sends.
+    let mut config = client_config();
+    config.impair = lossy_all();
+    let mut cut_off = KcpClient::connect(server.local_addr(), config).unwrap();
+    for i in 0..3 {
+        cut_off.send(&payload(0, i, 100)).unwrap();
+    }
+    cut_off.tick().unwrap();
+    let sent = cut_off.stats().counters.datagrams_out;
+    assert!(sent >= 3, "one datagram per send at least: {sent}");
+    assert_eq!(cut_off.impaired_drops(), sent);
+    assert_eq!(cut_off.send_drops(), 0, "the socket itself dropped nothing");
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap().total;
+    assert_eq!(
+        stats.sessions_opened, 1,
+        "only the clean client got through"
+    );
+}
+
+fn lossy_all() -> Option<ImpairConfig> {
+    Some(ImpairConfig::new(LinkConfig::lossy(1.0, 0, 0), 3))
 }
