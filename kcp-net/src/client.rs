@@ -80,6 +80,8 @@ pub struct KcpClient {
     flush_owed: Option<Instant>,
     /// When the socket was last read.
     last_read: Instant,
+    /// When the engine was last driven (`update` or `flush`).
+    last_drive: Instant,
     /// Our own poll for blocking calls, created on first use.
     poll: Option<(Poll, Events)>,
     externally_polled: bool,
@@ -147,6 +149,7 @@ impl KcpClient {
             readable: true,
             flush_owed: None,
             last_read: now,
+            last_drive: now,
             poll: None,
             externally_polled: false,
         };
@@ -349,12 +352,20 @@ impl KcpClient {
     }
 
     /// When [`tick`](Self::tick) next has work even if nothing arrives: the engine's
-    /// timer, the keepalive, the server timeout, the impaired link's next release.
-    /// `None` if only a datagram can create work.
+    /// timer, the keepalive, the server timeout, the impaired link's next release, the
+    /// ACKs held for the inbox. `None` if only a datagram can create work.
+    ///
+    /// A deadline is a fixed instant: asked again before `tick` runs, the answer is
+    /// the same, and work already due answers an instant in the past. So comparing it
+    /// with an `Instant` you took earlier (`deadline <= now`) is safe.
     pub fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
-        let engine = match self.kcp.check(self.clock.timestamp(now)) {
-            PollAt::Now => Some(now),
+        let ts = self.clock.timestamp(now);
+        let engine = match self.kcp.check(ts) {
+            // Due already, some time since it was last driven: that instant stays put
+            // until the next tick (never "now", which would stay ahead of a caller's
+            // own earlier reading of the clock for as long as it keeps asking).
+            PollAt::Now => Some(self.last_drive),
             PollAt::At(t) => Some(self.clock.instant_of(now, t)),
             PollAt::Idle => None,
         };
@@ -458,6 +469,7 @@ impl KcpClient {
     }
 
     fn drive(&mut self, now: Instant, flush: bool) {
+        self.last_drive = now;
         let ts = self.clock.timestamp(now);
         self.outbox.set_now(now);
         let server = self.server;

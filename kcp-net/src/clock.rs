@@ -27,13 +27,25 @@ impl Clock {
         Timestamp::from_millis(START_MS.wrapping_add(ms))
     }
 
-    /// The `Instant` at or after which the engine clock reads `at`, given that it reads
-    /// `self.timestamp(now)` at `now`. Because `timestamp` truncates, adding the
-    /// difference to `now` (not to the truncated ms) rounds up, so a timer set here
-    /// never fires before the engine agrees the time has come.
+    /// The first `Instant` at which the engine clock reads `at`, for an `at` within
+    /// ~24 days of `now` either way (the engine clock wraps). The answer does not
+    /// depend on `now` beyond that: a deadline keeps one value however often it is
+    /// asked for, so a caller that compares it with an `Instant` taken a moment
+    /// earlier still sees a passed deadline as passed. At the answer, `timestamp`
+    /// reads `at`, so a timer set here never fires before the engine agrees the time
+    /// has come; a deadline already passed answers an `Instant` in the past.
     pub(crate) fn instant_of(&self, now: Instant, at: Timestamp) -> Instant {
-        let ahead = at.since(self.timestamp(now)).max(0) as u64;
-        now + Duration::from_millis(ahead)
+        let elapsed = now.saturating_duration_since(self.origin).as_millis() as u64;
+        let this_ms = self.origin + Duration::from_millis(elapsed);
+        let ahead = at.since(self.timestamp(now));
+        if ahead >= 0 {
+            this_ms + Duration::from_millis(ahead as u64)
+        } else {
+            this_ms
+                .checked_sub(Duration::from_millis(u64::from(ahead.unsigned_abs())))
+                .unwrap_or(self.origin)
+                .max(self.origin)
+        }
     }
 
     /// Milliseconds since the origin, for the link simulator's `SimTime`.
@@ -63,16 +75,34 @@ mod tests {
     }
 
     #[test]
-    fn instant_of_rounds_up_so_timers_are_never_early() {
+    fn instant_of_is_where_the_engine_clock_turns_and_does_not_move() {
         let origin = Instant::now();
         let clock = Clock::new(origin);
         let now = origin + Duration::from_micros(10_700); // engine reads 10 ms
         let due = clock.timestamp(now).add_millis(5);
         let at = clock.instant_of(now, due);
         assert!(clock.timestamp(at).has_reached(due));
-        assert_eq!(at - now, Duration::from_millis(5));
-        // A deadline in the past is now.
-        let past = clock.timestamp(now).add_millis(u32::MAX - 2);
-        assert_eq!(clock.instant_of(now, past), now);
+        assert!(
+            !clock
+                .timestamp(at - Duration::from_nanos(1))
+                .has_reached(due)
+        );
+        assert_eq!(at - origin, Duration::from_millis(15));
+        // Asked again later, the same deadline is the same instant.
+        let later = now + Duration::from_micros(1_900);
+        assert_eq!(clock.instant_of(later, due), at);
+        // A deadline in the past is an instant in the past, stable too.
+        let past = clock.timestamp(now).add_millis(u32::MAX - 2); // 3 ms ago
+        assert_eq!(
+            clock.instant_of(now, past),
+            origin + Duration::from_millis(7)
+        );
+        assert_eq!(
+            clock.instant_of(later, past),
+            origin + Duration::from_millis(7)
+        );
+        // Never before the origin.
+        let long_ago = clock.timestamp(origin).add_millis(u32::MAX - 100);
+        assert_eq!(clock.instant_of(now, long_ago), origin);
     }
 }
