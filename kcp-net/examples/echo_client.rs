@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     timeout: u64,
     /// Use the reference's timing (flush on the interval tick) instead of flushing
-    /// each send at once.
+    /// each send and each batch of input (the ACKs it owes) at once.
     #[arg(long)]
     no_flush: bool,
     /// One recv_from/send_to per datagram instead of recvmmsg/sendmmsg.
@@ -89,6 +89,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     config.engine.snd_wnd = args.window;
     config.engine.rcv_wnd = args.window.max(128);
     config.flush_on_send = !args.no_flush;
+    config.flush_on_input = !args.no_flush;
     if args.portable {
         config.io = IoBackend::Portable;
     }

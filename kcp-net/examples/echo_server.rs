@@ -43,7 +43,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
     /// Use the reference's timing (flush on the interval tick) instead of flushing
-    /// each echo at once.
+    /// each echo and each batch of input (the ACKs it owes) at once.
     #[arg(long)]
     no_flush: bool,
     /// Echo empty messages instead of treating them as keepalives.
@@ -102,6 +102,7 @@ fn main() -> anyhow::Result<()> {
     config.threads = args.threads;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.flush_on_send = !args.no_flush;
+    config.flush_on_input = !args.no_flush;
     config.swallow_empty_messages = !args.echo_empty;
     if args.portable {
         config.io = IoBackend::Portable;
