@@ -53,7 +53,7 @@ fn loopback_section(s: &mut String, loopback: Option<&str>) {
     };
     let _ = writeln!(
         s,
-        "Measured by a separate command, `{LOOPBACK_COMMAND}` (about 5 minutes; it needs\n\
+        "Measured by a separate command, `{LOOPBACK_COMMAND}` (about 2 minutes; it needs\n\
          the machine to itself more than the engine group does), and copied here from\n\
          [`docs/bench/loopback.md`](docs/bench/loopback.md) as of its last run. Its own\n\
          targets table comes first.\n"
