@@ -13,10 +13,16 @@ use bytes::Bytes;
 
 use crate::{Sn, Timestamp};
 
-/// Slots per summary block.
+/// Slots per summary block: one bit each in a `u32` live mask.
 const BLOCK: usize = 32;
+const _: () = assert!(BLOCK == u32::BITS as usize);
 /// The smallest capacity; a multiple of [`BLOCK`].
 const MIN_CAPACITY: usize = 2 * BLOCK;
+
+/// Slot `i`'s bit in its block's live mask.
+const fn bit(i: usize) -> u32 {
+    1 << (i % BLOCK)
+}
 
 /// The retransmission state of one in-flight segment (not on the wire).
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,8 +79,9 @@ struct Summary {
     earliest: Option<Timestamp>,
     /// Some segment of the block may satisfy the fast retransmit rule.
     fast: bool,
-    /// Live segments in the block; the summary starts afresh when it is 0, so a stale
-    /// bound never outlives the segments it was taken from.
+    /// Live slots of the block, bit `i % BLOCK` for slot `i`; the summary starts
+    /// afresh when it is empty, so a stale bound never outlives the segments it was
+    /// taken from.
     live: u32,
 }
 
@@ -160,7 +167,7 @@ impl Flight {
         if block.live == 0 {
             *block = Summary::default();
         }
-        block.live += 1;
+        block.live |= bit(i);
         self.ts[i] = now;
         self.fastack[i] = 0;
         self.state[i] = State {
@@ -192,7 +199,9 @@ impl Flight {
             next.fastack[to] = self.fastack[from];
             next.state[to] = self.state[from];
             next.payload[to] = core::mem::take(&mut self.payload[from]);
-            next.blocks[to / BLOCK].live += u32::from(self.state[from].live);
+            if self.state[from].live {
+                next.blocks[to / BLOCK].live |= bit(to);
+            }
         }
         *self = next;
     }
@@ -212,7 +221,7 @@ impl Flight {
         self.state[i].live = false;
         self.payload[i].data = Bytes::new();
         self.live -= 1;
-        self.blocks[i / BLOCK].live -= 1;
+        self.blocks[i / BLOCK].live &= !bit(i);
     }
 
     /// Drops the front slot.
@@ -254,9 +263,12 @@ impl Flight {
         }
     }
 
-    /// Counts an ACK beyond each segment before `max_ack`; with `conserve`, only
-    /// those last sent no later than `latest_ts`. Holes are counted too (they are
-    /// never read); a count reaching `rule`'s threshold marks its block.
+    /// Counts an ACK beyond each live segment before `max_ack`; with `conserve`, only
+    /// those last sent no later than `latest_ts`. Acknowledged slots (holes) are
+    /// skipped: their count is never read, and a slot is reset when reused. Only the
+    /// live bits of each block are visited, so behind a lossy window, where most
+    /// slots are holes, the walk costs about one step per block. A count reaching
+    /// `rule`'s threshold marks its block.
     pub(crate) fn count_fast_ack(
         &mut self,
         max_ack: Sn,
@@ -271,14 +283,25 @@ impl Flight {
         while offset < end {
             let start = self.index(offset);
             let stop = (start - start % BLOCK + BLOCK).min(start + end - offset);
-            let ts = &self.ts[start..stop];
+            let block = start / BLOCK;
+            // The live slots of `start..stop`.
+            let span = (stop - start) as u32;
+            let range = if span == BLOCK as u32 {
+                u32::MAX
+            } else {
+                ((1u32 << span) - 1) << (start % BLOCK)
+            };
+            let mut live = self.blocks[block].live & range;
             let mut reached = false;
-            for (t, f) in ts.iter().zip(&mut self.fastack[start..stop]) {
-                let counts = !conserve || latest_ts.has_reached(*t);
+            while live != 0 {
+                let i = block * BLOCK + live.trailing_zeros() as usize;
+                live &= live - 1;
+                let counts = !conserve || latest_ts.has_reached(self.ts[i]);
+                let f = &mut self.fastack[i];
                 *f = f.wrapping_add(u32::from(counts));
                 reached |= counts && *f == rule.threshold;
             }
-            self.blocks[start / BLOCK].fast |= reached;
+            self.blocks[block].fast |= reached;
             offset += stop - start;
         }
     }
