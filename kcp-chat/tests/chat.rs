@@ -278,3 +278,22 @@ fn a_reconnecting_client_takes_its_nick_back_with_its_resume_token() {
     alice.say("ops", "back").unwrap();
     expect_message(&mut bob, "back");
 }
+
+/// A client that vanishes without a word (killed) is closed by the server's idle
+/// timeout, and the room hears it was lost: the server tells the others from its
+/// `on_close`, through the handle the close context carries.
+#[test]
+fn a_vanished_client_is_reported_lost_to_its_room() {
+    // Keepalives every 500 ms keep a live client well inside the 3 s idle timeout.
+    let server = Server::start(&["--idle-timeout", "3s"]);
+    let mut alice = server.client("alice", &["--keepalive", "500ms"]);
+    alice.expect_text("--> alice joined lobby");
+    let mut bob = server.client("bob", &["--keepalive", "500ms"]);
+    bob.expect_text("--> bob joined lobby");
+    alice.expect_text("--> bob joined lobby");
+
+    bob.kill();
+    alice.expect_text("<-- bob left lobby (connection lost)");
+    alice.type_line("/who");
+    alice.expect_text("*** in lobby: alice");
+}
