@@ -3,11 +3,12 @@
 use alloc::collections::{BinaryHeap, VecDeque};
 use core::cmp::{Ordering, Reverse};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use super::SimTime;
+use super::arena::Arena;
 use super::loss::{LossKind, LossModel, LossState, chance};
 
 /// How datagrams leave the link.
@@ -197,14 +198,9 @@ pub struct Link {
     backlog_bytes: usize,
     targeted_drops: usize,
     stats: LinkStats,
-    /// Datagrams in transit are copied into this block and split off it, so that a
-    /// datagram costs a `memcpy` and no allocation of its own (a block is allocated
-    /// once per [`ARENA_BLOCK`] bytes, and reused once every datagram in it is gone).
-    arena: BytesMut,
+    /// Datagrams in transit are copied into its blocks.
+    arena: Arena,
 }
-
-/// Size of the blocks datagrams in transit are carved from.
-const ARENA_BLOCK: usize = 64 * 1024;
 
 impl Link {
     /// A link with `config`, its randomness seeded by `seed` (ChaCha8: the same on
@@ -222,7 +218,7 @@ impl Link {
             backlog_bytes: 0,
             targeted_drops: 0,
             stats: LinkStats::default(),
-            arena: BytesMut::new(),
+            arena: Arena::default(),
         }
     }
 
@@ -311,11 +307,7 @@ impl Link {
     /// A copy of `datagram` carved from the arena: shares a block with its neighbours,
     /// so holding, slicing or dropping it allocates nothing.
     fn copy_in(&mut self, datagram: &[u8]) -> Bytes {
-        if self.arena.capacity() < datagram.len() {
-            self.arena.reserve(ARENA_BLOCK.max(datagram.len()));
-        }
-        self.arena.extend_from_slice(datagram);
-        self.arena.split().freeze()
+        self.arena.copy_in(datagram)
     }
 
     fn jitter(&mut self) -> SimTime {

@@ -35,6 +35,7 @@
 //! assert!(worst >= 20);
 //! ```
 
+mod arena;
 mod endpoint;
 mod link;
 mod loss;
