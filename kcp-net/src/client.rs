@@ -124,7 +124,11 @@ impl KcpClient {
             },
         )?;
         let io = udp::datagram_io(config.io, &socket);
-        let recv = RecvBatch::for_io(io.as_ref(), recv_slot_size(&config.engine));
+        let recv = RecvBatch::for_io(
+            io.as_ref(),
+            recv_slot_size(&config.engine),
+            udp::CLIENT_GRO_SLOTS,
+        );
         let now = Instant::now();
         let clock = Clock::new(now);
         let outbox = Outbox::new(clock, now);

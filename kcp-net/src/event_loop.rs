@@ -97,7 +97,11 @@ impl EventLoop {
                 .as_ref(),
         );
         let io = udp::datagram_io(config.io, &socket);
-        let recv = RecvBatch::for_io(io.as_ref(), recv_slot_size(&config.engine));
+        let recv = RecvBatch::for_io(
+            io.as_ref(),
+            recv_slot_size(&config.engine),
+            udp::LOOP_GRO_SLOTS,
+        );
         let event_loop = Self {
             id,
             poll,

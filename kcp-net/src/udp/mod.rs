@@ -104,9 +104,13 @@ pub(crate) fn datagram_io(backend: IoBackend, socket: &UdpSocket) -> Box<dyn Dat
 /// A receive slot that holds any message GRO can build (at most 64 KiB of payload).
 pub(crate) const GRO_SLOT: usize = 1 << 16;
 
-/// Receive slots with GRO: 16 × 64 KiB, up to 1,024 datagrams per syscall. The memory
-/// is reserved, not touched, until the kernel writes into it.
-const GRO_SLOTS: usize = 16;
+/// Receive slots of a server loop with GRO: 16 × 64 KiB, up to 1,024 datagrams per
+/// syscall. The memory is reserved, not touched, until the kernel writes into it.
+pub(crate) const LOOP_GRO_SLOTS: usize = 16;
+
+/// Receive slots of a client with GRO: 4 × 64 KiB (one peer sends to it; a
+/// process may run thousands of clients).
+pub(crate) const CLIENT_GRO_SLOTS: usize = 4;
 
 /// Fixed slots the kernel writes received datagrams into; reused every turn.
 #[derive(Debug)]
@@ -153,11 +157,11 @@ impl RecvBatch {
         self.full = messages * self.slot >= self.buf.len();
     }
 
-    /// Slots sized for `io`: [`BATCH`] of `datagram_slot` bytes, or fewer, larger
-    /// ones if `io` coalesces datagrams.
-    pub(crate) fn for_io(io: &dyn DatagramIo, datagram_slot: usize) -> Self {
+    /// Slots sized for `io`: [`BATCH`] of `datagram_slot` bytes, or `gro_slots`
+    /// of [`GRO_SLOT`] bytes if `io` coalesces datagrams.
+    pub(crate) fn for_io(io: &dyn DatagramIo, datagram_slot: usize, gro_slots: usize) -> Self {
         if io.coalesces() {
-            Self::new(GRO_SLOTS, GRO_SLOT.max(datagram_slot))
+            Self::new(gro_slots.clamp(1, BATCH), GRO_SLOT.max(datagram_slot))
         } else {
             Self::new(BATCH, datagram_slot)
         }
