@@ -46,9 +46,11 @@ use crate::udp::{self, BATCH, DatagramIo, RecvBatch};
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 
-/// Most datagrams received per turn before timers and output get their turn: 8
-/// batches. Bounds the latency a flood can add to timers and to other sessions'
-/// output (quinn's `IO_LOOP_BOUND` idea); at ~1 µs per datagram it is ~0.3 ms of work.
+/// Datagrams received in a turn after which no further read starts before timers and
+/// output get their turn: 8 batches (one GRO read may bring up to 1,024, so a turn
+/// can end above it). Bounds the latency a flood can add to timers and to other
+/// sessions' output (quinn's `IO_LOOP_BOUND` idea); at ~1 µs per datagram it is
+/// ~0.3 ms of work.
 pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 8 * BATCH;
 
 /// A loop before and while it runs on its thread.

@@ -81,11 +81,13 @@
 //!
 //! # Draining
 //!
-//! Readiness is edge-triggered. A loop reads at most 256 datagrams per turn, then runs
-//! timers and sends, and comes back at once (zero poll timeout) until a read returns
-//! `WouldBlock` or fills fewer slots than it offered (the queue was then empty, so the
-//! next datagram raises a new edge): a flood delays timers by one bounded turn, never starves them. On the
-//! send side, a full socket buffer drops the rest of that turn's datagrams (counted as
+//! Readiness is edge-triggered. A loop stops reading once a turn has brought 256
+//! datagrams (with GRO one read may bring up to 1,024, so a turn may end with more),
+//! then runs timers and sends, and comes back at once (zero poll timeout) until a
+//! read returns `WouldBlock` or fills fewer slots than it offered (the queue was then
+//! empty, so the next datagram raises a new edge): a flood delays timers by one
+//! bounded turn, never starves them. On the send side, a full socket buffer drops the
+//! rest of that turn's datagrams (counted as
 //! `dropped_send_full`); KCP retransmits them like any loss.
 //!
 //! # Timer precision
