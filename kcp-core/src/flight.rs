@@ -237,6 +237,11 @@ impl Flight {
 
     /// Removes every segment before `una`.
     pub(crate) fn ack_before(&mut self, una: Sn) {
+        // Every segment of a datagram carries the peer's `una`, mostly unchanged: then
+        // there is nothing to do (the front slot is always live, see `trim_front`).
+        if !self.una.is_before(una) {
+            return;
+        }
         while self.len > 0 && self.una.is_before(una) {
             self.pop_front();
         }
@@ -257,6 +262,8 @@ impl Flight {
         true
     }
 
+    /// Drops acknowledged slots at the front, so that after every change the front
+    /// slot is live (or the ring is empty).
     fn trim_front(&mut self) {
         while self.len > 0 && !self.state[self.index(0)].live {
             self.pop_front();
