@@ -6,11 +6,14 @@
 //! step the twins' output is compared, then the (identical) datagrams go through the
 //! link to both twins of the other side.
 
-use kcp_core::segment::Header;
 use kcp_core::sim::reference::ReferenceMode;
 use kcp_core::sim::{Link, LinkConfig, LossModel};
 use kcp_core::{Config, Kcp, PollAt, Timestamp};
 use kcp_ref::CKcp;
+
+#[path = "support/describe.rs"]
+mod describe;
+use describe::describe_all;
 
 const CONV: u32 = 0x1122_3344;
 /// The clock starts 3 s below the wrap, so every run crosses it.
@@ -112,8 +115,8 @@ impl Twin {
             panic!(
                 "{trace}: side {} emitted different datagrams at t={now}\n ours: {}\n    C: {}",
                 self.name,
-                describe(&mine),
-                describe(&theirs)
+                describe_all(&mine),
+                describe_all(&theirs)
             );
         }
         mine
@@ -172,28 +175,6 @@ impl TakeAfter for CKcp {
         f(self);
         self.take_output()
     }
-}
-
-fn describe(datagrams: &[Vec<u8>]) -> String {
-    let mut out = String::new();
-    for d in datagrams {
-        out.push_str(&format!("\n   [{} bytes]", d.len()));
-        let mut rest = &d[..];
-        while let Ok((h, payload)) = Header::parse(rest) {
-            out.push_str(&format!(
-                " {:?} frg={} wnd={} ts={} sn={} una={} len={};",
-                h.cmd,
-                h.frg,
-                h.wnd,
-                h.ts.as_millis(),
-                h.sn.get(),
-                h.una.get(),
-                h.len
-            ));
-            rest = &rest[24 + payload.len()..];
-        }
-    }
-    out
 }
 
 /// Tiny deterministic generator for the workload (sizes and send times).

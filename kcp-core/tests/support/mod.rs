@@ -16,12 +16,14 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
-use kcp_core::segment::{HEADER_LEN, Header};
 use kcp_core::sim::reference::ReferenceMode;
 use kcp_core::{Config, Kcp, PollAt, SendError, Timestamp};
 use kcp_ref::CKcp;
 
 use crate::common::{self, InFlight, Rng};
+
+mod describe;
+pub(crate) use describe::{describe, describe_all};
 
 /// The conversation id every session uses.
 pub const CONV: u32 = 0x1122_3344;
@@ -203,45 +205,6 @@ impl Lane {
 }
 
 // ------------------------------------------------------------------ traces
-
-/// Decodes every segment header of a datagram, one line each.
-pub fn describe(datagram: &[u8]) -> String {
-    let mut out = format!("{} bytes:", datagram.len());
-    let mut rest = datagram;
-    while rest.len() >= HEADER_LEN {
-        match Header::parse(rest) {
-            Ok((h, payload)) => {
-                let _ = write!(
-                    out,
-                    " [{:?} frg={} wnd={} ts={} sn={} una={} len={}]",
-                    h.cmd,
-                    h.frg,
-                    h.wnd,
-                    h.ts.as_millis(),
-                    h.sn.get(),
-                    h.una.get(),
-                    h.len
-                );
-                rest = &rest[HEADER_LEN + payload.len()..];
-            }
-            Err(e) => {
-                let _ = write!(out, " [undecodable: {e}]");
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn describe_all(datagrams: &[Vec<u8>]) -> String {
-    if datagrams.is_empty() {
-        return "\n      (nothing)".into();
-    }
-    datagrams
-        .iter()
-        .map(|d| format!("\n      {}", describe(d)))
-        .collect()
-}
 
 #[derive(Debug)]
 enum Event {
