@@ -49,6 +49,25 @@ fn sink(out: &mut dyn FnMut(&[u8])) -> impl FnMut(&[u8]) -> Result<(), Infallibl
     }
 }
 
+/// `update` for both adapters.
+fn update(kcp: &mut Kcp, now: u32, out: &mut dyn FnMut(&[u8])) {
+    let Ok(()) = kcp.update(Timestamp::from_millis(now), sink(out));
+}
+
+/// `flush` for both adapters.
+fn flush(kcp: &mut Kcp, now: u32, out: &mut dyn FnMut(&[u8])) {
+    let Ok(()) = kcp.flush(Timestamp::from_millis(now), sink(out));
+}
+
+/// `check` for both adapters: our deadline in the harness's terms.
+fn wake(kcp: &Kcp, now: u32) -> Wake {
+    match kcp.check(Timestamp::from_millis(now)) {
+        PollAt::Now => Wake::At(now),
+        PollAt::At(t) => Wake::At(t.as_millis()),
+        PollAt::Idle => Wake::Idle,
+    }
+}
+
 impl Engine for Ours {
     const NAME: &'static str = "ours";
 
@@ -67,19 +86,15 @@ impl Engine for Ours {
     }
 
     fn update(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {
-        let Ok(()) = self.kcp.update(Timestamp::from_millis(now), sink(out));
+        update(&mut self.kcp, now, out);
     }
 
     fn flush(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {
-        let Ok(()) = self.kcp.flush(Timestamp::from_millis(now), sink(out));
+        flush(&mut self.kcp, now, out);
     }
 
     fn check(&self, now: u32) -> Wake {
-        match self.kcp.check(Timestamp::from_millis(now)) {
-            PollAt::Now => Wake::At(now),
-            PollAt::At(t) => Wake::At(t.as_millis()),
-            PollAt::Idle => Wake::Idle,
-        }
+        wake(&self.kcp, now)
     }
 
     fn recv_with(&mut self, _scratch: &mut [u8], f: impl FnOnce(&[u8])) -> bool {
@@ -111,19 +126,15 @@ impl Engine for OursCopying {
     }
 
     fn update(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {
-        let Ok(()) = self.kcp.update(Timestamp::from_millis(now), sink(out));
+        update(&mut self.kcp, now, out);
     }
 
     fn flush(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {
-        let Ok(()) = self.kcp.flush(Timestamp::from_millis(now), sink(out));
+        flush(&mut self.kcp, now, out);
     }
 
     fn check(&self, now: u32) -> Wake {
-        match self.kcp.check(Timestamp::from_millis(now)) {
-            PollAt::Now => Wake::At(now),
-            PollAt::At(t) => Wake::At(t.as_millis()),
-            PollAt::Idle => Wake::Idle,
-        }
+        wake(&self.kcp, now)
     }
 
     fn recv_with(&mut self, scratch: &mut [u8], f: impl FnOnce(&[u8])) -> bool {
