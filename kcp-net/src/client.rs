@@ -12,7 +12,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::clock::Clock;
-use crate::config::{ClientConfig, enqueue, queued_bytes, recv_slot_size};
+use crate::config::{ClientConfig, enqueue, max_datagram, queued_bytes};
 use crate::error::NetError;
 use crate::outbox::Outbox;
 use crate::stats::{SessionCounters, SessionStats};
@@ -126,7 +126,7 @@ impl KcpClient {
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
-            recv_slot_size(&config.engine),
+            max_datagram(&config.engine),
             udp::CLIENT_GRO_SLOTS,
         );
         let now = Instant::now();

@@ -256,11 +256,12 @@ impl Default for ClientConfig {
     }
 }
 
-/// Size of one receive slot: the largest datagram we accept plus one byte, so a
-/// datagram that filled the slot is known to be cut. At least 1,500 (an Ethernet
-/// MTU), so a peer with a larger `mtu` than ours still gets through up to that size.
-pub(crate) fn recv_slot_size(engine: &Config) -> usize {
-    engine.mtu.max(1500) + 1
+/// The longest datagram we accept: our `mtu`, and at least 1,500 (an Ethernet MTU),
+/// so a peer with a larger `mtu` than ours still gets through up to that size. Longer
+/// ones are dropped unread, so a peer cannot make a session hold payloads larger than
+/// a datagram of that size (GRO receive slots hold 64 KiB).
+pub(crate) fn max_datagram(engine: &Config) -> usize {
+    engine.mtu.max(1500)
 }
 
 /// Bytes a session holds unacknowledged, counted in whole segments.

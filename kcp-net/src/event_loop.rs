@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::clock::Clock;
 use crate::command::{Command, SessionInfo, Shared, mark_loop_thread};
-use crate::config::{ServerConfig, recv_slot_size};
+use crate::config::{ServerConfig, max_datagram};
 use crate::error::NetError;
 use crate::outbox::Outbox;
 use crate::server::{CloseCtx, EventHandler, ServerHandle, SessionCtx};
@@ -101,7 +101,7 @@ impl EventLoop {
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
-            recv_slot_size(&config.engine),
+            max_datagram(&config.engine),
             udp::LOOP_GRO_SLOTS,
         );
         let event_loop = Self {

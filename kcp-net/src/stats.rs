@@ -85,7 +85,8 @@ counters! {
         timer_fires,
         /// Datagrams that are not KCP (too short, unknown command, bad length).
         dropped_malformed,
-        /// Datagrams longer than the receive buffer slot.
+        /// Datagrams longer than we accept (the engine's `mtu`, at least 1,500 bytes),
+        /// dropped unread.
         dropped_truncated,
         /// Valid KCP for no existing session that cannot open one: wrong conv for a
         /// known peer, stragglers of a closed session, a first segment that is not the

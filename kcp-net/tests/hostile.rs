@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use kcp_core::Sn;
 use kcp_core::segment::{Command, HEADER_LEN, Header};
-use kcp_net::{EventHandler, KcpClient, KcpServer, NetError, SessionCtx};
+use kcp_net::{EventHandler, IoBackend, KcpClient, KcpServer, NetError, SessionCtx};
 
 /// One segment, header and payload, as a fresh peer sends it.
 fn segment(conv: u32, cmd: Command, sn: u32, payload: &[u8]) -> Vec<u8> {
@@ -95,6 +95,44 @@ fn garbage_and_foreign_datagrams_are_counted_and_change_nothing() {
     echo_once(&mut client, b"after");
     let stats = server.shutdown(Duration::from_secs(1)).unwrap();
     assert_eq!(stats.total.messages_in, 2);
+}
+
+/// Datagrams longer than the largest accepted (the engine's MTU, at least 1,500
+/// bytes) are dropped unread on every backend, GRO's 64 KiB receive slots included, so
+/// a peer cannot make a session hold payloads larger than that.
+#[test]
+fn oversized_datagrams_are_dropped_unread_on_every_backend() {
+    for io in [IoBackend::Offload, IoBackend::Batched, IoBackend::Portable] {
+        let mut config = server_config();
+        config.io = io;
+        let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+        let addr = server.local_addr();
+        let mut client_config = client_config();
+        client_config.io = io;
+        let mut client = KcpClient::connect(addr, client_config).unwrap();
+        echo_once(&mut client, b"before");
+
+        let attacker = raw_socket();
+        spray(
+            &attacker,
+            addr,
+            &[
+                segment(66, Command::Push, 0, &[1; 1501 - HEADER_LEN]),
+                segment(67, Command::Push, 0, &[2; 30_000]),
+                segment(68, Command::Push, 0, &[3; 1500 - HEADER_LEN]), // the largest accepted
+            ],
+        );
+        let total = wait_for_stats(&server, &mut client, |t| {
+            t.dropped_truncated >= 2 && t.sessions_opened >= 2
+        });
+        assert_eq!(total.dropped_truncated, 2, "{io:?}: {total:?}");
+        assert_eq!(
+            total.sessions_opened, 2,
+            "{io:?}: only the 1,500-byte one opens"
+        );
+        echo_once(&mut client, b"after");
+        server.shutdown(Duration::ZERO).unwrap();
+    }
 }
 
 #[test]

@@ -117,6 +117,8 @@ pub(crate) const CLIENT_GRO_SLOTS: usize = 4;
 pub(crate) struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
+    /// The longest datagram accepted; longer ones read as truncated.
+    max_datagram: usize,
     meta: Vec<RecvMeta>,
     /// The last receive filled every slot (see [`RecvBatch::may_hold_more`]).
     full: bool,
@@ -134,11 +136,13 @@ pub(crate) struct RecvMeta {
 }
 
 impl RecvBatch {
-    /// `slots` slots of `slot_size` bytes each.
+    /// `slots` slots of `slot_size` bytes each, accepting datagrams of up to
+    /// `slot_size - 1` bytes.
     pub(crate) fn new(slots: usize, slot_size: usize) -> Self {
         Self {
             buf: vec![0; slots * slot_size],
             slot: slot_size,
+            max_datagram: slot_size.saturating_sub(1),
             meta: Vec::with_capacity(slots),
             full: false,
         }
@@ -157,19 +161,24 @@ impl RecvBatch {
         self.full = messages * self.slot >= self.buf.len();
     }
 
-    /// Slots sized for `io`: [`BATCH`] of `datagram_slot` bytes, or `gro_slots`
-    /// of [`GRO_SLOT`] bytes if `io` coalesces datagrams.
-    pub(crate) fn for_io(io: &dyn DatagramIo, datagram_slot: usize, gro_slots: usize) -> Self {
-        if io.coalesces() {
-            Self::new(gro_slots.clamp(1, BATCH), GRO_SLOT.max(datagram_slot))
+    /// Slots for `io` accepting datagrams of up to `max_datagram` bytes: [`BATCH`]
+    /// slots one byte larger, or, if `io` coalesces datagrams, `gro_slots` of
+    /// [`GRO_SLOT`] bytes, in which a longer datagram reads as truncated.
+    pub(crate) fn for_io(io: &dyn DatagramIo, max_datagram: usize, gro_slots: usize) -> Self {
+        let mut batch = if io.coalesces() {
+            Self::new(gro_slots.clamp(1, BATCH), GRO_SLOT.max(max_datagram + 1))
         } else {
-            Self::new(BATCH, datagram_slot)
-        }
+            Self::new(BATCH, max_datagram + 1)
+        };
+        batch.max_datagram = max_datagram;
+        batch
     }
 
-    /// The `i`th received datagram.
+    /// The `i`th received datagram; `truncated` if it was cut or is longer than
+    /// accepted.
     pub(crate) fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
-        let meta = self.meta[i];
+        let mut meta = self.meta[i];
+        meta.truncated |= meta.len > self.max_datagram;
         (meta, &self.buf[meta.start..meta.start + meta.len])
     }
 
