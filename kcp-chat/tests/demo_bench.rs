@@ -23,6 +23,19 @@ fn demo_delivers_everything_over_a_lossy_link() {
         stdout.contains("link loss 10.0%, delay 30±20 ms"),
         "{stdout}"
     );
+    // Both directions lose datagrams, and the summary counts both.
+    let datagrams = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("datagrams"))
+        .unwrap_or_else(|| panic!("no datagrams line: {stdout}"));
+    let dropped: Vec<u64> = datagrams
+        .split(['(', ' '])
+        .zip(datagrams.split(['(', ' ']).skip(1))
+        .filter(|(_, next)| next.starts_with("dropped"))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect();
+    assert_eq!(dropped.len(), 2, "{datagrams}");
+    assert!(dropped.iter().all(|&d| d > 0), "{datagrams}");
     // The narration shows the conversation, a /me and the nick change.
     assert!(stdout.contains("[lobby] <ada>"), "{stdout}");
     assert!(

@@ -195,8 +195,16 @@ impl Bot<'_> {
     }
 }
 
+/// What a bot's connection did.
+pub(crate) struct BotStats {
+    /// The connection's counters.
+    pub(crate) session: SessionStats,
+    /// Datagrams its simulated link dropped.
+    pub(crate) impaired_drops: u64,
+}
+
 /// Runs one bot to the end; returns its connection's counters.
-pub(crate) fn run_bot(plan: &BotPlan, stage: &Stage) -> Result<SessionStats, ChatError> {
+pub(crate) fn run_bot(plan: &BotPlan, stage: &Stage) -> Result<BotStats, ChatError> {
     let chat = ChatClient::connect(stage.server, &plan.nick, plan.config.clone());
     let setup = chat.and_then(|chat| {
         let mut bot = Bot { plan, stage, chat };
@@ -208,7 +216,10 @@ pub(crate) fn run_bot(plan: &BotPlan, stage: &Stage) -> Result<SessionStats, Cha
     let chat_until = Instant::now() + stage.chat_for;
     bot.chat(chat_until)?;
     bot.drain(chat_until + stage.drain_for)?;
-    let stats = bot.chat.kcp().stats();
+    let stats = BotStats {
+        session: bot.chat.kcp().stats(),
+        impaired_drops: bot.chat.kcp().impaired_drops(),
+    };
     let _ = bot.chat.quit("demo over", Duration::from_millis(500));
     Ok(stats)
 }

@@ -125,6 +125,8 @@ pub struct DemoReport {
     pub server_datagrams_dropped: u64,
     /// Datagrams the bots sent.
     pub bot_datagrams: u64,
+    /// Datagrams of the bots' that their simulated links dropped.
+    pub bot_datagrams_dropped: u64,
     /// Some messages that were not delivered, for the report.
     pub undelivered: Vec<String>,
     /// Wall time of the whole run.
@@ -165,10 +167,12 @@ impl fmt::Display for DemoReport {
             writeln!(f, "  misdelivered      {}", d.unexpected)?;
         }
         writeln!(f, "  latency           {}", self.latency)?;
-        let dropped_pct = if self.server_datagrams == 0 {
-            0.0
-        } else {
-            100.0 * self.server_datagrams_dropped as f64 / self.server_datagrams as f64
+        let pct = |dropped: u64, of: u64| {
+            if of == 0 {
+                0.0
+            } else {
+                100.0 * dropped as f64 / of as f64
+            }
         };
         writeln!(
             f,
@@ -179,8 +183,13 @@ impl fmt::Display for DemoReport {
         )?;
         writeln!(
             f,
-            "  datagrams         server {} ({} dropped by the link, {dropped_pct:.1}%), bots {}",
-            self.server_datagrams, self.server_datagrams_dropped, self.bot_datagrams
+            "  datagrams         server {} ({} dropped by the link, {:.1}%), bots {} ({} dropped, {:.1}%)",
+            self.server_datagrams,
+            self.server_datagrams_dropped,
+            pct(self.server_datagrams_dropped, self.server_datagrams),
+            self.bot_datagrams,
+            self.bot_datagrams_dropped,
+            pct(self.bot_datagrams_dropped, self.bot_datagrams)
         )?;
         for line in &self.undelivered {
             writeln!(f, "  undelivered       {line}")?;
@@ -302,6 +311,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
     }
     let mut bot_retransmits = 0;
     let mut bot_datagrams = 0;
+    let mut bot_datagrams_dropped = 0;
     for (i, handle) in handles.into_iter().enumerate() {
         let handle = handle.map_err(|_| DemoError::BotStuck(i))?;
         // A bot drops its end of the channel just before its thread ends.
@@ -315,8 +325,10 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
             .join()
             .map_err(|_| DemoError::BotStuck(i))?
             .map_err(|source| DemoError::Bot { bot: i, source })?;
-        bot_retransmits += stats.engine.retransmits_timeout + stats.engine.retransmits_fast;
-        bot_datagrams += stats.counters.datagrams_out;
+        let engine = &stats.session.engine;
+        bot_retransmits += engine.retransmits_timeout + engine.retransmits_fast;
+        bot_datagrams += stats.session.counters.datagrams_out;
+        bot_datagrams_dropped += stats.impaired_drops;
     }
     let final_stats = server.shutdown("demo over", Duration::from_millis(500))?;
     let tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
@@ -330,6 +342,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
         server_datagrams: net.datagrams_out + net.dropped_impaired,
         server_datagrams_dropped: net.dropped_impaired,
         bot_datagrams,
+        bot_datagrams_dropped,
         undelivered: tracker.undelivered(10),
         elapsed: started.elapsed(),
     })
