@@ -44,7 +44,7 @@ impl<E: Engine> AckInput<E> {
         let mut sender = E::new(CONV, settings());
         let mut receiver = E::new(CONV, settings());
         for _ in 0..FLIGHT {
-            assert!(sender.send(&message()));
+            assert!(sender.send(message()));
         }
         let mut data = Vec::new();
         sender.update(0, &mut |d| data.push(Bytes::copy_from_slice(d)));
@@ -100,7 +100,7 @@ impl<E: Engine> SendFlush<E> {
 
     /// The timed calls: sends one 1 KiB message and flushes it.
     pub fn run(&mut self) {
-        assert!(self.engine.send(&self.message));
+        assert!(self.engine.send(self.message.clone()));
         let mut emitted = 0;
         self.engine.flush(0, &mut |d| emitted += d.len());
         self.emitted = emitted;
@@ -120,7 +120,7 @@ impl<E: Engine> Default for SendFlush<E> {
 pub fn idle<E: Engine>() -> (E, u32) {
     let mut a = E::new(CONV, settings());
     let mut b = E::new(CONV, settings());
-    assert!(a.send(&message()));
+    assert!(a.send(message()));
     let mut scratch = vec![0u8; MESSAGE.len()];
     let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
     for now in 0..1_000u32 {

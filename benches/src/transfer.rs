@@ -181,7 +181,7 @@ impl Transfer {
         loop {
             let clock = now as u32;
             while sent < total && a.wait_send() < queue_limit {
-                if !a.send(&message(sent)) {
+                if !a.send(message(sent)) {
                     return Err(TransferError::SendRefused { index: sent as u64 });
                 }
                 sent += 1;

@@ -33,8 +33,8 @@ impl Engine for CRef {
         Self { kcp }
     }
 
-    fn send(&mut self, message: &Bytes) -> bool {
-        self.kcp.send(message) >= 0
+    fn send(&mut self, message: Bytes) -> bool {
+        self.kcp.send(&message) >= 0
     }
 
     fn input(&mut self, _now: u32, datagram: Bytes) {

@@ -77,8 +77,8 @@ impl Engine for KcpCrate {
         Self { kcp, outbox }
     }
 
-    fn send(&mut self, message: &Bytes) -> bool {
-        self.kcp.send(message).is_ok()
+    fn send(&mut self, message: Bytes) -> bool {
+        self.kcp.send(&message).is_ok()
     }
 
     fn input(&mut self, _now: u32, datagram: Bytes) {

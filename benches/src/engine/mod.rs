@@ -99,8 +99,10 @@ pub trait Engine: Sized {
     /// A new conversation `conv` configured with `settings`.
     fn new(conv: u32, settings: Settings) -> Self;
 
-    /// Queues `message`; `false` if the engine refused it.
-    fn send(&mut self, message: &Bytes) -> bool;
+    /// Queues `message`, which the adapter now owns (an engine with a zero-copy API
+    /// keeps it as it is, as an application handing over its buffer would; the others
+    /// copy from it); `false` if the engine refused it.
+    fn send(&mut self, message: Bytes) -> bool;
 
     /// A datagram arrived at `now`. `datagram` is the link's buffer: adapters may keep
     /// slices of it (ours does) or copy from it.

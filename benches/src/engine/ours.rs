@@ -76,8 +76,8 @@ impl Engine for Ours {
         Self { kcp }
     }
 
-    fn send(&mut self, message: &Bytes) -> bool {
-        self.kcp.send_bytes(message.clone()).is_ok()
+    fn send(&mut self, message: Bytes) -> bool {
+        self.kcp.send_bytes(message).is_ok()
     }
 
     fn input(&mut self, now: u32, datagram: Bytes) {
@@ -116,8 +116,8 @@ impl Engine for OursCopying {
         Self { kcp }
     }
 
-    fn send(&mut self, message: &Bytes) -> bool {
-        self.kcp.send(message).is_ok()
+    fn send(&mut self, message: Bytes) -> bool {
+        self.kcp.send(&message).is_ok()
     }
 
     fn input(&mut self, now: u32, datagram: Bytes) {

@@ -165,7 +165,9 @@ fn throughput(s: &mut String, r: &Results, plot_dir: &str, plots: &Plots) {
          *ours/C* and *kcp/C* are speed-ups over the C reference (C's time ÷ theirs):\n\
          above 1 is faster than C. *ours/C* uses our zero-copy API (`send_bytes`,\n\
          `input_bytes`, `recv` on `Bytes`), *ours copying/C* the copying one (`send(&[u8])`,\n\
-         `input(&[u8])`, `recv_into`), which does the copies C's API does. Rates are\n\
+         `input(&[u8])`, `recv_into`), which does the copies C's API does. Each adapter\n\
+         is handed its message as an owned `Bytes` (a slice of one shared pattern): ours\n\
+         keeps it until it is acknowledged, the others copy from it and drop it. Rates are\n\
          payload GB/s (10^9 B/s) on this machine.\n"
     );
     let mut sizes: Vec<usize> = r
