@@ -198,8 +198,12 @@ pub struct ClientConfig {
     pub flush_on_send: bool,
     /// Flush the engine after each read of the socket that brought datagrams, instead
     /// of at its next `interval` tick: ACKs leave at once and data waiting for the
-    /// window goes out as soon as the server's ACKs open it. See
-    /// [`ServerConfig::flush_on_input`]. Default `false`.
+    /// window goes out as soon as the server's ACKs open it. While received messages
+    /// wait in the inbox, the ACKs are held back so that they leave with the
+    /// application's reply, for a millisecond at most ([`next_deadline`] asks for the
+    /// tick that sends them). See [`ServerConfig::flush_on_input`]. Default `false`.
+    ///
+    /// [`next_deadline`]: crate::KcpClient::next_deadline
     pub flush_on_input: bool,
     /// Most bytes held unacknowledged (queued or in flight, counted in whole segments);
     /// a send beyond it fails with [`NetError::QueueFull`]. Default 4 MiB.
