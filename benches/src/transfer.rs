@@ -163,10 +163,10 @@ impl Transfer {
         let mut b = E::new(CONV, settings);
         let mut a_to_b = Link::new(self.link(), self.seed);
         let mut b_to_a = Link::new(self.link(), self.seed ^ 0xB0B);
-        let pattern = Bytes::from(pattern(self.message_size + PATTERN_SHIFTS));
+        let pattern: &'static [u8] = &PATTERN[..self.message_size + PATTERN_SHIFTS];
         let message = |i: usize| {
             let start = i % PATTERN_SHIFTS;
-            pattern.slice(start..start + self.message_size)
+            Bytes::from_static(&pattern[start..start + self.message_size])
         };
         let mut scratch = vec![0u8; self.message_size.max(1)];
         // Two windows, within what every implementation accepts (ours refuses more
@@ -186,8 +186,8 @@ impl Transfer {
                 }
                 sent += 1;
             }
-            a.update(clock, &mut |d| a_to_b.push(now, d));
-            b.update(clock, &mut |d| b_to_a.push(now, d));
+            a.update_link(clock, &mut a_to_b, now);
+            b.update_link(clock, &mut b_to_a, now);
             while let Some(d) = a_to_b.pop_ready(now) {
                 b.input(clock, d);
             }
@@ -230,15 +230,22 @@ impl Transfer {
     }
 }
 
-/// `len` pseudo-random bytes (a fixed xorshift sequence).
-fn pattern(len: usize) -> Vec<u8> {
+/// The largest message a transfer moves.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Pseudo-random bytes (a fixed xorshift sequence) that every message is a slice of.
+static PATTERN: [u8; MAX_MESSAGE + PATTERN_SHIFTS] = pattern();
+
+const fn pattern<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    let mut i = 0;
+    while i < N {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out[i] = (x >> 32) as u8;
+        i += 1;
+    }
+    out
 }

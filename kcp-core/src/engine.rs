@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::ack::AckList;
 use crate::config::{Config, NoDelay};
@@ -17,9 +17,10 @@ use crate::flight::FastRule;
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
-use crate::segment::{Command, HEADER_LEN, Header};
+use crate::segment::{Command, HEADER_LEN, Header, Segments};
 use crate::send::{Queued, SendWindow};
 use crate::stats::Stats;
+use crate::transmit::{ClosureSink, Transmit};
 use crate::{Sn, Timestamp};
 
 /// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
@@ -134,8 +135,6 @@ pub struct Kcp {
     stats: Stats,
     /// Assembles one outgoing datagram; `mtu` bytes, reused.
     out_buf: Vec<u8>,
-    /// Segments of the datagram being input, validated before any is applied.
-    parsed: Vec<(Header, usize)>,
 }
 
 impl Kcp {
@@ -160,7 +159,6 @@ impl Kcp {
             dead: false,
             stats: Stats::default(),
             out_buf: Vec::with_capacity(config.mtu),
-            parsed: Vec::new(),
             config,
         })
     }
@@ -219,141 +217,155 @@ impl Kcp {
     /// another conversation, carries an unknown command or claims more fragments than
     /// the receive window can hold, the datagram is rejected and nothing changes.
     /// Fewer than 24 trailing bytes are ignored, as in the reference.
+    ///
+    /// The payloads kept are copied: a datagram with a single payload has just that
+    /// payload copied (one allocation, nothing shared); one with several is copied
+    /// once and its payloads slice the copy.
     pub fn input(&mut self, now: Timestamp, datagram: &[u8]) -> Result<(), InputError> {
-        self.input_with(now, datagram, Bytes::copy_from_slice, false)
-    }
-
-    /// [`input`](Self::input) for a datagram the host already holds as [`Bytes`]: the
-    /// payloads kept are slices of it, so nothing is copied.
-    pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
-        self.input_with(now, datagram, |d| d, true)
-    }
-
-    /// The body of `input`: `into_bytes` turns the datagram into the `Bytes` the kept
-    /// payloads slice, and is called only if a payload must be kept. With
-    /// `reuse_handle`, the last payload takes that handle itself instead of a slice of
-    /// it (`input_bytes`: no reference-count traffic for a one-segment datagram).
-    /// Without it (`input`), a datagram with a single payload has just that payload
-    /// copied (one allocation, nothing shared); one with several has the whole datagram
-    /// copied once and its payloads slice the copy.
-    fn input_with<D: AsRef<[u8]>>(
-        &mut self,
-        now: Timestamp,
-        datagram: D,
-        into_bytes: impl FnOnce(D) -> Bytes,
-        reuse_handle: bool,
-    ) -> Result<(), InputError> {
-        let len = datagram.as_ref().len();
-        if let Err(e) = self.validate(datagram.as_ref()) {
-            self.stats.datagrams_rejected += 1;
-            return Err(e);
-        }
-        self.stats.datagrams_in += 1;
-        self.stats.bytes_in += len as u64;
-        self.stats.segments_in += self.parsed.len() as u64;
-
-        let is_payload = |(h, _): &(Header, usize)| h.cmd == Command::Push && h.len > 0;
-        let last_payload = self.parsed.iter().rposition(is_payload);
-        let payload_only =
-            !reuse_handle && self.parsed.iter().filter(|p| is_payload(p)).count() == 1;
-        let mut owned = match last_payload {
+        let shape = self.accept(datagram)?;
+        let mut copy = match shape.last_payload {
             None => Bytes::new(),
-            Some(i) if payload_only => {
-                let (h, offset) = self.parsed[i];
-                Bytes::copy_from_slice(&datagram.as_ref()[offset..offset + h.len as usize])
-            }
-            Some(_) => into_bytes(datagram),
+            Some(range) if shape.payloads == 1 => Bytes::copy_from_slice(&datagram[range]),
+            Some(_) => Bytes::copy_from_slice(&datagram[..shape.end]),
         };
-
-        let prev_una = self.snd.una();
-        // (max_ack, latest_ts) of this datagram's ACKs, for fast retransmit.
-        let mut ack_tracker: Option<(Sn, Timestamp)> = None;
-        let parsed = core::mem::take(&mut self.parsed);
-        for (i, &(h, offset)) in parsed.iter().enumerate() {
-            self.remote_window = u32::from(h.wnd);
-            self.snd.flight_mut().ack_before(h.una);
-            match h.cmd {
-                Command::Ack => {
-                    let rtt = now.since(h.ts);
-                    if rtt >= 0 {
-                        self.rtt.on_sample(rtt as u32, self.config.interval);
-                    }
-                    self.snd.flight_mut().ack(h.sn);
-                    ack_tracker = Some(match ack_tracker {
-                        None => (h.sn, h.ts),
-                        Some((max_ack, latest_ts)) => {
-                            let newer = !self.config.fastack_conserve || latest_ts.is_before(h.ts);
-                            if max_ack.is_before(h.sn) && newer {
-                                (h.sn, h.ts)
-                            } else {
-                                (max_ack, latest_ts)
-                            }
-                        }
-                    });
-                }
-                Command::Push => {
-                    let payload = if h.len == 0 {
-                        Bytes::new()
-                    } else if payload_only {
-                        core::mem::take(&mut owned)
-                    } else if reuse_handle && Some(i) == last_payload {
-                        let mut rest = core::mem::take(&mut owned);
-                        rest.advance(offset);
-                        rest.truncate(h.len as usize);
-                        rest
-                    } else {
-                        owned.slice(offset..offset + h.len as usize)
-                    };
-                    self.on_push(&h, payload);
-                }
-                Command::WindowAsk => self.probe.tell_window(),
-                Command::WindowTell => {}
-            }
+        let mut walk = InputWalk::new(self.snd.una());
+        for (h, start) in Segments::new(&datagram[..shape.end]) {
+            let payload = match h.cmd {
+                Command::Push if h.len > 0 && shape.payloads == 1 => core::mem::take(&mut copy),
+                Command::Push if h.len > 0 => copy.slice(start..start + h.len as usize),
+                _ => Bytes::new(),
+            };
+            self.apply(now, &h, payload, &mut walk);
         }
-        self.parsed = parsed;
-        self.parsed.clear();
-
-        if let Some((max_ack, latest_ts)) = ack_tracker {
-            let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
-            self.snd
-                .flight_mut()
-                .count_fast_ack(max_ack, latest_ts, conserve, rule);
-        }
-        if prev_una.is_before(self.snd.una()) {
-            self.cc.on_una_advanced(self.remote_window);
-        }
+        self.finish_input(walk);
         Ok(())
     }
 
-    /// Walks the datagram, checking every segment, into `self.parsed`.
-    fn validate(&mut self, datagram: &[u8]) -> Result<(), InputError> {
-        self.parsed.clear();
+    /// [`input`](Self::input) for a datagram the host already holds as [`Bytes`]: the
+    /// payloads kept are slices of it, so nothing is copied. A payload that ends the
+    /// datagram (the usual data datagram) takes the handle itself, so a one-segment
+    /// datagram costs no reference-count traffic either.
+    pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
+        let shape = self.accept(&datagram)?;
+        let mut walk = InputWalk::new(self.snd.una());
+        let mut last = None;
+        for (h, start) in Segments::new(&datagram[..shape.end]) {
+            let end = start + h.len as usize;
+            let payload = match h.cmd {
+                Command::Push if h.len > 0 && end == shape.end => {
+                    // The last segment: it takes the handle once the walk is done.
+                    last = Some((h, start));
+                    break;
+                }
+                Command::Push if h.len > 0 => datagram.slice(start..end),
+                _ => Bytes::new(),
+            };
+            self.apply(now, &h, payload, &mut walk);
+        }
+        if let Some((h, start)) = last {
+            let mut payload = datagram;
+            payload.advance(start);
+            payload.truncate(h.len as usize);
+            self.apply(now, &h, payload, &mut walk);
+        }
+        self.finish_input(walk);
+        Ok(())
+    }
+
+    /// Validates `datagram` and counts it: accepted, or rejected with nothing changed.
+    fn accept(&mut self, datagram: &[u8]) -> Result<Shape, InputError> {
+        match self.validate(datagram) {
+            Ok(shape) => {
+                self.stats.datagrams_in += 1;
+                self.stats.bytes_in += datagram.len() as u64;
+                self.stats.segments_in += u64::from(shape.segments);
+                Ok(shape)
+            }
+            Err(e) => {
+                self.stats.datagrams_rejected += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Walks the datagram, checking every segment, and says what it holds.
+    fn validate(&self, datagram: &[u8]) -> Result<Shape, InputError> {
         if datagram.len() < HEADER_LEN {
             return Err(InputError::Truncated {
                 len: datagram.len(),
             });
         }
-        let mut offset = 0;
-        while datagram.len() - offset >= HEADER_LEN {
-            let (h, payload) = Header::parse(&datagram[offset..])?;
+        let mut shape = Shape {
+            end: 0,
+            segments: 0,
+            payloads: 0,
+            last_payload: None,
+        };
+        while datagram.len() - shape.end >= HEADER_LEN {
+            let (h, payload) = Header::parse(&datagram[shape.end..])?;
             if h.conv != self.conv {
                 return Err(InputError::ConvMismatch {
                     expected: self.conv,
                     got: h.conv,
                 });
             }
-            if h.cmd == Command::Push && u32::from(h.frg) >= self.rcv.wnd() {
-                return Err(InputError::FragmentOverflow {
-                    frg: h.frg,
-                    rcv_wnd: self.rcv.wnd(),
-                });
+            let start = shape.end + HEADER_LEN;
+            if h.cmd == Command::Push {
+                if u32::from(h.frg) >= self.rcv.wnd() {
+                    return Err(InputError::FragmentOverflow {
+                        frg: h.frg,
+                        rcv_wnd: self.rcv.wnd(),
+                    });
+                }
+                if !payload.is_empty() {
+                    shape.payloads += 1;
+                    shape.last_payload = Some(start..start + payload.len());
+                }
             }
-            self.parsed.push((h, offset + HEADER_LEN));
-            offset += HEADER_LEN + payload.len();
+            shape.segments += 1;
+            shape.end = start + payload.len();
         }
-        Ok(())
+        Ok(shape)
     }
 
+    /// Applies one validated segment (spec §6), `payload` being its kept payload.
+    ///
+    /// Inlined: a `Bytes` moved through a call is written and read back through memory,
+    /// which stalls on store forwarding and cost several ns per datagram.
+    #[inline(always)]
+    fn apply(&mut self, now: Timestamp, h: &Header, payload: Bytes, walk: &mut InputWalk) {
+        self.remote_window = u32::from(h.wnd);
+        self.snd.flight_mut().ack_before(h.una);
+        match h.cmd {
+            Command::Ack => {
+                let rtt = now.since(h.ts);
+                if rtt >= 0 {
+                    self.rtt.on_sample(rtt as u32, self.config.interval);
+                }
+                self.snd.flight_mut().ack(h.sn);
+                walk.ack(h.sn, h.ts, self.config.fastack_conserve);
+            }
+            Command::Push => self.on_push(h, payload),
+            Command::WindowAsk => self.probe.tell_window(),
+            Command::WindowTell => {}
+        }
+    }
+
+    /// What follows the segments of a datagram: the fast-ACK count and congestion
+    /// growth.
+    fn finish_input(&mut self, walk: InputWalk) {
+        if let Some((max_ack, latest_ts)) = walk.max_ack {
+            let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
+            self.snd
+                .flight_mut()
+                .count_fast_ack(max_ack, latest_ts, conserve, rule);
+        }
+        if walk.prev_una.is_before(self.snd.una()) {
+            self.cc.on_una_advanced(self.remote_window);
+        }
+    }
+
+    #[inline(always)]
     fn on_push(&mut self, h: &Header, data: Bytes) {
         if !self.rcv.acks(h.sn) {
             self.stats.out_of_window += 1;
@@ -424,6 +436,12 @@ impl Kcp {
         }
         let stream = self.config.stream;
         let queue = self.snd.queue_mut();
+        if count == 1 && !(stream && data.len() < mss) {
+            // One whole segment: the handle itself, not split.
+            let size = data.len();
+            queue.push_back(Queued { data, frg: 0 });
+            return Ok(sent + size);
+        }
         for i in 0..count {
             let size = data.len().min(mss);
             let piece = data.split_to(size);
@@ -491,6 +509,20 @@ impl Kcp {
         now: Timestamp,
         out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        let mut buf = core::mem::take(&mut self.out_buf);
+        buf.clear();
+        let result = self.update_into(now, &mut ClosureSink { buf: &mut buf, out });
+        self.out_buf = buf;
+        result
+    }
+
+    /// [`update`](Self::update), writing the datagrams straight into `out`'s memory
+    /// (see [`Transmit`]).
+    pub fn update_into<T: Transmit>(
+        &mut self,
+        now: Timestamp,
+        out: &mut T,
+    ) -> Result<(), T::Error> {
         let mut next = *self.next_flush.get_or_insert(now);
         let mut slap = now.since(next);
         if !(-CLOCK_JUMP..CLOCK_JUMP).contains(&slap) {
@@ -506,7 +538,7 @@ impl Kcp {
             next = now.add_millis(self.config.interval);
         }
         self.next_flush = Some(next);
-        self.flush(now, out)
+        self.flush_into(now, out)
     }
 
     /// When `update` is next needed (see [`PollAt`]).
@@ -617,12 +649,20 @@ impl Kcp {
         now: Timestamp,
         out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let rule = self.fast_rule();
-        let window = self.send_window();
         let mut buf = core::mem::take(&mut self.out_buf);
         buf.clear();
+        let result = self.flush_into(now, &mut ClosureSink { buf: &mut buf, out });
+        self.out_buf = buf;
+        result
+    }
+
+    /// [`flush`](Self::flush), writing the datagrams straight into `out`'s memory (see
+    /// [`Transmit`]): no copy out of an engine buffer.
+    pub fn flush_into<T: Transmit>(&mut self, now: Timestamp, out: &mut T) -> Result<(), T::Error> {
+        let rule = self.fast_rule();
+        let window = self.send_window();
         let mut emitter = Emitter {
-            buf,
+            len: 0,
             mtu: self.config.mtu,
             out,
             error: None,
@@ -732,8 +772,7 @@ impl Kcp {
                 dead |= seg.xmit >= dead_link;
             });
         emitter.finish();
-        let Emitter { buf, error, .. } = emitter;
-        self.out_buf = buf;
+        let error = emitter.error;
         self.dead |= dead;
 
         // 5. Congestion updates, in the reference's order.
@@ -747,6 +786,51 @@ impl Kcp {
         self.cc.at_least_one();
 
         error.map_or(Ok(()), Err)
+    }
+}
+
+/// What [`Kcp::validate`] found in a datagram.
+struct Shape {
+    /// Where the last whole segment ends (shorter trailing bytes are ignored).
+    end: usize,
+    /// Segments up to `end`.
+    segments: u32,
+    /// `Push` segments with a payload.
+    payloads: u32,
+    /// Where the last of those payloads lies.
+    last_payload: Option<core::ops::Range<usize>>,
+}
+
+/// What one datagram's walk carries from segment to segment.
+struct InputWalk {
+    /// `snd_una` before the datagram.
+    prev_una: Sn,
+    /// `(max_ack, latest_ts)` of the datagram's ACKs, for fast retransmit.
+    max_ack: Option<(Sn, Timestamp)>,
+}
+
+impl InputWalk {
+    const fn new(prev_una: Sn) -> Self {
+        Self {
+            prev_una,
+            max_ack: None,
+        }
+    }
+
+    /// Notes an ACK of `sn` echoing `ts` (spec §6: the highest ACK, with `conserve`
+    /// only if its `ts` is also newer).
+    fn ack(&mut self, sn: Sn, ts: Timestamp, conserve: bool) {
+        self.max_ack = Some(match self.max_ack {
+            None => (sn, ts),
+            Some((max_ack, latest_ts)) => {
+                let newer = !conserve || latest_ts.is_before(ts);
+                if max_ack.is_before(sn) && newer {
+                    (sn, ts)
+                } else {
+                    (max_ack, latest_ts)
+                }
+            }
+        });
     }
 }
 
@@ -774,45 +858,48 @@ fn append(data: &mut Bytes, extra: &[u8], mss: usize) {
     *data = grown.freeze();
 }
 
-/// Packs segments into datagrams of at most `mtu` bytes and hands them to the sink.
-struct Emitter<'a, F, E> {
-    buf: Vec<u8>,
+/// Packs segments into datagrams of at most `mtu` bytes, written into the
+/// destination's buffer.
+struct Emitter<'a, T: Transmit> {
+    /// Bytes of the datagram being built.
+    len: usize,
     mtu: usize,
-    out: F,
-    /// The sink's first error; after it, datagrams are dropped.
-    error: Option<E>,
+    out: &'a mut T,
+    /// The destination's first error; after it, datagrams are dropped.
+    error: Option<T::Error>,
     stats: &'a mut Stats,
 }
 
-impl<F, E> Emitter<'_, F, E>
-where
-    F: FnMut(&[u8]) -> Result<(), E>,
-{
-    /// Appends one segment, first emitting the datagram so far if it would overflow the
-    /// MTU.
+impl<T: Transmit> Emitter<'_, T> {
+    /// Appends one segment, first committing the datagram so far if it would overflow
+    /// the MTU.
     fn put(&mut self, header: &Header, payload: &[u8]) {
-        if self.buf.len() + HEADER_LEN + payload.len() > self.mtu {
+        let size = HEADER_LEN + payload.len();
+        if self.len + size > self.mtu {
             self.emit();
         }
-        self.buf.extend_from_slice(&header.to_bytes());
-        self.buf.extend_from_slice(payload);
         self.stats.segments_out += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let buf = self.out.buffer(self.mtu.saturating_sub(self.len).max(size));
+        buf.put_slice(&header.to_bytes());
+        buf.put_slice(payload);
+        self.len += size;
     }
 
     fn emit(&mut self) {
-        if self.buf.is_empty() {
+        if self.len == 0 {
             return;
         }
-        if self.error.is_none() {
-            match (self.out)(&self.buf) {
-                Ok(()) => {
-                    self.stats.datagrams_out += 1;
-                    self.stats.bytes_out += self.buf.len() as u64;
-                }
-                Err(e) => self.error = Some(e),
+        match self.out.commit(self.len) {
+            Ok(()) => {
+                self.stats.datagrams_out += 1;
+                self.stats.bytes_out += self.len as u64;
             }
+            Err(e) => self.error = Some(e),
         }
-        self.buf.clear();
+        self.len = 0;
     }
 
     fn finish(&mut self) {

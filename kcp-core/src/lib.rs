@@ -84,6 +84,7 @@ mod send;
 mod seq;
 mod stats;
 mod time;
+mod transmit;
 
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -95,3 +96,4 @@ pub use segment::conv_of;
 pub use seq::Sn;
 pub use stats::Stats;
 pub use time::Timestamp;
+pub use transmit::Transmit;

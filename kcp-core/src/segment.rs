@@ -184,6 +184,47 @@ pub fn conv_of(datagram: &[u8]) -> Option<u32> {
     ]))
 }
 
+/// The segments of a datagram, in order: each header with the offset of its payload.
+/// Stops at the first header that does not parse, and ignores fewer than
+/// [`HEADER_LEN`] trailing bytes.
+///
+/// ```
+/// use kcp_core::Sn;
+/// use kcp_core::segment::{Command, Header, Segments};
+///
+/// let mut datagram = Header::new(7, Command::Ack, Sn::new(3)).encode(&[]);
+/// datagram.extend(Header::new(7, Command::Push, Sn::new(9)).encode(b"hi"));
+/// let walked: Vec<_> = Segments::new(&datagram).map(|(h, at)| (h.sn.get(), at)).collect();
+/// assert_eq!(walked, [(3, 24), (9, 48)]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Segments<'a> {
+    datagram: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// The segments of `datagram`.
+    pub const fn new(datagram: &'a [u8]) -> Self {
+        Self {
+            datagram,
+            offset: 0,
+        }
+    }
+}
+
+impl Iterator for Segments<'_> {
+    type Item = (Header, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.datagram.get(self.offset..)?;
+        let (header, payload) = Header::parse(rest).ok()?;
+        let start = self.offset + HEADER_LEN;
+        self.offset = start + payload.len();
+        Some((header, start))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

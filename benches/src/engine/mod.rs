@@ -3,7 +3,7 @@
 //!
 //! | adapter | implementation | how it is driven |
 //! |---|---|---|
-//! | [`Ours`] | `kcp_core::Kcp` | `send_bytes`, `input_bytes`, `recv` (all [`Bytes`], no copies) |
+//! | [`Ours`] | `kcp_core::Kcp` | `send_bytes`, `input_bytes`, `recv` (all [`Bytes`], no copies); `update_into` writes datagrams straight into the link |
 //! | [`OursCopying`] | `kcp_core::Kcp` | `send(&[u8])`, `input(&[u8])`, `recv_into` (copies like C) |
 //! | [`CRef`] | `ikcp.c` v1.7.1 through `kcp-ref` | `ikcp_send`, `ikcp_input`, `ikcp_recv`; output straight to the sink |
 //! | [`KcpCrate`] | the `kcp` crate 0.6 (a port of ikcp) | `send`, `input`, `recv`; output through its `Write` |
@@ -30,6 +30,7 @@ pub use kcp_crate::KcpCrate;
 pub use ours::{Ours, OursCopying};
 
 use bytes::Bytes;
+use kcp_core::sim::{Link, SimTime};
 
 /// The configuration families we benchmark, each as the three implementations spell
 /// it.
@@ -110,6 +111,13 @@ pub trait Engine: Sized {
 
     /// The timer tick (`ikcp_update`): flushes on the engine's interval grid.
     fn update(&mut self, now: u32, out: &mut dyn FnMut(&[u8]));
+
+    /// [`update`](Self::update) with the datagrams offered to `link` at `at`. By default
+    /// each datagram is pushed (copied in) as the sink sees it; an engine that can
+    /// write datagrams straight into the link's memory does that instead.
+    fn update_link(&mut self, now: u32, link: &mut Link, at: SimTime) {
+        self.update(now, &mut |d| link.push(at, d));
+    }
 
     /// Flushes now (`ikcp_flush`). The C engine and the `kcp` crate only flush after
     /// their first `update`.

@@ -3,13 +3,14 @@
 use core::convert::Infallible;
 
 use bytes::Bytes;
+use kcp_core::sim::{Link, SimTime};
 use kcp_core::{Config, Kcp, PollAt, Timestamp};
 
 use super::{Engine, Preset, Settings, Wake};
 
 /// `kcp_core::Kcp` behind [`Engine`], through its zero-copy entry points:
 /// `send_bytes`, `input_bytes` and `recv` keep payloads as slices of the caller's
-/// buffers.
+/// buffers, and `update_into` builds datagrams in the link's memory.
 #[derive(Debug)]
 pub struct Ours {
     kcp: Kcp,
@@ -87,6 +88,12 @@ impl Engine for Ours {
 
     fn update(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {
         update(&mut self.kcp, now, out);
+    }
+
+    fn update_link(&mut self, now: u32, link: &mut Link, at: SimTime) {
+        let Ok(()) = self
+            .kcp
+            .update_into(Timestamp::from_millis(now), &mut link.transmit(at));
     }
 
     fn flush(&mut self, now: u32, out: &mut dyn FnMut(&[u8])) {

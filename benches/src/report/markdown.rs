@@ -164,11 +164,14 @@ fn throughput(s: &mut String, r: &Results, plot_dir: &str, plots: &Plots) {
          protocol work, and the ratio is the cost of doing it.\n\n\
          *ours/C* and *kcp/C* are speed-ups over the C reference (C's time ÷ theirs):\n\
          above 1 is faster than C. *ours/C* uses our zero-copy API (`send_bytes`,\n\
-         `input_bytes`, `recv` on `Bytes`), *ours copying/C* the copying one (`send(&[u8])`,\n\
-         `input(&[u8])`, `recv_into`), which does the copies C's API does. Each adapter\n\
-         is handed its message as an owned `Bytes` (a slice of one shared pattern): ours\n\
-         keeps it until it is acknowledged, the others copy from it and drop it. Rates are\n\
-         payload GB/s (10^9 B/s) on this machine.\n"
+         `input_bytes`, `recv` on `Bytes`, and `update_into`, which builds each datagram\n\
+         in the link's memory, as it would in a send batch), *ours copying/C* the copying\n\
+         one (`send(&[u8])`, `input(&[u8])`, `recv_into`, datagrams through a closure),\n\
+         which does the copies C's API does. C's output callback hands over its own\n\
+         buffer, which the link copies. Each adapter is handed its message as an owned\n\
+         `Bytes` (a slice of one static pattern, so handing it over costs no reference\n\
+         count): ours keeps it until it is acknowledged, the others copy from it and drop\n\
+         it. Rates are payload GB/s (10^9 B/s) on this machine.\n"
     );
     let mut sizes: Vec<usize> = r
         .throughput

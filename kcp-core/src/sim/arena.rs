@@ -32,12 +32,37 @@ pub(crate) struct Arena {
 
 impl Arena {
     /// A copy of `datagram` sharing a block with its neighbours.
+    #[inline]
     pub(crate) fn copy_in(&mut self, datagram: &[u8]) -> Bytes {
-        if self.current.capacity() < datagram.len() {
-            self.refill(datagram.len());
+        self.buffer(datagram.len()).extend_from_slice(datagram);
+        self.take(datagram.len())
+    }
+
+    /// Where the next datagram is written: the current block, with room for `room`
+    /// more bytes. A datagram being written stays in one piece: at its start the block
+    /// is refilled if too full; midway (when the writer asks for more than it said),
+    /// `BytesMut` moves the bytes written so far along.
+    #[inline]
+    pub(crate) fn buffer(&mut self, room: usize) -> &mut BytesMut {
+        if self.current.capacity() - self.current.len() < room && self.current.is_empty() {
+            self.refill(room);
         }
-        self.current.extend_from_slice(datagram);
+        &mut self.current
+    }
+
+    /// The datagram written into [`buffer`](Self::buffer): its `len` bytes, split off.
+    #[inline]
+    pub(crate) fn take(&mut self, len: usize) -> Bytes {
+        debug_assert_eq!(self.current.len(), len, "one datagram at a time");
         self.current.split().freeze()
+    }
+
+    /// Forgets the datagram written into [`buffer`](Self::buffer): a lost datagram's
+    /// room is used again.
+    #[inline]
+    pub(crate) fn discard(&mut self, len: usize) {
+        debug_assert_eq!(self.current.len(), len, "one datagram at a time");
+        self.current.clear();
     }
 
     /// Makes the current block hold at least `len` bytes: the current block itself if

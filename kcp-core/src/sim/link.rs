@@ -3,7 +3,10 @@
 use alloc::collections::{BinaryHeap, VecDeque};
 use core::cmp::{Ordering, Reverse};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use core::convert::Infallible;
+
+use crate::Transmit;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
@@ -246,37 +249,71 @@ impl Link {
     /// Offers a datagram at time `now`. It may be dropped, delayed, duplicated or
     /// reordered according to the configuration.
     pub fn push(&mut self, now: SimTime, datagram: &[u8]) {
+        if let Some(departure) = self.admit(now, datagram.len()) {
+            let data = self.arena.copy_in(datagram);
+            self.send(departure, data);
+        }
+    }
+
+    /// A [`Transmit`] destination that builds datagrams straight in the link's memory
+    /// and offers each, at time `now`, as [`push`](Self::push) would: the same fates
+    /// from the same seed, without copying the datagram in.
+    ///
+    /// ```
+    /// use kcp_core::sim::{Link, LinkConfig};
+    /// use kcp_core::{Config, Kcp, Timestamp};
+    ///
+    /// let mut link = Link::new(LinkConfig::default(), 1);
+    /// let mut kcp = Kcp::new(7, Config::fast()).unwrap();
+    /// kcp.send(b"hi").unwrap();
+    /// kcp.flush_into(Timestamp::from_millis(0), &mut link.transmit(0)).unwrap();
+    /// assert_eq!(link.pop_ready(0).map(|d| d.len()), Some(24 + 2));
+    /// ```
+    pub const fn transmit(&mut self, now: SimTime) -> LinkTransmit<'_> {
+        LinkTransmit { link: self, now }
+    }
+
+    /// Decides the fate of a datagram of `len` bytes offered at `now`: its departure
+    /// time from the bottleneck, or `None` if it is dropped (counted).
+    #[inline]
+    fn admit(&mut self, now: SimTime, len: usize) -> Option<SimTime> {
         self.stats.offered += 1;
-        self.stats.bytes_offered += datagram.len() as u64;
-        if datagram.len() > self.config.mtu {
+        self.stats.bytes_offered += len as u64;
+        if len > self.config.mtu {
             self.stats.dropped_mtu += 1;
-            return;
+            return None;
         }
         if self.targeted_drops > 0 {
             self.targeted_drops -= 1;
             self.stats.dropped_targeted += 1;
-            return;
+            return None;
         }
         match self.loss.draw(&mut self.rng) {
             Some(LossKind::Random) => {
                 self.stats.dropped_random += 1;
-                return;
+                return None;
             }
             Some(LossKind::Burst) => {
                 self.stats.dropped_burst += 1;
-                return;
+                return None;
             }
             None => {}
         }
         if self.in_transit() >= self.config.max_in_transit {
             self.stats.dropped_queue_full += 1;
-            return;
+            return None;
         }
-        let Some(departure) = self.through_bottleneck(now, datagram.len()) else {
+        let Some(departure) = self.through_bottleneck(now, len) else {
             self.stats.dropped_queue_full += 1;
-            return;
+            return None;
         };
-        let data = self.copy_in(datagram);
+        Some(departure)
+    }
+
+    /// Puts an admitted datagram in transit: once, or twice if duplicated, each copy
+    /// with its own delay.
+    #[inline(always)]
+    fn send(&mut self, departure: SimTime, data: Bytes) {
         let copies = if chance(&mut self.rng, self.config.duplicate) {
             self.stats.duplicated += 1;
             2
@@ -302,12 +339,6 @@ impl Link {
                 self.enqueue(due, this);
             }
         }
-    }
-
-    /// A copy of `datagram` carved from the arena: shares a block with its neighbours,
-    /// so holding, slicing or dropping it allocates nothing.
-    fn copy_in(&mut self, datagram: &[u8]) -> Bytes {
-        self.arena.copy_in(datagram)
     }
 
     fn jitter(&mut self) -> SimTime {
@@ -339,6 +370,7 @@ impl Link {
         Some(self.busy_until)
     }
 
+    #[inline]
     fn enqueue(&mut self, due: SimTime, data: Bytes) {
         let item = InTransit {
             due,
@@ -383,6 +415,34 @@ impl Link {
     }
 }
 
+/// Builds datagrams in a [`Link`]'s memory for
+/// [`Kcp::flush_into`](crate::Kcp::flush_into); made by [`Link::transmit`].
+#[derive(Debug)]
+pub struct LinkTransmit<'a> {
+    link: &'a mut Link,
+    now: SimTime,
+}
+
+impl Transmit for LinkTransmit<'_> {
+    type Error = Infallible;
+    type Buf = BytesMut;
+
+    fn buffer(&mut self, room: usize) -> &mut BytesMut {
+        self.link.arena.buffer(room)
+    }
+
+    fn commit(&mut self, len: usize) -> Result<(), Infallible> {
+        match self.link.admit(self.now, len) {
+            Some(departure) => {
+                let data = self.link.arena.take(len);
+                self.link.send(departure, data);
+            }
+            None => self.link.arena.discard(len),
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +456,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn transmit_gives_datagrams_the_fates_push_gives_them() {
+        use bytes::BufMut;
+        let config = LinkConfig {
+            loss: LossModel::Random { rate: 0.3 },
+            delay_ms: 5,
+            jitter_ms: 9,
+            reorder: 0.2,
+            reorder_ms: 7,
+            duplicate: 0.2,
+            ..LinkConfig::default()
+        };
+        let (mut pushed, mut written) = (Link::new(config.clone(), 9), Link::new(config, 9));
+        for i in 0..400u32 {
+            let datagram: Vec<u8> = (0..(i % 1500) as usize)
+                .map(|b| (b as u32 ^ i) as u8)
+                .collect();
+            let now = u64::from(i / 4);
+            pushed.push(now, &datagram);
+            let mut tx = written.transmit(now);
+            tx.buffer(datagram.len()).put_slice(&datagram);
+            let Ok(()) = tx.commit(datagram.len());
+        }
+        assert_eq!(drain(&mut pushed, 200), drain(&mut written, 200));
+        assert_eq!(pushed.stats(), written.stats());
+        assert!(pushed.stats().dropped_random > 50 && pushed.stats().duplicated > 30);
     }
 
     #[test]

@@ -43,7 +43,7 @@ mod pair;
 pub mod reference;
 
 pub use endpoint::Endpoint;
-pub use link::{Delivery, Link, LinkConfig, LinkStats};
+pub use link::{Delivery, Link, LinkConfig, LinkStats, LinkTransmit};
 pub use loss::LossModel;
 pub use pair::{Pair, Received, Side, Stalled};
 
