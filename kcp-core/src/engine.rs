@@ -872,7 +872,8 @@ struct Emitter<'a, T: Transmit> {
 
 impl<T: Transmit> Emitter<'_, T> {
     /// Appends one segment, first committing the datagram so far if it would overflow
-    /// the MTU.
+    /// the MTU. Inlined, so the header is encoded from registers (see `Kcp::apply`).
+    #[inline(always)]
     fn put(&mut self, header: &Header, payload: &[u8]) {
         let size = HEADER_LEN + payload.len();
         if self.len + size > self.mtu {

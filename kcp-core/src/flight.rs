@@ -158,6 +158,7 @@ impl Flight {
     }
 
     /// Appends a never-sent segment at `snd_nxt`.
+    #[inline]
     pub(crate) fn push(&mut self, now: Timestamp, payload: Payload, rto: u32) {
         if self.len == self.ts.len() {
             self.grow();

@@ -57,6 +57,7 @@ impl SendWindow {
     }
 
     /// Numbers the queue's head and puts it in flight. `None` if the queue is empty.
+    #[inline]
     pub(crate) fn promote(&mut self, now: Timestamp, rto: u32) -> Option<()> {
         let Queued { data, frg } = self.queue.pop_front()?;
         self.flight.push(now, Payload { data, frg }, rto);
