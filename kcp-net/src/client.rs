@@ -1,7 +1,6 @@
 //! `KcpClient`: one conversation with a server, driven by its owner's thread.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -476,23 +475,12 @@ impl KcpClient {
         self.last_drive = now;
         let ts = self.clock.timestamp(now);
         self.outbox.set_now(now);
-        let server = self.server;
-        let outbox = &mut self.outbox;
-        let counters = &mut self.counters;
-        let mut sent = false;
-        let sink = |d: &[u8]| {
-            counters.datagrams_out += 1;
-            counters.bytes_out += d.len() as u64;
-            outbox.push(server, d);
-            sent = true;
-            Ok::<(), Infallible>(())
-        };
-        let _ = if flush {
+        if flush {
             self.flush_owed = None;
-            self.kcp.flush(ts, sink)
-        } else {
-            self.kcp.update(ts, sink)
-        };
+        }
+        let sent = self
+            .outbox
+            .drive(&mut self.kcp, self.server, ts, flush, &mut self.counters);
         if sent {
             self.last_out = now;
             // Whenever the engine emits, it flushes whole: every ACK owed went out.

@@ -447,8 +447,8 @@ impl<H: EventHandler> LoopState<H> {
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.stats.sessions_opened += 1;
         let session = self.store.get_mut(key)?;
-        // Start the engine's update grid now.
-        let _ = session.drive(self.clock.timestamp(now), false, |_| {});
+        // Start the engine's update grid now (a new engine has nothing to send yet).
+        let _ = session.drive(self.clock.timestamp(now), false, &mut self.outbox);
         let mut ctx = SessionCtx::new(
             session,
             &self.handle,
@@ -540,9 +540,7 @@ impl<H: EventHandler> LoopState<H> {
             let received = std::mem::take(&mut session.received);
             let flush =
                 (self.config.flush_on_send && sent) || (self.config.flush_on_input && received);
-            let peer = session.peer();
-            let outbox = &mut self.outbox;
-            self.stats.retransmits += session.drive(ts, flush, |d| outbox.push(peer, d));
+            self.stats.retransmits += session.drive(ts, flush, &mut self.outbox);
             if let Some(reason) = session.close_due(now, idle) {
                 self.close(key, reason, now);
                 continue;
@@ -570,9 +568,7 @@ impl<H: EventHandler> LoopState<H> {
         let Some(session) = self.store.get_mut(key) else {
             return;
         };
-        let peer = session.peer();
-        let outbox = &mut self.outbox;
-        self.stats.retransmits += session.drive(ts, true, |d| outbox.push(peer, d));
+        self.stats.retransmits += session.drive(ts, true, &mut self.outbox);
         let Some(session) = self.store.remove(key) else {
             return;
         };

@@ -1,6 +1,5 @@
 //! One server-side conversation: an engine, its peer and its bookkeeping.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,7 @@ use kcp_core::{InputError, Kcp, PollAt, Timestamp};
 use crate::clock::Clock;
 use crate::config::{enqueue, queued_bytes};
 use crate::error::NetError;
+use crate::outbox::Outbox;
 use crate::stats::{SessionCounters, SessionStats};
 use crate::store::SessionKey;
 use crate::timer::earliest;
@@ -195,21 +195,10 @@ impl KcpSession {
         }
     }
 
-    /// Runs the engine's timer (or an immediate flush) and hands its datagrams to
-    /// `out`. Returns the retransmissions since the last call.
-    pub(crate) fn drive(&mut self, ts: Timestamp, flush: bool, mut out: impl FnMut(&[u8])) -> u64 {
-        let counters = &mut self.counters;
-        let sink = |d: &[u8]| {
-            counters.datagrams_out += 1;
-            counters.bytes_out += d.len() as u64;
-            out(d);
-            Ok::<(), Infallible>(())
-        };
-        let _ = if flush {
-            self.kcp.flush(ts, sink)
-        } else {
-            self.kcp.update(ts, sink)
-        };
+    /// Runs the engine's timer (or an immediate flush) and queues its datagrams for
+    /// the peer in `outbox`. Returns the retransmissions since the last call.
+    pub(crate) fn drive(&mut self, ts: Timestamp, flush: bool, outbox: &mut Outbox) -> u64 {
+        outbox.drive(&mut self.kcp, self.peer, ts, flush, &mut self.counters);
         let stats = self.kcp.stats();
         let total = stats.retransmits_timeout + stats.retransmits_fast;
         let new = total - self.retransmits_seen;

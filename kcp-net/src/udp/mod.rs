@@ -9,10 +9,12 @@
 //!
 //! [`IoBackend`] picks one at construction, so tests run each on Linux.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use kcp_core::Transmit;
 use mio::net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -202,6 +204,9 @@ impl RecvBatch {
 }
 
 /// Datagrams waiting to be sent, packed into one reused buffer.
+///
+/// Datagrams lie back to back in `data` in the order they were added, each recorded
+/// as `(destination, offset, length)`.
 #[derive(Debug, Default)]
 pub(crate) struct SendBatch {
     data: Vec<u8>,
@@ -209,10 +214,18 @@ pub(crate) struct SendBatch {
 }
 
 impl SendBatch {
+    /// Copies a datagram for `addr` into the batch (the impaired link's releases).
+    #[cfg(any(test, feature = "impair"))]
     pub(crate) fn push(&mut self, addr: SocketAddr, datagram: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(datagram);
         self.entries.push((addr, start, datagram.len()));
+    }
+
+    /// A [`Transmit`] that lets an engine write datagrams for `addr` straight into the
+    /// batch (no copy, unlike [`push`](Self::push)).
+    pub(crate) fn to(&mut self, addr: SocketAddr) -> BatchTransmit<'_> {
+        BatchTransmit { batch: self, addr }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -240,6 +253,38 @@ impl SendBatch {
     pub(crate) fn clear(&mut self) {
         self.data.clear();
         self.entries.clear();
+    }
+}
+
+/// Datagrams for one destination written into a [`SendBatch`] by
+/// [`Kcp::flush_into`](kcp_core::Kcp::flush_into): the engine appends a datagram's
+/// bytes to the batch's buffer, and `commit` records them as one entry. Never fails.
+#[derive(Debug)]
+pub(crate) struct BatchTransmit<'a> {
+    batch: &'a mut SendBatch,
+    addr: SocketAddr,
+}
+
+impl Transmit for BatchTransmit<'_> {
+    type Error = Infallible;
+    type Buf = Vec<u8>;
+
+    fn buffer(&mut self, room: usize) -> &mut Vec<u8> {
+        self.batch.data.reserve(room);
+        &mut self.batch.data
+    }
+
+    fn commit(&mut self, len: usize) -> Result<(), Infallible> {
+        let end = self.batch.data.len();
+        // `span` relies on datagrams lying back to back: the engine appends nothing
+        // but the datagram it then commits (see `Transmit`).
+        debug_assert_eq!(
+            self.batch.entries.last().map_or(0, |&(_, s, l)| s + l),
+            end - len,
+            "bytes appended but not committed"
+        );
+        self.batch.entries.push((self.addr, end - len, len));
+        Ok(())
     }
 }
 
@@ -323,4 +368,96 @@ pub(crate) fn bind(addr: SocketAddr, options: SocketOptions) -> Result<UdpSocket
     socket.set_nonblocking(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
     Ok(UdpSocket::from_std(socket.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::BufMut;
+    use kcp_core::{Config, Kcp, Timestamp, Transmit};
+
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Writes `datagram` through `out` in two pieces, as the engine writes a header
+    /// and then a payload.
+    fn write(out: &mut impl Transmit<Error = Infallible>, datagram: &[u8]) {
+        let (head, tail) = datagram.split_at(datagram.len().min(24));
+        out.buffer(datagram.len()).put_slice(head);
+        out.buffer(tail.len()).put_slice(tail);
+        let Ok(()) = out.commit(datagram.len());
+    }
+
+    #[test]
+    fn batch_transmit_records_each_datagram_where_it_was_written() {
+        let (a, b) = (addr(1), addr(2));
+        let first = [1u8; 30];
+        let second: Vec<u8> = (0..=255).collect();
+        let third = [3u8; 24];
+        let fourth = [4u8; 1400];
+        let mut batch = SendBatch::default();
+        batch.push(a, &first);
+        {
+            let mut to_b = batch.to(b);
+            write(&mut to_b, &second);
+            write(&mut to_b, &third);
+        }
+        write(&mut batch.to(a), &fourth);
+
+        assert_eq!(batch.len(), 4);
+        assert_eq!(
+            batch.entries,
+            [(a, 0, 30), (b, 30, 256), (b, 286, 24), (a, 310, 1400)]
+        );
+        assert_eq!(batch.get(0), (a, &first[..]));
+        assert_eq!(batch.get(1), (b, &second[..]));
+        assert_eq!(batch.get(2), (b, &third[..]));
+        assert_eq!(batch.get(3), (a, &fourth[..]));
+        assert_eq!(batch.span(1, 2), [&second[..], &third[..]].concat());
+        assert_eq!(batch.span(3, 1), fourth);
+        assert_eq!(batch.span(0, 4).len(), 30 + 256 + 24 + 1400);
+
+        batch.clear();
+        assert!(batch.is_empty());
+        write(&mut batch.to(b), &third);
+        assert_eq!(batch.get(0), (b, &third[..]));
+    }
+
+    /// An engine with a 3,000-byte message (three datagrams) and one with a 100-byte
+    /// one (a single datagram).
+    fn engines() -> [(SocketAddr, Kcp); 2] {
+        [(addr(1), 3000), (addr(2), 100)].map(|(to, size)| {
+            let mut kcp = Kcp::new(7, Config::fast()).unwrap();
+            kcp.send(&vec![size as u8; size]).unwrap();
+            (to, kcp)
+        })
+    }
+
+    #[test]
+    fn flush_into_the_batch_writes_what_flush_would_copy() {
+        let now = Timestamp::from_millis(0);
+        let mut copied = SendBatch::default();
+        for (to, kcp) in &mut engines() {
+            let Ok(()) = kcp.flush(now, |d| {
+                copied.push(*to, d);
+                Ok::<(), Infallible>(())
+            });
+        }
+        let mut written = SendBatch::default();
+        for (to, kcp) in &mut engines() {
+            let Ok(()) = kcp.flush_into(now, &mut written.to(*to));
+        }
+
+        assert_eq!(written.len(), 4);
+        assert_eq!(written.entries, copied.entries);
+        assert_eq!(written.data, copied.data);
+        let lengths: Vec<_> = (0..4).map(|i| written.get(i).1.len()).collect();
+        assert_eq!(lengths, [1400, 1400, 3000 - 2 * 1376 + 24, 124]);
+        assert_eq!(written.span(0, 3).len(), 3000 + 3 * 24);
+        assert_eq!(written.get(3), (addr(2), &written.data[3000 + 3 * 24..]));
+    }
 }
