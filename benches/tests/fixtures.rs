@@ -17,6 +17,7 @@ fn fixtures<E: Engine>() {
     );
 
     let mut sf = SendFlush::<E>::new();
+    assert_eq!(sf.engine.wait_send(), 0, "{}: nothing in flight", E::NAME);
     sf.run();
     assert_eq!(
         sf.emitted,
