@@ -11,6 +11,8 @@
 //!
 //! - [`Kcp`] is one conversation; its doc lists the calling contract.
 //! - [`Config`] holds every knob, with the reference's presets.
+//! - [`Transmit`] is a sink that lends the engine its memory, so
+//!   [`Kcp::flush_into`] writes each datagram once, straight into a send batch.
 //! - [`Timestamp`] and [`Sn`] are the wrapping 32-bit clock and sequence numbers.
 //! - `sim` (feature `sim`) is a seeded lossy-link simulator on a virtual clock.
 //!
