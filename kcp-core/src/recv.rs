@@ -82,7 +82,7 @@ impl RecvWindow {
     }
 
     /// Stores an arriving data segment and moves what became in order.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert(&mut self, sn: Sn, fragment: Fragment) -> Arrival {
         let offset = sn.since(self.nxt);
         if offset < 0 {
