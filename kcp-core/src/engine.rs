@@ -509,11 +509,7 @@ impl Kcp {
         now: Timestamp,
         out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut buf = core::mem::take(&mut self.out_buf);
-        buf.clear();
-        let result = self.update_into(now, &mut ClosureSink { buf: &mut buf, out });
-        self.out_buf = buf;
-        result
+        self.through_closure(now, out, Self::update_into)
     }
 
     /// [`update`](Self::update), writing the datagrams straight into `out`'s memory
@@ -649,10 +645,25 @@ impl Kcp {
         now: Timestamp,
         out: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.through_closure(now, out, Self::flush_into)
+    }
+
+    /// Runs `emit` (`update_into` or `flush_into`) with a sink that builds each
+    /// datagram in the engine's reused buffer and hands it to the closure `out`.
+    fn through_closure<F, E>(
+        &mut self,
+        now: Timestamp,
+        out: F,
+        emit: impl FnOnce(&mut Self, Timestamp, &mut ClosureSink<F>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        F: FnMut(&[u8]) -> Result<(), E>,
+    {
         let mut buf = core::mem::take(&mut self.out_buf);
         buf.clear();
-        let result = self.flush_into(now, &mut ClosureSink { buf: &mut buf, out });
-        self.out_buf = buf;
+        let mut sink = ClosureSink { buf, out };
+        let result = emit(self, now, &mut sink);
+        self.out_buf = sink.buf;
         result
     }
 

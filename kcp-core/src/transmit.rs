@@ -72,13 +72,14 @@ pub trait Transmit {
 }
 
 /// The [`Transmit`] behind [`Kcp::flush`](crate::Kcp::flush): builds each datagram in
-/// the engine's reused buffer and hands the closure a view of it.
-pub(crate) struct ClosureSink<'a, F> {
-    pub(crate) buf: &'a mut Vec<u8>,
+/// `buf` (the engine's, lent for the call and given back) and hands the closure a view
+/// of it.
+pub(crate) struct ClosureSink<F> {
+    pub(crate) buf: Vec<u8>,
     pub(crate) out: F,
 }
 
-impl<F, E> Transmit for ClosureSink<'_, F>
+impl<F, E> Transmit for ClosureSink<F>
 where
     F: FnMut(&[u8]) -> Result<(), E>,
 {
@@ -86,11 +87,11 @@ where
     type Buf = Vec<u8>;
 
     fn buffer(&mut self, _room: usize) -> &mut Vec<u8> {
-        self.buf
+        &mut self.buf
     }
 
     fn commit(&mut self, _len: usize) -> Result<(), E> {
-        let sent = (self.out)(self.buf);
+        let sent = (self.out)(&self.buf);
         self.buf.clear();
         sent
     }

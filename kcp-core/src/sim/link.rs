@@ -2,17 +2,16 @@
 
 use alloc::collections::{BinaryHeap, VecDeque};
 use core::cmp::{Ordering, Reverse};
-
-use bytes::{Bytes, BytesMut};
 use core::convert::Infallible;
 
-use crate::Transmit;
+use bytes::{Bytes, BytesMut};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use super::SimTime;
 use super::arena::Arena;
 use super::loss::{LossKind, LossModel, LossState, chance};
+use crate::Transmit;
 
 /// How datagrams leave the link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
