@@ -40,7 +40,7 @@ const PATTERN_SHIFTS: usize = 251;
 /// One cell of the throughput matrix.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Transfer {
-    /// Bytes per message.
+    /// Bytes per message, at most [`MAX_MESSAGE`].
     pub message_size: usize,
     /// Send window in segments (the receive window is at least 128).
     pub window: u16,
@@ -163,6 +163,9 @@ impl Transfer {
         let mut b = E::new(CONV, settings);
         let mut a_to_b = Link::new(self.link(), self.seed);
         let mut b_to_a = Link::new(self.link(), self.seed ^ 0xB0B);
+        if self.message_size > MAX_MESSAGE {
+            return Err(TransferError::SendRefused { index: 0 });
+        }
         let pattern: &'static [u8] = &PATTERN[..self.message_size + PATTERN_SHIFTS];
         let message = |i: usize| {
             let start = i % PATTERN_SHIFTS;
@@ -230,8 +233,10 @@ impl Transfer {
     }
 }
 
-/// The largest message a transfer moves.
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// The largest message a transfer moves: the largest every engine accepts at the
+/// scenario's MTU of 1400 (127 fragments of 1376 bytes). Larger ones are refused, as
+/// the engines would refuse them.
+pub const MAX_MESSAGE: usize = 127 * 1376;
 
 /// Pseudo-random bytes (a fixed xorshift sequence) that every message is a slice of.
 static PATTERN: [u8; MAX_MESSAGE + PATTERN_SHIFTS] = pattern();
