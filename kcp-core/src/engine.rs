@@ -13,12 +13,12 @@ use crate::ack::AckList;
 use crate::config::{Config, NoDelay};
 use crate::congestion::Congestion;
 use crate::error::{ConfigError, InputError, RecvError, SendError};
-use crate::flight::FastRule;
+use crate::flight::{FastRule, Payload};
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
 use crate::segment::{Command, HEADER_LEN, Header, Segments};
-use crate::send::{Queued, SendWindow};
+use crate::send::SendWindow;
 use crate::stats::Stats;
 use crate::transmit::{ClosureSink, Transmit};
 use crate::{Sn, Timestamp};
@@ -246,6 +246,18 @@ impl Kcp {
     /// datagram (the usual data datagram) takes the handle itself, so a one-segment
     /// datagram costs no reference-count traffic either.
     pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
+        if let Some(h) = self.lone_push(&datagram) {
+            // The usual data datagram, one segment: validated and parsed in one step.
+            self.stats.datagrams_in += 1;
+            self.stats.bytes_in += datagram.len() as u64;
+            self.stats.segments_in += 1;
+            let mut walk = InputWalk::new(self.snd.una());
+            let mut payload = datagram;
+            payload.advance(HEADER_LEN);
+            self.apply(now, &h, payload, &mut walk);
+            self.finish_input(walk);
+            return Ok(());
+        }
         let shape = self.accept(&datagram)?;
         let mut walk = InputWalk::new(self.snd.una());
         let mut last = None;
@@ -270,6 +282,32 @@ impl Kcp {
         }
         self.finish_input(walk);
         Ok(())
+    }
+
+    /// The header of `datagram` if it is exactly one valid `Push` segment of ours with
+    /// a payload, the shape nearly every data datagram has; `None` for anything else
+    /// (which [`validate`](Self::validate) then judges). Accepts exactly what
+    /// `validate` accepts of that shape.
+    #[inline(always)]
+    fn lone_push(&self, datagram: &[u8]) -> Option<Header> {
+        let raw = datagram.first_chunk::<HEADER_LEN>()?;
+        let u32_at = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+        let len = u32_at(20);
+        let lone = raw[4] == Command::Push.to_byte()
+            && len > 0
+            && len as usize == datagram.len() - HEADER_LEN
+            && u32_at(0) == self.conv
+            && u32::from(raw[5]) < self.rcv.wnd();
+        lone.then(|| Header {
+            conv: self.conv,
+            cmd: Command::Push,
+            frg: raw[5],
+            wnd: u16::from_le_bytes([raw[6], raw[7]]),
+            ts: Timestamp::from_millis(u32_at(8)),
+            sn: Sn::new(u32_at(12)),
+            una: Sn::new(u32_at(16)),
+            len,
+        })
     }
 
     /// Validates `datagram` and counts it: accepted, or rejected with nothing changed.
@@ -374,7 +412,10 @@ impl Kcp {
         if !self.acks.push(h.sn, h.ts) {
             self.stats.acks_dropped += 1;
         }
-        match self.rcv.insert(h.sn, Fragment { frg: h.frg, data }) {
+        match self.rcv.insert(h.sn, Fragment {
+                frg: usize::from(h.frg),
+                data,
+            }) {
             Arrival::Stored => {}
             Arrival::Duplicate => self.stats.duplicates += 1,
             Arrival::OutOfWindow => self.stats.out_of_window += 1,
@@ -402,11 +443,29 @@ impl Kcp {
     /// [`SendError::TooLarge`] if the message needs more than 127 segments (127 × mss
     /// bytes, 174,752 at the default MTU), [`SendError::QueueFull`] if the send queue
     /// is at [`Config::send_queue_limit`].
-    pub fn send_bytes(&mut self, mut data: Bytes) -> Result<usize, SendError> {
+    #[inline]
+    pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, SendError> {
+        // The usual call, a message that fits one segment, is inlined into the caller:
+        // the handle then goes from its registers into the queue's slot. Passed to a
+        // call, it would be written out with 8-byte stores and read back with 16-byte
+        // loads, which wait for those stores to reach the cache.
+        if !self.config.stream
+            && data.len() <= self.mss
+            && self.snd.queued() < self.config.send_queue_limit
+        {
+            let size = data.len();
+            self.snd.enqueue(Payload { data, frg: 0 });
+            return Ok(size);
+        }
+        self.send_segments(data)
+    }
+
+    /// [`send_bytes`](Self::send_bytes) of anything but a one-segment message.
+    fn send_segments(&mut self, mut data: Bytes) -> Result<usize, SendError> {
         let mss = self.mss;
         let mut sent = 0;
         if self.config.stream {
-            if let Some(last) = self.snd.queue_mut().back_mut() {
+            if let Some(last) = self.snd.last_queued_mut() {
                 if last.data.len() < mss {
                     let extend = data.len().min(mss - last.data.len());
                     append(&mut last.data, &data[..extend], mss);
@@ -435,11 +494,10 @@ impl Kcp {
             });
         }
         let stream = self.config.stream;
-        let queue = self.snd.queue_mut();
         if count == 1 && !(stream && data.len() < mss) {
             // One whole segment: the handle itself, not split.
             let size = data.len();
-            queue.push_back(Queued { data, frg: 0 });
+            self.snd.enqueue(Payload { data, frg: 0 });
             return Ok(sent + size);
         }
         for i in 0..count {
@@ -455,7 +513,7 @@ impl Kcp {
             } else {
                 piece
             };
-            queue.push_back(Queued { data: piece, frg });
+            self.snd.enqueue(Payload { data: piece, frg });
             sent += size;
         }
         Ok(sent)

@@ -106,7 +106,8 @@ impl Summary {
 }
 
 /// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
-/// holes until they reach the front. Its capacity is only doubled when full (a
+/// holes until they reach the front, followed by the `queued` segments not numbered
+/// yet (`snd_queue`): numbering one only starts its timers, its payload stays put. Its capacity is only doubled when full (a
 /// window of 1024 fits in 1024 slots), so when the ring wraps, one block may hold both
 /// the oldest and the newest segments; a block's summary therefore always covers every
 /// live slot of the block, whatever part of the ring is being walked.
@@ -115,8 +116,10 @@ pub(crate) struct Flight {
     una: Sn,
     len: usize,
     live: usize,
-    /// Trailing slots pushed since the last [`Flight::flush_walk`] (never sent).
+    /// Trailing slots numbered since the last [`Flight::flush_walk`] (never sent).
     unsent: usize,
+    /// Slots after the numbered ones holding queued payloads, not numbered yet.
+    queued: usize,
     ts: Vec<Timestamp>,
     fastack: Vec<u32>,
     state: Vec<State>,
@@ -148,6 +151,11 @@ impl Flight {
         self.live
     }
 
+    /// Segments queued behind the numbered ones (`nsnd_que`).
+    pub(crate) const fn queued(&self) -> usize {
+        self.queued
+    }
+
     fn index(&self, offset: usize) -> usize {
         self.una.add(offset as u32).get() as usize & (self.ts.len().wrapping_sub(1))
     }
@@ -157,11 +165,30 @@ impl Flight {
         (offset >= 0 && (offset as usize) < self.len).then_some(offset as usize)
     }
 
-    /// Appends a never-sent segment at `snd_nxt`.
-    #[inline]
-    pub(crate) fn push(&mut self, now: Timestamp, payload: Payload, rto: u32) {
-        if self.len == self.ts.len() {
+    /// Queues a segment behind the numbered ones.
+    #[inline(always)]
+    pub(crate) fn enqueue(&mut self, payload: Payload) {
+        if self.len + self.queued == self.ts.len() {
             self.grow();
+        }
+        let i = self.index(self.len + self.queued);
+        self.payload[i] = payload;
+        self.queued += 1;
+    }
+
+    /// The last queued segment, if any (stream mode tops it up).
+    pub(crate) fn last_queued_mut(&mut self) -> Option<&mut Payload> {
+        let last = (self.len + self.queued).checked_sub(1).filter(|_| self.queued > 0)?;
+        let i = self.index(last);
+        Some(&mut self.payload[i])
+    }
+
+    /// Numbers the first queued segment `snd_nxt`: it is in flight, never sent, with
+    /// timeout `rto`. `false` if nothing is queued.
+    #[inline]
+    pub(crate) fn promote(&mut self, now: Timestamp, rto: u32) -> bool {
+        if self.queued == 0 {
+            return false;
         }
         let i = self.index(self.len);
         let block = &mut self.blocks[i / BLOCK];
@@ -177,13 +204,15 @@ impl Flight {
             rto,
             live: true,
         };
-        self.payload[i] = payload;
+        self.queued -= 1;
         self.len += 1;
         self.live += 1;
         self.unsent += 1;
+        true
     }
 
     /// Doubles the capacity, re-placing the slots; every block summary is unknown.
+    #[cold]
     fn grow(&mut self) {
         let capacity = (2 * self.ts.len()).max(MIN_CAPACITY);
         let mut next = Self {
@@ -194,13 +223,13 @@ impl Flight {
             blocks: alloc::vec![Summary::UNKNOWN; capacity / BLOCK],
             ..self.clone_counters()
         };
-        for offset in 0..self.len {
+        for offset in 0..self.len + self.queued {
             let (from, to) = (self.index(offset), next.index(offset));
             next.ts[to] = self.ts[from];
             next.fastack[to] = self.fastack[from];
             next.state[to] = self.state[from];
             next.payload[to] = core::mem::take(&mut self.payload[from]);
-            if self.state[from].live {
+            if offset < self.len && self.state[from].live {
                 next.blocks[to / BLOCK].live |= bit(to);
             }
         }
@@ -213,6 +242,7 @@ impl Flight {
             len: self.len,
             live: self.live,
             unsent: self.unsent,
+            queued: self.queued,
             ..Self::default()
         }
     }

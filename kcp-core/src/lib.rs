@@ -80,6 +80,7 @@ mod error;
 mod flight;
 mod probe;
 mod recv;
+mod ring;
 mod rtt;
 pub mod segment;
 mod send;

@@ -1,28 +1,18 @@
-//! The sending side: the queue of unnumbered segments and the in-flight ring.
-
-use alloc::collections::VecDeque;
-
-use bytes::Bytes;
+//! The sending side: the queue of unnumbered segments and the in-flight ring, one
+//! ring for both.
 
 use crate::flight::{Flight, Payload};
 use crate::{Sn, Timestamp};
 
-/// A segment accepted by `send`, not yet numbered.
-#[derive(Clone, Debug)]
-pub(crate) struct Queued {
-    pub(crate) data: Bytes,
-    pub(crate) frg: u8,
-}
-
 /// `snd_queue` and `snd_buf` of the reference.
 ///
-/// The in-flight segments live in a [`Flight`] ring indexed by `sn`: its front is
-/// always the oldest unacknowledged segment, acknowledged segments leave a hole that
-/// is trimmed once it reaches the front. An ACK is O(1), an UNA advance O(acked), and
-/// the ring never holds more than the send window it was filled under.
+/// Both live in one [`Flight`] ring indexed by `sn`: the in-flight segments first, its
+/// front always the oldest unacknowledged segment (acknowledged segments leave a hole
+/// that is trimmed once it reaches the front), then the queued ones, which take the
+/// next numbers in order. An ACK is O(1), an UNA advance O(acked), and numbering a
+/// queued segment moves nothing.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SendWindow {
-    queue: VecDeque<Queued>,
     flight: Flight,
 }
 
@@ -43,12 +33,19 @@ impl SendWindow {
     }
 
     /// Segments queued, not yet numbered (`nsnd_que`).
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
+    pub(crate) const fn queued(&self) -> usize {
+        self.flight.queued()
     }
 
-    pub(crate) fn queue_mut(&mut self) -> &mut VecDeque<Queued> {
-        &mut self.queue
+    /// Queues a segment.
+    #[inline(always)]
+    pub(crate) fn enqueue(&mut self, segment: Payload) {
+        self.flight.enqueue(segment);
+    }
+
+    /// The last queued segment, if any.
+    pub(crate) fn last_queued_mut(&mut self) -> Option<&mut Payload> {
+        self.flight.last_queued_mut()
     }
 
     /// The in-flight ring: ACKs, fast-ACK counts and the flush walk go straight to it.
@@ -59,9 +56,7 @@ impl SendWindow {
     /// Numbers the queue's head and puts it in flight. `None` if the queue is empty.
     #[inline]
     pub(crate) fn promote(&mut self, now: Timestamp, rto: u32) -> Option<()> {
-        let Queued { data, frg } = self.queue.pop_front()?;
-        self.flight.push(now, Payload { data, frg }, rto);
-        Some(())
+        self.flight.promote(now, rto).then_some(())
     }
 
     /// The in-flight ring.
@@ -72,7 +67,6 @@ impl SendWindow {
     /// Starts numbering at `sn`.
     pub(crate) fn starting_at(sn: Sn) -> Self {
         Self {
-            queue: VecDeque::new(),
             flight: Flight::starting_at(sn),
         }
     }
@@ -82,6 +76,7 @@ impl SendWindow {
 mod tests {
     use super::*;
     use crate::flight::FastRule;
+    use bytes::Bytes;
 
     const RULE: FastRule = FastRule {
         threshold: 2,
@@ -91,7 +86,7 @@ mod tests {
     fn window_with(n: u32, first: Sn) -> SendWindow {
         let mut w = SendWindow::starting_at(first);
         for i in 0..n {
-            w.queue_mut().push_back(Queued {
+            w.enqueue(Payload {
                 data: Bytes::from(alloc::vec![i as u8]),
                 frg: 0,
             });

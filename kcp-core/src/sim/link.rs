@@ -393,6 +393,7 @@ impl Link {
     }
 
     /// The next datagram due at or before `now`, if any.
+    #[inline]
     pub fn pop_ready(&mut self, now: SimTime) -> Option<Bytes> {
         let item = match self.config.delivery {
             Delivery::Scheduled => {
