@@ -1,6 +1,6 @@
 //! The receiving side: out-of-order ring, in-order queue and message reassembly.
 
-use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,13 +31,16 @@ pub(crate) enum Arrival {
 
 /// `rcv_buf` and `rcv_queue` of the reference.
 ///
-/// Out-of-order segments sit in a ring indexed by `sn - rcv_nxt` (O(1) per arriving
-/// segment, at most `rcv_wnd` slots); in-order ones move to `ready`, which holds at most
-/// `rcv_wnd` segments. So a peer can make us hold at most `2 × rcv_wnd` segments.
+/// Out-of-order segments sit in `held`, slot `sn` modulo its power-of-two size of at
+/// least `rcv_wnd` (O(1) per arriving segment; only `sn`s in `[rcv_nxt, rcv_nxt +
+/// rcv_wnd)` are held, so no two share a slot); in-order ones move to `ready`, which
+/// holds at most `rcv_wnd` segments. So a peer can make us hold at most `2 × rcv_wnd`
+/// segments.
 #[derive(Clone, Debug)]
 pub(crate) struct RecvWindow {
-    ring: VecDeque<Option<Fragment>>,
-    /// Occupied slots of `ring` (`nrcv_buf`).
+    /// Allocated at the first segment that arrives out of order.
+    held: Vec<Option<Fragment>>,
+    /// Occupied slots of `held` (`nrcv_buf`).
     buffered: usize,
     ready: Ring<Fragment>,
     /// Next sequence number expected in order (`rcv_nxt`).
@@ -48,7 +51,7 @@ pub(crate) struct RecvWindow {
 impl RecvWindow {
     pub(crate) fn new(wnd: u32, nxt: Sn) -> Self {
         Self {
-            ring: VecDeque::new(),
+            held: Vec::new(),
             buffered: 0,
             ready: Ring::new(),
             nxt,
@@ -98,34 +101,39 @@ impl RecvWindow {
             return Arrival::OutOfWindow;
         }
         // The common case, in order with nothing held back: straight to the ready queue.
-        if offset == 0 && self.ring.is_empty() && self.ready.len() < self.wnd as usize {
+        if offset == 0 && self.buffered == 0 && self.ready.len() < self.wnd as usize {
             self.ready.push_back(fragment);
             self.nxt = self.nxt.add(1);
             return Arrival::Stored;
         }
-        if self.ring.len() <= offset {
-            self.ring.resize(offset + 1, None);
+        if self.held.is_empty() {
+            self.held
+                .resize_with((self.wnd as usize).next_power_of_two(), || None);
         }
-        let slot = &mut self.ring[offset];
-        if slot.is_some() {
+        let i = self.slot(sn);
+        if self.held[i].is_some() {
             return Arrival::Duplicate;
         }
-        *slot = Some(fragment);
+        self.held[i] = Some(fragment);
         self.buffered += 1;
         self.move_in_order();
         Arrival::Stored
     }
 
-    /// Moves segments from the ring's front to the ready queue while they are in order
-    /// and the queue has room.
+    /// Where segment `sn` is held (`held` is allocated).
+    fn slot(&self, sn: Sn) -> usize {
+        sn.get() as usize & (self.held.len() - 1)
+    }
+
+    /// Moves held segments to the ready queue while they are in order and the queue
+    /// has room.
     pub(crate) fn move_in_order(&mut self) {
-        while self.ready.len() < self.wnd as usize {
-            let Some(Some(_)) = self.ring.front() else {
+        while self.buffered > 0 && self.ready.len() < self.wnd as usize {
+            let i = self.slot(self.nxt);
+            let Some(fragment) = self.held[i].take() else {
                 break;
             };
-            if let Some(Some(fragment)) = self.ring.pop_front() {
-                self.ready.push_back(fragment);
-            }
+            self.ready.push_back(fragment);
             self.buffered -= 1;
             self.nxt = self.nxt.add(1);
         }
