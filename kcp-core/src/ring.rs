@@ -44,12 +44,6 @@ impl<T> Ring<T> {
         self.len
     }
 
-    /// Whether nothing is queued.
-    #[inline(always)]
-    pub(crate) const fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The slot of the element `i` places from the front (`i` may be `len`).
     #[inline(always)]
     const fn slot(&self, i: usize) -> usize {
@@ -86,16 +80,6 @@ impl<T> Ring<T> {
             return None;
         }
         self.slots[self.slot(i)].as_ref()
-    }
-
-    /// The element `i` places from the front, mutably.
-    #[inline(always)]
-    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        if i >= self.len {
-            return None;
-        }
-        let i = self.slot(i);
-        self.slots[i].as_mut()
     }
 
     /// The front element.
@@ -154,20 +138,7 @@ mod tests {
         while let Some(v) = model.pop_front() {
             assert_eq!(ring.pop_front(), Some(v));
         }
-        assert!(ring.is_empty());
+        assert_eq!(ring.len(), 0);
         assert_eq!(ring.pop_front(), None);
-    }
-
-    #[test]
-    fn get_mut_changes_the_element_in_place() {
-        let mut ring = Ring::new();
-        for i in 0..5 {
-            ring.push_back(i);
-        }
-        if let Some(v) = ring.get_mut(4) {
-            *v = 40;
-        }
-        assert_eq!(ring.get(4), Some(&40));
-        assert_eq!(ring.get_mut(5), None);
     }
 }

@@ -5,12 +5,12 @@ use core::cmp::{Ordering, Reverse};
 use core::convert::Infallible;
 
 use bytes::{Bytes, BytesMut};
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use super::SimTime;
+use crate::ring::Ring;
 use super::arena::Arena;
 use super::loss::{LossKind, LossModel, LossState, chance};
+use super::rng::SimRng;
 use crate::Transmit;
 
 /// How datagrams leave the link.
@@ -188,10 +188,10 @@ impl Ord for InTransit {
 #[derive(Debug)]
 pub struct Link {
     config: LinkConfig,
-    rng: ChaCha8Rng,
+    rng: SimRng,
     loss: LossState,
     scheduled: BinaryHeap<Reverse<InTransit>>,
-    fifo: VecDeque<InTransit>,
+    fifo: Ring<InTransit>,
     next_id: u64,
     /// When the bottleneck finishes sending what it holds.
     busy_until: SimTime,
@@ -205,15 +205,15 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link with `config`, its randomness seeded by `seed` (ChaCha8: the same on
-    /// every machine and every version of this crate's dependencies).
+    /// A link with `config`, its randomness seeded by `seed` (xoshiro256++: the same
+    /// on every machine, whatever the dependencies' versions).
     pub fn new(config: LinkConfig, seed: u64) -> Self {
         Self {
             loss: LossState::new(config.loss.clone()),
             config,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: SimRng::seed_from_u64(seed),
             scheduled: BinaryHeap::new(),
-            fifo: VecDeque::new(),
+            fifo: Ring::new(),
             next_id: 0,
             busy_until: 0,
             backlog: VecDeque::new(),
@@ -393,15 +393,14 @@ impl Link {
     }
 
     /// The next datagram due at or before `now`, if any.
-    #[inline]
+    ///
+    /// Always inlined (FIFO delivery): the datagram then reaches the caller in
+    /// registers, not written to memory and read back at once with wider loads,
+    /// which stall until the writes reach the cache.
+    #[inline(always)]
     pub fn pop_ready(&mut self, now: SimTime) -> Option<Bytes> {
         let item = match self.config.delivery {
-            Delivery::Scheduled => {
-                if self.scheduled.peek()?.0.due > now {
-                    return None;
-                }
-                self.scheduled.pop()?.0
-            }
+            Delivery::Scheduled => self.pop_scheduled(now)?,
             Delivery::Fifo => {
                 if self.fifo.front()?.due > now {
                     return None;
@@ -412,6 +411,14 @@ impl Link {
         self.stats.delivered += 1;
         self.stats.bytes_delivered += item.data.len() as u64;
         Some(item.data)
+    }
+
+    /// The earliest scheduled datagram if it is due at `now`.
+    fn pop_scheduled(&mut self, now: SimTime) -> Option<InTransit> {
+        if self.scheduled.peek()?.0.due > now {
+            return None;
+        }
+        self.scheduled.pop().map(|Reverse(item)| item)
     }
 }
 

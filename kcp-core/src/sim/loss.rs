@@ -2,8 +2,7 @@
 
 use alloc::vec::Vec;
 
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::Rng;
+use super::rng::SimRng;
 
 /// A loss model. Each direction of a link owns one, with its own state.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,7 +86,7 @@ impl LossState {
     }
 
     /// Decides the fate of one datagram: `Some(kind)` if it is lost.
-    pub(crate) fn draw(&mut self, rng: &mut ChaCha8Rng) -> Option<LossKind> {
+    pub(crate) fn draw(&mut self, rng: &mut SimRng) -> Option<LossKind> {
         match self.model {
             LossModel::None => None,
             LossModel::Random { rate } => chance(rng, rate).then_some(LossKind::Random),
@@ -121,7 +120,8 @@ impl LossState {
 }
 
 /// `true` with probability `p` (clamped to 0..=1).
-pub(crate) fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+#[inline(always)]
+pub(crate) fn chance(rng: &mut SimRng, p: f64) -> bool {
     if p <= 0.0 {
         return false;
     }
@@ -135,10 +135,9 @@ pub(crate) fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_chacha::rand_core::SeedableRng;
 
     fn losses(model: LossModel, n: usize, seed: u64) -> Vec<bool> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = SimRng::seed_from_u64(seed);
         let mut state = LossState::new(model);
         (0..n).map(|_| state.draw(&mut rng).is_some()).collect()
     }

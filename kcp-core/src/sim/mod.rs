@@ -8,8 +8,9 @@
 //!   every message with its virtual send and arrival time.
 //! - [`reference`](mod@reference): the C reference's own latency test, reproduced exactly.
 //!
-//! Randomness comes from ChaCha8 seeded with a `u64`, so a seed gives the same run on
-//! every machine and every dependency version. Nothing reads a wall clock or sleeps.
+//! Randomness comes from an in-crate xoshiro256++ seeded with a `u64`, so a seed gives
+//! the same run on every machine, whatever the dependencies' versions. Nothing reads a
+//! wall clock or sleeps.
 //!
 //! # Example
 //!
@@ -40,6 +41,7 @@ mod endpoint;
 mod link;
 mod loss;
 mod pair;
+mod rng;
 pub mod reference;
 
 pub use endpoint::Endpoint;
