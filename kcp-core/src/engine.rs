@@ -777,11 +777,7 @@ impl Kcp {
 
         // 3. Move queued data into flight, bounded by the windows.
         let limit = self.snd.una().add(window);
-        while self.snd.nxt().is_before(limit) {
-            if self.snd.promote(now, self.rtt.rto()).is_none() {
-                break;
-            }
-        }
+        self.snd.promote_until(limit, now, self.rtt.rto());
         if self.snd.queued() > 0 {
             emitter.stats.window_full_stalls += 1;
         }

@@ -183,32 +183,30 @@ impl Flight {
         Some(&mut self.payload[i])
     }
 
-    /// Numbers the first queued segment `snd_nxt`: it is in flight, never sent, with
-    /// timeout `rto`. `false` if nothing is queued.
-    #[inline]
-    pub(crate) fn promote(&mut self, now: Timestamp, rto: u32) -> bool {
-        if self.queued == 0 {
-            return false;
+    /// Numbers queued segments in order, putting them in flight, never sent, with
+    /// timeout `rto`, until `snd_nxt` reaches `limit` or nothing is queued.
+    pub(crate) fn promote_until(&mut self, limit: Sn, now: Timestamp, rto: u32) {
+        let room = limit.since(self.una.add(self.len as u32)).max(0) as usize;
+        for _ in 0..room.min(self.queued) {
+            let i = self.index(self.len);
+            let block = &mut self.blocks[i / BLOCK];
+            if block.live == 0 {
+                *block = Summary::default();
+            }
+            block.live |= bit(i);
+            self.ts[i] = now;
+            self.fastack[i] = 0;
+            self.state[i] = State {
+                resend_at: now,
+                xmit: 0,
+                rto,
+                live: true,
+            };
+            self.queued -= 1;
+            self.len += 1;
+            self.live += 1;
+            self.unsent += 1;
         }
-        let i = self.index(self.len);
-        let block = &mut self.blocks[i / BLOCK];
-        if block.live == 0 {
-            *block = Summary::default();
-        }
-        block.live |= bit(i);
-        self.ts[i] = now;
-        self.fastack[i] = 0;
-        self.state[i] = State {
-            resend_at: now,
-            xmit: 0,
-            rto,
-            live: true,
-        };
-        self.queued -= 1;
-        self.len += 1;
-        self.live += 1;
-        self.unsent += 1;
-        true
     }
 
     /// Doubles the capacity, re-placing the slots; every block summary is unknown.
@@ -267,12 +265,18 @@ impl Flight {
     }
 
     /// Removes every segment before `una`.
+    #[inline(always)]
     pub(crate) fn ack_before(&mut self, una: Sn) {
         // Every segment of a datagram carries the peer's `una`, mostly unchanged: then
         // there is nothing to do (the front slot is always live, see `trim_front`).
-        if !self.una.is_before(una) {
-            return;
+        if self.una.is_before(una) {
+            self.drop_before(una);
         }
+    }
+
+    /// [`ack_before`](Self::ack_before) once `una` has moved.
+    #[inline(never)]
+    fn drop_before(&mut self, una: Sn) {
         while self.len > 0 && self.una.is_before(una) {
             self.pop_front();
         }

@@ -127,7 +127,16 @@ impl RecvWindow {
 
     /// Moves held segments to the ready queue while they are in order and the queue
     /// has room.
+    #[inline(always)]
     pub(crate) fn move_in_order(&mut self) {
+        if self.buffered > 0 {
+            self.move_held();
+        }
+    }
+
+    /// [`move_in_order`](Self::move_in_order) when segments are held.
+    #[inline(never)]
+    fn move_held(&mut self) {
         while self.buffered > 0 && self.ready.len() < self.wnd as usize {
             let i = self.slot(self.nxt);
             let Some(fragment) = self.held[i].take() else {
@@ -146,8 +155,12 @@ impl RecvWindow {
     /// segment with `frg == 0`; one whose chain is malformed (a well-behaved peer never
     /// sends that) ends after `frg + 1` segments, so what a peer can make us reassemble
     /// is bounded by the ready queue.
+    #[inline(always)]
     fn head_message_len(&self) -> Option<usize> {
         let head = self.ready.front()?;
+        if head.frg == 0 {
+            return Some(1);
+        }
         let count = head.frg + 1;
         if self.ready.len() < count {
             return None;

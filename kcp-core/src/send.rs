@@ -53,10 +53,10 @@ impl SendWindow {
         &mut self.flight
     }
 
-    /// Numbers the queue's head and puts it in flight. `None` if the queue is empty.
-    #[inline]
-    pub(crate) fn promote(&mut self, now: Timestamp, rto: u32) -> Option<()> {
-        self.flight.promote(now, rto).then_some(())
+    /// Numbers queued segments and puts them in flight while `snd_nxt` is before
+    /// `limit`.
+    pub(crate) fn promote_until(&mut self, limit: Sn, now: Timestamp, rto: u32) {
+        self.flight.promote_until(limit, now, rto);
     }
 
     /// The in-flight ring.
@@ -92,7 +92,7 @@ mod tests {
             });
         }
         let t = Timestamp::from_millis(10);
-        while w.promote(t, 200).is_some() {}
+        w.promote_until(first.add(n), t, 200);
         w
     }
 
