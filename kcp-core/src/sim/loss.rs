@@ -72,14 +72,21 @@ pub(crate) enum LossKind {
 #[derive(Clone, Debug)]
 pub(crate) struct LossState {
     model: LossModel,
+    /// `Random`'s rate, ready to draw.
+    random: Chance,
     bad: bool,
     bag: Vec<u8>,
 }
 
 impl LossState {
     pub(crate) fn new(model: LossModel) -> Self {
+        let random = match model {
+            LossModel::Random { rate } => Chance::new(rate),
+            _ => Chance::Never,
+        };
         Self {
             model,
+            random,
             bad: false,
             bag: Vec::new(),
         }
@@ -89,7 +96,7 @@ impl LossState {
     pub(crate) fn draw(&mut self, rng: &mut SimRng) -> Option<LossKind> {
         match self.model {
             LossModel::None => None,
-            LossModel::Random { rate } => chance(rng, rate).then_some(LossKind::Random),
+            LossModel::Random { .. } => self.random.draw(rng).then_some(LossKind::Random),
             LossModel::GilbertElliott {
                 good_to_bad,
                 bad_to_good,
@@ -122,14 +129,44 @@ impl LossState {
 /// `true` with probability `p` (clamped to 0..=1).
 #[inline(always)]
 pub(crate) fn chance(rng: &mut SimRng, p: f64) -> bool {
-    if p <= 0.0 {
-        return false;
+    Chance::new(p).draw(rng)
+}
+
+/// A probability made ready to draw: a uniform 53-bit integer below a threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Chance {
+    /// Probability 0 or less: never, and nothing is drawn.
+    Never,
+    /// Probability 1 or more: always, and nothing is drawn.
+    Always,
+    /// `k < threshold` for a uniform `k` in `0..2^53`, which is `k / 2^53 < p` exactly
+    /// (scaling by a power of two is exact), so a NaN, whose threshold is 0, is
+    /// drawn and never true.
+    Below(u64),
+}
+
+impl Chance {
+    /// The chance of probability `p`.
+    #[inline(always)]
+    pub(crate) fn new(p: f64) -> Self {
+        if p <= 0.0 {
+            Self::Never
+        } else if p >= 1.0 {
+            Self::Always
+        } else {
+            Self::Below((p * (1u64 << 53) as f64).ceil() as u64)
+        }
     }
-    if p >= 1.0 {
-        return true;
+
+    /// Draws it.
+    #[inline(always)]
+    pub(crate) fn draw(self, rng: &mut SimRng) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Always => true,
+            Self::Below(threshold) => (rng.next_u64() >> 11) < threshold,
+        }
     }
-    // 53 random bits make a uniform float in [0, 1).
-    ((rng.next_u64() >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < p
 }
 
 #[cfg(test)]
@@ -173,6 +210,22 @@ mod tests {
         let pairs = lost.windows(2).filter(|w| w[0]).count() as f64;
         let both = lost.windows(2).filter(|w| w[0] && w[1]).count() as f64;
         assert!(both / pairs > 3.0 * rate, "{} vs {rate}", both / pairs);
+    }
+
+    #[test]
+    fn a_threshold_draws_exactly_what_the_float_comparison_did() {
+        for p in [1e-9, 0.01, 0.1, 0.3, 0.5, 0.999_999, 1.0 / 3.0] {
+            let Chance::Below(threshold) = Chance::new(p) else {
+                panic!("{p} is a proper probability");
+            };
+            // The boundary: k / 2^53 < p holds for k = threshold - 1, not threshold.
+            let scaled = |k: u64| (k as f64) * (1.0 / (1u64 << 53) as f64);
+            assert!(scaled(threshold - 1) < p, "{p}");
+            assert!(scaled(threshold) >= p, "{p}");
+        }
+        assert_eq!(Chance::new(0.0), Chance::Never);
+        assert_eq!(Chance::new(1.5), Chance::Always);
+        assert_eq!(Chance::new(f64::NAN), Chance::Below(0));
     }
 
     #[test]
