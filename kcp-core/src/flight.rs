@@ -105,6 +105,61 @@ impl Summary {
     }
 }
 
+/// Consecutive slots `start..stop` of one block, the first at `offset` from `una`.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    offset: usize,
+    start: usize,
+    stop: usize,
+}
+
+/// The iterator of [`Flight::runs`].
+#[derive(Clone, Copy, Debug)]
+struct Runs {
+    /// `una` as an index before masking.
+    first: usize,
+    /// Capacity minus one.
+    mask: usize,
+    offset: usize,
+    to: usize,
+}
+
+impl Iterator for Runs {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
+        if self.offset >= self.to {
+            return None;
+        }
+        let start = self.first.wrapping_add(self.offset) & self.mask;
+        let stop = (start - start % BLOCK + BLOCK).min(start + self.to - self.offset);
+        let run = Run {
+            offset: self.offset,
+            start,
+            stop,
+        };
+        self.offset += stop - start;
+        Some(run)
+    }
+}
+
+impl Run {
+    /// The run's block.
+    const fn block(self) -> usize {
+        self.start / BLOCK
+    }
+
+    /// The run's slots as bits of its block's live mask.
+    const fn mask(self) -> u32 {
+        let span = self.stop - self.start;
+        if span == BLOCK {
+            u32::MAX
+        } else {
+            ((1u32 << span) - 1) << (self.start % BLOCK)
+        }
+    }
+}
+
 /// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
 /// holes until they reach the front, followed by the `queued` segments not numbered
 /// yet (`snd_queue`): numbering one only starts its timers, its payload stays put. Its capacity is only doubled when full (a
@@ -165,6 +220,17 @@ impl Flight {
         (offset >= 0 && (offset as usize) < self.len).then_some(offset as usize)
     }
 
+    /// The slots of offsets `from..to`, cut where a block ends (so also where the
+    /// ring wraps, a block boundary), in order. The iterator holds no borrow.
+    fn runs(&self, from: usize, to: usize) -> Runs {
+        Runs {
+            first: self.una.get() as usize,
+            mask: self.ts.len().wrapping_sub(1),
+            offset: from,
+            to,
+        }
+    }
+
     /// Queues a segment behind the numbered ones.
     #[inline(always)]
     pub(crate) fn enqueue(&mut self, payload: Payload) {
@@ -187,26 +253,31 @@ impl Flight {
     /// timeout `rto`, until `snd_nxt` reaches `limit` or nothing is queued.
     pub(crate) fn promote_until(&mut self, limit: Sn, now: Timestamp, rto: u32) {
         let room = limit.since(self.una.add(self.len as u32)).max(0) as usize;
-        for _ in 0..room.min(self.queued) {
-            let i = self.index(self.len);
-            let block = &mut self.blocks[i / BLOCK];
+        let n = room.min(self.queued);
+        let (from, to) = (self.len, self.len + n);
+        let state = State {
+            resend_at: now,
+            xmit: 0,
+            rto,
+            live: true,
+        };
+        for offset in from..to {
+            let i = self.index(offset);
+            self.ts[i] = now;
+            self.fastack[i] = 0;
+            self.state[i] = state;
+        }
+        for run in self.runs(from, to) {
+            let block = &mut self.blocks[run.block()];
             if block.live == 0 {
                 *block = Summary::default();
             }
-            block.live |= bit(i);
-            self.ts[i] = now;
-            self.fastack[i] = 0;
-            self.state[i] = State {
-                resend_at: now,
-                xmit: 0,
-                rto,
-                live: true,
-            };
-            self.queued -= 1;
-            self.len += 1;
-            self.live += 1;
-            self.unsent += 1;
+            block.live |= run.mask();
         }
+        self.queued -= n;
+        self.len += n;
+        self.live += n;
+        self.unsent += n;
     }
 
     /// Doubles the capacity, re-placing the slots; every block summary is unknown.
@@ -321,19 +392,9 @@ impl Flight {
         let Some(end) = self.offset(max_ack) else {
             return;
         };
-        let mut offset = 0;
-        while offset < end {
-            let start = self.index(offset);
-            let stop = (start - start % BLOCK + BLOCK).min(start + end - offset);
-            let block = start / BLOCK;
-            // The live slots of `start..stop`.
-            let span = (stop - start) as u32;
-            let range = if span == BLOCK as u32 {
-                u32::MAX
-            } else {
-                ((1u32 << span) - 1) << (start % BLOCK)
-            };
-            let mut live = self.blocks[block].live & range;
+        for run in self.runs(0, end) {
+            let block = run.block();
+            let mut live = self.blocks[block].live & run.mask();
             let mut reached = false;
             while live != 0 {
                 let i = block * BLOCK + live.trailing_zeros() as usize;
@@ -344,7 +405,6 @@ impl Flight {
                 reached |= counts && *f == rule.threshold;
             }
             self.blocks[block].fast |= reached;
-            offset += stop - start;
         }
     }
 
@@ -360,23 +420,19 @@ impl Flight {
         mut visit: impl FnMut(Sn, &mut Timers, &Payload),
     ) {
         let sent_before = self.len - self.unsent;
-        let mut offset = 0;
-        while offset < sent_before {
-            let start = self.index(offset);
-            let stop = (start - start % BLOCK + BLOCK).min(start + sent_before - offset);
-            let block = start / BLOCK;
+        for run in self.runs(0, sent_before) {
+            let block = run.block();
             if self.blocks[block].due(now) {
-                for i in start..stop {
+                for i in run.start..run.stop {
                     let s = self.state[i];
                     let due = now.has_reached(s.resend_at) || rule.fires(self.fastack[i], s.xmit);
                     if s.live && due {
-                        let sn = self.una.add((offset + i - start) as u32);
+                        let sn = self.una.add((run.offset + i - run.start) as u32);
                         self.visit_slot(i, sn, &mut visit);
                     }
                 }
                 self.summarise(block, rule);
             }
-            offset += stop - start;
         }
         for offset in sent_before..self.len {
             let i = self.index(offset);
