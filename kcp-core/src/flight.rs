@@ -422,17 +422,33 @@ impl Flight {
         let sent_before = self.len - self.unsent;
         for run in self.runs(0, sent_before) {
             let block = run.block();
-            if self.blocks[block].due(now) {
-                for i in run.start..run.stop {
-                    let s = self.state[i];
-                    let due = now.has_reached(s.resend_at) || rule.fires(self.fastack[i], s.xmit);
-                    if s.live && due {
-                        let sn = self.una.add((run.offset + i - run.start) as u32);
-                        self.visit_slot(i, sn, &mut visit);
-                    }
-                }
-                self.summarise(block, rule);
+            if !self.blocks[block].due(now) {
+                continue;
             }
+            // One pass over the block's live slots: visit those of the run that are
+            // due, and summarise every sent one afterwards.
+            let live = self.blocks[block].live;
+            let mut summary = Summary {
+                live,
+                ..Summary::default()
+            };
+            let mut bits = live;
+            while bits != 0 {
+                let i = block * BLOCK + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let s = self.state[i];
+                let due = now.has_reached(s.resend_at) || rule.fires(self.fastack[i], s.xmit);
+                if run.mask() & bit(i) != 0 && due {
+                    let sn = self.una.add((run.offset + i - run.start) as u32);
+                    self.visit_slot(i, sn, &mut visit);
+                }
+                let s = self.state[i];
+                if s.xmit > 0 {
+                    summary.include(s.resend_at);
+                    summary.fast |= rule.fires(self.fastack[i], s.xmit);
+                }
+            }
+            self.blocks[block] = summary;
         }
         for offset in sent_before..self.len {
             let i = self.index(offset);
@@ -440,22 +456,6 @@ impl Flight {
             self.blocks[i / BLOCK].include(self.state[i].resend_at);
         }
         self.unsent = 0;
-    }
-
-    /// Recomputes block `block`'s summary from its live, already sent slots.
-    fn summarise(&mut self, block: usize, rule: FastRule) {
-        let mut summary = Summary {
-            live: self.blocks[block].live,
-            ..Summary::default()
-        };
-        for i in block * BLOCK..(block + 1) * BLOCK {
-            let s = self.state[i];
-            if s.live && s.xmit > 0 {
-                summary.include(s.resend_at);
-                summary.fast |= rule.fires(self.fastack[i], s.xmit);
-            }
-        }
-        self.blocks[block] = summary;
     }
 
     #[inline(always)]
