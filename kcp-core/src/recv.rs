@@ -116,7 +116,10 @@ impl RecvWindow {
         }
         self.held[i] = Some(fragment);
         self.buffered += 1;
-        self.move_in_order();
+        // Only the segment `rcv_nxt` itself lets anything move.
+        if offset == 0 {
+            self.move_in_order();
+        }
         Arrival::Stored
     }
 
@@ -127,6 +130,9 @@ impl RecvWindow {
 
     /// Moves held segments to the ready queue while they are in order and the queue
     /// has room.
+    ///
+    /// Afterwards, segment `rcv_nxt` is held only if the ready queue is full: so only
+    /// the arrival of `rcv_nxt` and a receive from a full queue need to call this.
     #[inline(always)]
     pub(crate) fn move_in_order(&mut self) {
         if self.buffered > 0 {
@@ -196,7 +202,7 @@ impl RecvWindow {
             }
             out.freeze()
         };
-        self.move_in_order();
+        self.after_pop(was_full);
         Some((message, was_full))
     }
 
@@ -211,8 +217,21 @@ impl RecvWindow {
             buf[len..len + f.data.len()].copy_from_slice(&f.data);
             len += f.data.len();
         }
-        self.move_in_order();
+        self.after_pop(was_full);
         Some((len, was_full))
+    }
+
+    /// Refills the ready queue after a receive, which is needed only if it was full
+    /// (see [`move_in_order`](Self::move_in_order)).
+    #[inline(always)]
+    fn after_pop(&mut self, was_full: bool) {
+        debug_assert!(
+            was_full || self.buffered == 0 || self.held[self.slot(self.nxt)].is_none(),
+            "rcv_nxt held while the ready queue had room"
+        );
+        if was_full {
+            self.move_in_order();
+        }
     }
 }
 
