@@ -162,8 +162,9 @@ impl Run {
 
 /// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
 /// holes until they reach the front, followed by the `queued` segments not numbered
-/// yet (`snd_queue`): numbering one only starts its timers, its payload stays put. Its capacity is only doubled when full (a
-/// window of 1024 fits in 1024 slots), so when the ring wraps, one block may hold both
+/// yet (`snd_queue`): numbering one only starts its timers, its payload stays put.
+/// Its capacity is only doubled when full (a window of 1024 fits in 1024 slots), so
+/// when the ring wraps, one block may hold both
 /// the oldest and the newest segments; a block's summary therefore always covers every
 /// live slot of the block, whatever part of the ring is being walked.
 #[derive(Clone, Debug, Default)]
@@ -178,7 +179,9 @@ pub(crate) struct Flight {
     ts: Vec<Timestamp>,
     fastack: Vec<u32>,
     state: Vec<State>,
-    payload: Vec<Payload>,
+    /// `None` once acknowledged (and in never used slots): storing into an empty slot
+    /// then drops nothing.
+    payload: Vec<Option<Payload>>,
     blocks: Vec<Summary>,
 }
 
@@ -238,7 +241,7 @@ impl Flight {
             self.grow();
         }
         let i = self.index(self.len + self.queued);
-        self.payload[i] = payload;
+        self.payload[i] = Some(payload);
         self.queued += 1;
     }
 
@@ -246,7 +249,7 @@ impl Flight {
     pub(crate) fn last_queued_mut(&mut self) -> Option<&mut Payload> {
         let last = (self.len + self.queued).checked_sub(1).filter(|_| self.queued > 0)?;
         let i = self.index(last);
-        Some(&mut self.payload[i])
+        self.payload[i].as_mut()
     }
 
     /// Numbers queued segments in order, putting them in flight, never sent, with
@@ -288,7 +291,7 @@ impl Flight {
             ts: alloc::vec![Timestamp::default(); capacity],
             fastack: alloc::vec![0; capacity],
             state: alloc::vec![State::default(); capacity],
-            payload: alloc::vec![Payload::default(); capacity],
+            payload: alloc::vec![None; capacity],
             blocks: alloc::vec![Summary::UNKNOWN; capacity / BLOCK],
             ..self.clone_counters()
         };
@@ -319,7 +322,7 @@ impl Flight {
     /// Marks live slot `i` acknowledged and releases its data.
     fn release(&mut self, i: usize) {
         self.state[i].live = false;
-        self.payload[i].data = Bytes::new();
+        self.payload[i] = None;
         self.live -= 1;
         self.blocks[i / BLOCK].live &= !bit(i);
     }
@@ -468,7 +471,11 @@ impl Flight {
             xmit: s.xmit,
             rto: s.rto,
         };
-        visit(sn, &mut t, &self.payload[i]);
+        let Some(payload) = &self.payload[i] else {
+            debug_assert!(false, "a live slot without its payload");
+            return;
+        };
+        visit(sn, &mut t, payload);
         self.ts[i] = t.ts;
         self.fastack[i] = t.fastack;
         s.resend_at = t.resend_at;
