@@ -128,6 +128,57 @@ proptest! {
         }
     }
 
+    /// `input_bytes` (which takes a lone data segment by a shortcut) and `input`
+    /// judge every datagram alike and leave the engine in the same state: the same
+    /// result, counters, messages and datagrams out, one datagram after another.
+    #[test]
+    fn input_bytes_and_input_agree_on_every_datagram(
+        datagrams in proptest::collection::vec(
+            prop_oneof![
+                // Lone segments, mostly data: the shortcut's shape and its near misses.
+                hostile_segment(),
+                (hostile_segment(), any::<u8>(), 0usize..30).prop_map(|(mut d, b, at)| {
+                    if let Some(x) = d.get_mut(at) {
+                        *x = b;
+                    }
+                    d
+                }),
+                (hostile_segment(), 1usize..8).prop_map(|(mut d, cut)| {
+                    d.truncate(d.len().saturating_sub(cut));
+                    d
+                }),
+                proptest::collection::vec(hostile_segment(), 1..4).prop_map(|s| s.concat()),
+                proptest::collection::vec(any::<u8>(), 0..80),
+            ],
+            1..40),
+        preset in 0u8..3,
+    ) {
+        let mut copying = busy_engine();
+        if preset > 0 {
+            // Another receive window, so `frg` meets a different bound.
+            let mut config = config_for(preset, false);
+            config.rcv_wnd = 200;
+            copying = Kcp::new(CONV, config).unwrap();
+        }
+        let mut sharing = copying.clone();
+        let mut now = Timestamp::from_millis(0);
+        for d in &datagrams {
+            let a = copying.input(now, d);
+            let b = sharing.input_bytes(now, bytes::Bytes::copy_from_slice(d));
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(copying.stats(), sharing.stats());
+            loop {
+                let (x, y) = (copying.recv(), sharing.recv());
+                prop_assert_eq!(&x, &y);
+                if x.is_none() {
+                    break;
+                }
+            }
+            prop_assert_eq!(flush(&mut copying, now), flush(&mut sharing, now));
+            now = now.add_millis(5);
+        }
+    }
+
     /// Random workloads over random links: every message arrives once, in order,
     /// byte-exact (the links here never lose everything, so the link stays alive).
     #[test]
