@@ -17,7 +17,7 @@ use crate::flight::{FastRule, Payload};
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
-use crate::segment::{Command, HEADER_LEN, Header, Segments};
+use crate::segment::{Command, HEADER_LEN, Header, Segments, u32_at};
 use crate::send::SendWindow;
 use crate::stats::Stats;
 use crate::transmit::{ClosureSink, Transmit};
@@ -291,23 +291,15 @@ impl Kcp {
     #[inline(always)]
     fn lone_push(&self, datagram: &[u8]) -> Option<Header> {
         let raw = datagram.first_chunk::<HEADER_LEN>()?;
-        let u32_at = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
-        let len = u32_at(20);
+        let len = u32_at(raw, 20);
+        // `len` as `parse` bounds it, then the shape: all of the datagram, one segment.
         let lone = raw[4] == Command::Push.to_byte()
             && len > 0
+            && len <= i32::MAX as u32
             && len as usize == datagram.len() - HEADER_LEN
-            && u32_at(0) == self.conv
+            && u32_at(raw, 0) == self.conv
             && u32::from(raw[5]) < self.rcv.wnd();
-        lone.then(|| Header {
-            conv: self.conv,
-            cmd: Command::Push,
-            frg: raw[5],
-            wnd: u16::from_le_bytes([raw[6], raw[7]]),
-            ts: Timestamp::from_millis(u32_at(8)),
-            sn: Sn::new(u32_at(12)),
-            una: Sn::new(u32_at(16)),
-            len,
-        })
+        lone.then(|| Header::from_raw(raw, Command::Push))
     }
 
     /// Validates `datagram` and counts it: accepted, or rejected with nothing changed.
@@ -412,10 +404,13 @@ impl Kcp {
         if !self.acks.push(h.sn, h.ts) {
             self.stats.acks_dropped += 1;
         }
-        match self.rcv.insert(h.sn, Fragment {
+        match self.rcv.insert(
+            h.sn,
+            Fragment {
                 frg: usize::from(h.frg),
                 data,
-            }) {
+            },
+        ) {
             Arrival::Stored => {}
             Arrival::Duplicate => self.stats.duplicates += 1,
             Arrival::OutOfWindow => self.stats.out_of_window += 1,

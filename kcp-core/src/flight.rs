@@ -247,7 +247,9 @@ impl Flight {
 
     /// The last queued segment, if any (stream mode tops it up).
     pub(crate) fn last_queued_mut(&mut self) -> Option<&mut Payload> {
-        let last = (self.len + self.queued).checked_sub(1).filter(|_| self.queued > 0)?;
+        let last = (self.len + self.queued)
+            .checked_sub(1)
+            .filter(|_| self.queued > 0)?;
         let i = self.index(last);
         self.payload[i].as_mut()
     }

@@ -46,7 +46,7 @@ impl<T> Ring<T> {
 
     /// The slot of the element `i` places from the front (`i` may be `len`).
     #[inline(always)]
-    const fn slot(&self, i: usize) -> usize {
+    fn slot(&self, i: usize) -> usize {
         (self.head + i) & (self.slots.len().wrapping_sub(1))
     }
 

@@ -119,8 +119,7 @@ impl Header {
         let Some(raw) = buf.first_chunk::<HEADER_LEN>() else {
             return Err(InputError::Truncated { len: buf.len() });
         };
-        let u32_at = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
-        let len = u32_at(20);
+        let len = u32_at(raw, 20);
         let available = buf.len() - HEADER_LEN;
         // `len` above i32::MAX is rejected by the reference as well (`(int)len < 0`).
         if len > i32::MAX as u32 || len as usize > available {
@@ -130,17 +129,24 @@ impl Header {
             });
         }
         let cmd = Command::from_byte(raw[4]).ok_or(InputError::UnknownCommand(raw[4]))?;
-        let header = Self {
-            conv: u32_at(0),
+        let header = Self::from_raw(raw, cmd);
+        Ok((header, &buf[HEADER_LEN..HEADER_LEN + len as usize]))
+    }
+
+    /// The header whose wire bytes are `raw`, its command byte already decoded as
+    /// `cmd`. Nothing is checked.
+    #[inline(always)]
+    pub(crate) const fn from_raw(raw: &[u8; HEADER_LEN], cmd: Command) -> Self {
+        Self {
+            conv: u32_at(raw, 0),
             cmd,
             frg: raw[5],
             wnd: u16::from_le_bytes([raw[6], raw[7]]),
-            ts: Timestamp::from_millis(u32_at(8)),
-            sn: Sn::new(u32_at(12)),
-            una: Sn::new(u32_at(16)),
-            len,
-        };
-        Ok((header, &buf[HEADER_LEN..HEADER_LEN + len as usize]))
+            ts: Timestamp::from_millis(u32_at(raw, 8)),
+            sn: Sn::new(u32_at(raw, 12)),
+            una: Sn::new(u32_at(raw, 16)),
+            len: u32_at(raw, 20),
+        }
     }
 
     /// Writes the 24 header bytes into `out`.
@@ -165,6 +171,12 @@ impl Header {
         self.emit(&mut out);
         out
     }
+}
+
+/// The little-endian `u32` at byte `i` of a header.
+#[inline(always)]
+pub(crate) const fn u32_at(raw: &[u8; HEADER_LEN], i: usize) -> u32 {
+    u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]])
 }
 
 /// The conversation id of a datagram (its first four bytes, little-endian), or `None`

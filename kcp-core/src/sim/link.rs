@@ -7,11 +7,11 @@ use core::convert::Infallible;
 use bytes::{Bytes, BytesMut};
 
 use super::SimTime;
-use crate::ring::Ring;
 use super::arena::Arena;
 use super::loss::{LossKind, LossModel, LossState, chance};
 use super::rng::SimRng;
 use crate::Transmit;
+use crate::ring::Ring;
 
 /// How datagrams leave the link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

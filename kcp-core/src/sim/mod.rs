@@ -41,8 +41,8 @@ mod endpoint;
 mod link;
 mod loss;
 mod pair;
-mod rng;
 pub mod reference;
+mod rng;
 
 pub use endpoint::Endpoint;
 pub use link::{Delivery, Link, LinkConfig, LinkStats, LinkTransmit};

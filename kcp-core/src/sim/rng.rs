@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn xoshiro_step_matches_the_reference_algorithm() {
         // State 1, 2, 3, 4: the reference implementation's first two outputs.
-        let mut rng = SimRng { state: [1, 2, 3, 4] };
+        let mut rng = SimRng {
+            state: [1, 2, 3, 4],
+        };
         assert_eq!(rng.next_u64(), 41_943_041);
         assert_eq!(rng.next_u64(), 58_720_359);
     }
