@@ -154,7 +154,11 @@ impl Chance {
         } else if p >= 1.0 {
             Self::Always
         } else {
-            Self::Below((p * (1u64 << 53) as f64).ceil() as u64)
+            // The ceiling of `p * 2^53` (`f64::ceil` needs `std`): below 2^53, the
+            // truncation is exact, so comparing it back says if it was whole.
+            let scaled = p * (1u64 << 53) as f64;
+            let whole = scaled as u64;
+            Self::Below(whole + u64::from((whole as f64) < scaled))
         }
     }
 
