@@ -248,9 +248,7 @@ impl Kcp {
     pub fn input_bytes(&mut self, now: Timestamp, datagram: Bytes) -> Result<(), InputError> {
         if let Some(h) = self.lone_push(&datagram) {
             // The usual data datagram, one segment: validated and parsed in one step.
-            self.stats.datagrams_in += 1;
-            self.stats.bytes_in += datagram.len() as u64;
-            self.stats.segments_in += 1;
+            self.count_accepted(datagram.len(), 1);
             let mut walk = InputWalk::new(self.snd.una());
             let mut payload = datagram;
             payload.advance(HEADER_LEN);
@@ -306,9 +304,7 @@ impl Kcp {
     fn accept(&mut self, datagram: &[u8]) -> Result<Shape, InputError> {
         match self.validate(datagram) {
             Ok(shape) => {
-                self.stats.datagrams_in += 1;
-                self.stats.bytes_in += datagram.len() as u64;
-                self.stats.segments_in += u64::from(shape.segments);
+                self.count_accepted(datagram.len(), shape.segments);
                 Ok(shape)
             }
             Err(e) => {
@@ -316,6 +312,14 @@ impl Kcp {
                 Err(e)
             }
         }
+    }
+
+    /// Counts an accepted datagram of `len` bytes holding `segments` segments.
+    #[inline(always)]
+    fn count_accepted(&mut self, len: usize, segments: u32) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += len as u64;
+        self.stats.segments_in += u64::from(segments);
     }
 
     /// Walks the datagram, checking every segment, and says what it holds.

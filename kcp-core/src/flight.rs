@@ -19,6 +19,13 @@ const _: () = assert!(BLOCK == u32::BITS as usize);
 /// The smallest capacity; a multiple of [`BLOCK`].
 const MIN_CAPACITY: usize = 2 * BLOCK;
 
+/// The slot of the segment `offset` after the one numbered `first`, in a ring of
+/// capacity `mask + 1` (a power of two, at most 2^32, so the wrap of `u32` sequence
+/// numbers is a multiple of it).
+const fn slot(first: usize, mask: usize, offset: usize) -> usize {
+    first.wrapping_add(offset) & mask
+}
+
 /// Slot `i`'s bit in its block's live mask.
 const fn bit(i: usize) -> u32 {
     1 << (i % BLOCK)
@@ -131,7 +138,7 @@ impl Iterator for Runs {
         if self.offset >= self.to {
             return None;
         }
-        let start = self.first.wrapping_add(self.offset) & self.mask;
+        let start = slot(self.first, self.mask, self.offset);
         let stop = (start - start % BLOCK + BLOCK).min(start + self.to - self.offset);
         let run = Run {
             offset: self.offset,
@@ -164,9 +171,9 @@ impl Run {
 /// holes until they reach the front, followed by the `queued` segments not numbered
 /// yet (`snd_queue`): numbering one only starts its timers, its payload stays put.
 /// Its capacity is only doubled when full (a window of 1024 fits in 1024 slots), so
-/// when the ring wraps, one block may hold both
-/// the oldest and the newest segments; a block's summary therefore always covers every
-/// live slot of the block, whatever part of the ring is being walked.
+/// when the ring wraps, one block may hold both the oldest and the newest segments; a
+/// block's summary therefore always covers every live slot of the block, whatever part
+/// of the ring is being walked.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Flight {
     una: Sn,
@@ -215,7 +222,11 @@ impl Flight {
     }
 
     fn index(&self, offset: usize) -> usize {
-        self.una.add(offset as u32).get() as usize & (self.ts.len().wrapping_sub(1))
+        slot(
+            self.una.get() as usize,
+            self.ts.len().wrapping_sub(1),
+            offset,
+        )
     }
 
     fn offset(&self, sn: Sn) -> Option<usize> {
@@ -247,10 +258,10 @@ impl Flight {
 
     /// The last queued segment, if any (stream mode tops it up).
     pub(crate) fn last_queued_mut(&mut self) -> Option<&mut Payload> {
-        let last = (self.len + self.queued)
-            .checked_sub(1)
-            .filter(|_| self.queued > 0)?;
-        let i = self.index(last);
+        if self.queued == 0 {
+            return None;
+        }
+        let i = self.index(self.len + self.queued - 1);
         self.payload[i].as_mut()
     }
 
