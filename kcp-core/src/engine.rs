@@ -10,15 +10,14 @@ use alloc::vec::Vec;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::ack::AckList;
-use crate::config::{Config, NoDelay};
+use crate::config::Config;
 use crate::congestion::Congestion;
 use crate::error::{ConfigError, InputError, RecvError, SendError};
-use crate::flight::{FastRule, Payload};
+use crate::flight::{FastRule, Payload, SendWindow};
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
 use crate::segment::{Command, HEADER_LEN, Header, Segments, u32_at};
-use crate::send::SendWindow;
 use crate::stats::Stats;
 use crate::transmit::{ClosureSink, Transmit};
 use crate::{Sn, Timestamp};
@@ -39,6 +38,17 @@ pub enum PollAt {
     /// Nothing to do until [`Kcp::input`] or [`Kcp::send`] is called: nothing in flight,
     /// nothing queued, no ACK owed, no window probe pending.
     Idle,
+}
+
+impl PollAt {
+    /// The more urgent of two answers (an earlier time beats a later one).
+    pub(crate) fn sooner(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Now, _) | (_, Self::Now) => Self::Now,
+            (Self::Idle, x) | (x, Self::Idle) => x,
+            (Self::At(a), Self::At(b)) => Self::At(if a.is_before(b) { a } else { b }),
+        }
+    }
 }
 
 /// One KCP conversation: a sans-IO ARQ engine.
@@ -369,14 +379,14 @@ impl Kcp {
     #[inline(always)]
     fn apply(&mut self, now: Timestamp, h: &Header, payload: Bytes, walk: &mut InputWalk) {
         self.remote_window = u32::from(h.wnd);
-        self.snd.flight_mut().ack_before(h.una);
+        self.snd.ack_before(h.una);
         match h.cmd {
             Command::Ack => {
                 let rtt = now.since(h.ts);
                 if rtt >= 0 {
                     self.rtt.on_sample(rtt as u32, self.config.interval);
                 }
-                self.snd.flight_mut().ack(h.sn);
+                self.snd.ack(h.sn);
                 walk.ack(h.sn, h.ts, self.config.fastack_conserve);
             }
             Command::Push => self.on_push(h, payload),
@@ -390,9 +400,7 @@ impl Kcp {
     fn finish_input(&mut self, walk: InputWalk) {
         if let Some((max_ack, latest_ts)) = walk.max_ack {
             let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
-            self.snd
-                .flight_mut()
-                .count_fast_ack(max_ack, latest_ts, conserve, rule);
+            self.snd.count_fast_ack(max_ack, latest_ts, conserve, rule);
         }
         if walk.prev_una.is_before(self.snd.una()) {
             self.cc.on_una_advanced(self.remote_window);
@@ -603,21 +611,18 @@ impl Kcp {
     /// `update` then re-bases its grid there. Either way `update` at the answer flushes.
     #[must_use]
     pub fn check(&self, now: Timestamp) -> PollAt {
-        let idle = self.snd.in_flight() == 0
-            && self.snd.queued() == 0
-            && self.acks.is_empty()
-            && !self.probe.has_pending()
-            && self.remote_window != 0;
-        if idle {
-            return PollAt::Idle;
-        }
+        let due = match self.next_work() {
+            PollAt::Idle => return PollAt::Idle,
+            PollAt::Now => None,
+            PollAt::At(due) => Some(due),
+        };
         let Some(next) = self.next_flush else {
             return PollAt::Now;
         };
         let slap = now.since(next);
         // `update(now)` would flush right away (same test as `update`).
         let lapsed = !(-CLOCK_JUMP..0).contains(&slap);
-        match self.next_work() {
+        match due {
             None if lapsed => PollAt::Now,
             None => PollAt::At(next),
             Some(due) if lapsed => {
@@ -639,35 +644,31 @@ impl Kcp {
         }
     }
 
-    /// The earliest time a flush has something to do; `None` if it has work at once.
-    fn next_work(&self) -> Option<Timestamp> {
-        let window = self.send_window();
-        let room = self.snd.nxt().since(self.snd.una()) < window as i32;
-        let opens_window = self.config.congestion_control && self.cc.cwnd == 0;
-        let urgent = !self.acks.is_empty()
-            || self.probe.has_pending()
-            || (self.snd.queued() > 0 && (room || opens_window))
-            || (self.remote_window == 0 && self.probe.timer().is_none());
-        if urgent {
-            return None;
+    /// When a flush next has something to do, `update`'s grid aside. Mirrors the
+    /// opening of [`flush_into`](Self::flush_into) step by step, asking each part the
+    /// question its flush step answers.
+    fn next_work(&self) -> PollAt {
+        // 1. ACKs owed.
+        if !self.acks.is_empty() {
+            return PollAt::Now;
         }
-        let rule = self.fast_rule();
-        let mut earliest: Option<Timestamp> = None;
-        for seg in self.snd.flight().timers() {
-            if rule.fires(seg.fastack, seg.xmit) {
-                return None;
-            }
-            earliest = Some(earlier(earliest, seg.resend_at));
+        // 2. Window probes: a WASK/WINS to send or the zero-window timer to start (now),
+        //    or that timer while the peer's window stays zero.
+        let probe = self.probe.poll_at(self.remote_window);
+        // 3. Queued data to move into flight.
+        if probe == PollAt::Now || self.can_promote() {
+            return PollAt::Now;
         }
-        if self.remote_window == 0 {
-            if let Some(due) = self.probe.timer() {
-                earliest = Some(earlier(earliest, due));
-            }
-        }
-        // Always `Some` when the engine is not idle (in-flight data has a timer; queued
-        // data without room means data in flight or a zero window with its probe timer);
-        // `None` would only ask for a flush too early, never too late.
-        earliest
+        // 4. Fast retransmissions (now) and timeouts. Queued data step 3 cannot move
+        //    waits on data in flight or a zero window, whose timers stand for it.
+        probe.sooner(self.snd.poll_at(self.fast_rule()))
+    }
+
+    /// Flush step 3 has work: queued segments the windows let into flight, or queued
+    /// segments behind a congestion window of 0 that the flush's end opens to 1.
+    fn can_promote(&self) -> bool {
+        let reopens = self.config.congestion_control && self.cc.cwnd == 0;
+        self.snd.promotable(self.send_window()) > 0 || (self.snd.queued() > 0 && reopens)
     }
 
     /// The effective send window: `min(snd_wnd, rmt_wnd)`, and `cwnd` unless congestion
@@ -750,6 +751,7 @@ impl Kcp {
             len: 0,
         };
 
+        // Steps 1 to 4 are mirrored by `next_work`, which `check` asks.
         // 1. ACKs, in arrival order. WASK/WINS below reuse the last ACK's sn/ts, as the
         //    reference does.
         for (sn, ts) in self.acks.iter() {
@@ -775,66 +777,53 @@ impl Kcp {
         }
 
         // 3. Move queued data into flight, bounded by the windows.
-        let limit = self.snd.una().add(window);
-        self.snd.promote_until(limit, now, self.rtt.rto());
+        self.snd
+            .promote(self.snd.promotable(window), now, self.rtt.rto());
         if self.snd.queued() > 0 {
             emitter.stats.window_full_stalls += 1;
         }
 
         // 4. Per-segment decisions, oldest first.
-        let rto_pad = match self.config.nodelay {
-            NoDelay::Off => self.rtt.rto() >> 3,
-            NoDelay::On | NoDelay::Linear => 0,
-        };
-        let rx_rto = self.rtt.rto();
-        let (dead_link, max_rto) = (self.config.dead_link, self.config.max_rto);
-        let nodelay = self.config.nodelay;
-        let conv = self.conv;
+        let backoff = self.rtt.backoff(self.config.nodelay, self.config.max_rto);
+        let (conv, dead_link) = (self.conv, self.config.dead_link);
         let mut fast_retransmits = 0u32;
         let mut timed_out = false;
         let mut dead = false;
-        self.snd
-            .flight_mut()
-            .flush_walk(now, rule, |sn, seg, payload| {
-                if seg.xmit == 0 {
-                    seg.xmit = 1;
-                    seg.rto = rx_rto;
-                    seg.resend_at = now.add_millis(seg.rto.wrapping_add(rto_pad));
-                    emitter.stats.data_segments_sent += 1;
-                } else if now.has_reached(seg.resend_at) {
-                    seg.xmit += 1;
-                    let grow = match nodelay {
-                        NoDelay::Off => seg.rto.max(rx_rto),
-                        NoDelay::On => seg.rto / 2,
-                        NoDelay::Linear => rx_rto / 2,
-                    };
-                    seg.rto = seg.rto.saturating_add(grow).min(max_rto);
-                    seg.resend_at = now.add_millis(seg.rto);
-                    timed_out = true;
-                    emitter.stats.retransmits_timeout += 1;
-                } else if rule.fires(seg.fastack, seg.xmit) {
-                    seg.xmit += 1;
-                    seg.fastack = 0;
-                    seg.resend_at = now.add_millis(seg.rto);
-                    fast_retransmits += 1;
-                    emitter.stats.retransmits_fast += 1;
-                } else {
-                    return;
-                }
-                seg.ts = now;
-                let header = Header {
-                    conv,
-                    cmd: Command::Push,
-                    frg: payload.frg,
-                    wnd,
-                    ts: now,
-                    sn,
-                    una,
-                    len: payload.data.len() as u32,
-                };
-                emitter.put(&header, &payload.data);
-                dead |= seg.xmit >= dead_link;
-            });
+        self.snd.flush_walk(now, rule, |sn, seg, payload| {
+            if seg.xmit == 0 {
+                seg.xmit = 1;
+                seg.rto = backoff.initial_rto();
+                seg.resend_at = now.add_millis(backoff.first_wait());
+                emitter.stats.data_segments_sent += 1;
+            } else if now.has_reached(seg.resend_at) {
+                seg.xmit += 1;
+                seg.rto = backoff.after_timeout(seg.rto);
+                seg.resend_at = now.add_millis(seg.rto);
+                timed_out = true;
+                emitter.stats.retransmits_timeout += 1;
+            } else if rule.fires(seg.fastack, seg.xmit) {
+                seg.xmit += 1;
+                seg.fastack = 0;
+                seg.resend_at = now.add_millis(seg.rto);
+                fast_retransmits += 1;
+                emitter.stats.retransmits_fast += 1;
+            } else {
+                return;
+            }
+            seg.ts = now;
+            let header = Header {
+                conv,
+                cmd: Command::Push,
+                frg: payload.frg,
+                wnd,
+                ts: now,
+                sn,
+                una,
+                len: payload.data.len() as u32,
+            };
+            emitter.put(&header, &payload.data);
+            dead |= seg.xmit >= dead_link;
+        });
         emitter.finish();
         let error = emitter.error;
         self.dead |= dead;
@@ -895,14 +884,6 @@ impl InputWalk {
                 }
             }
         });
-    }
-}
-
-/// The earlier of `a` (if any) and `b`.
-fn earlier(a: Option<Timestamp>, b: Timestamp) -> Timestamp {
-    match a {
-        Some(a) if a.is_before(b) => a,
-        _ => b,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The in-flight ring of the sending side (`snd_buf`), laid out for its scans.
+//! The sending side: [`SendWindow`], the queue of unnumbered segments (`snd_queue`)
+//! and the in-flight ring (`snd_buf`) in one ring, laid out for its scans.
 //!
 //! Slots are indexed by `sn` modulo a power-of-two capacity, and each field lives in
 //! its own array: the fast-ACK count after every ACK datagram reads `ts` and bumps
@@ -11,7 +12,7 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::{Sn, Timestamp};
+use crate::{PollAt, Sn, Timestamp};
 
 /// Slots per summary block: one bit each in a `u32` live mask.
 const BLOCK: usize = 32;
@@ -120,7 +121,7 @@ struct Run {
     stop: usize,
 }
 
-/// The iterator of [`Flight::runs`].
+/// The iterator of [`SendWindow::runs`].
 #[derive(Clone, Copy, Debug)]
 struct Runs {
     /// `una` as an index before masking.
@@ -167,19 +168,24 @@ impl Run {
     }
 }
 
-/// The ring of numbered segments `[una, una + len)`, acknowledged ones included as
-/// holes until they reach the front, followed by the `queued` segments not numbered
-/// yet (`snd_queue`): numbering one only starts its timers, its payload stays put.
-/// Its capacity is only doubled when full (a window of 1024 fits in 1024 slots), so
+/// `snd_buf` and `snd_queue` of the reference, in one ring indexed by `sn`.
+///
+/// The numbered segments `[una, una + len)` come first: the front is always the oldest
+/// unacknowledged segment, and acknowledged ones stay as holes until they reach the
+/// front. Then come the `queued` segments, not numbered yet, which take the next
+/// numbers in order: numbering one only starts its timers, its payload stays put. An
+/// ACK is O(1), an UNA advance O(acked).
+///
+/// The capacity is only doubled when full (a window of 1024 fits in 1024 slots), so
 /// when the ring wraps, one block may hold both the oldest and the newest segments; a
 /// block's summary therefore always covers every live slot of the block, whatever part
 /// of the ring is being walked.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Flight {
+pub(crate) struct SendWindow {
     una: Sn,
     len: usize,
     live: usize,
-    /// Trailing slots numbered since the last [`Flight::flush_walk`] (never sent).
+    /// Trailing slots numbered since the last [`SendWindow::flush_walk`] (never sent).
     unsent: usize,
     /// Slots after the numbered ones holding queued payloads, not numbered yet.
     queued: usize,
@@ -192,7 +198,7 @@ pub(crate) struct Flight {
     blocks: Vec<Summary>,
 }
 
-impl Flight {
+impl SendWindow {
     /// An empty ring whose first segment will be `sn`.
     pub(crate) fn starting_at(sn: Sn) -> Self {
         Self {
@@ -201,18 +207,18 @@ impl Flight {
         }
     }
 
-    /// The oldest slot's sequence number (`snd_una`).
+    /// `snd_una`: the oldest unacknowledged sequence number (`snd_nxt` if none).
     pub(crate) const fn una(&self) -> Sn {
         self.una
     }
 
-    /// Slots from `una` to `snd_nxt`, holes included.
-    pub(crate) const fn len(&self) -> usize {
-        self.len
+    /// `snd_nxt`: the next sequence number to assign.
+    pub(crate) const fn nxt(&self) -> Sn {
+        self.una.add(self.len as u32)
     }
 
-    /// Unacknowledged segments.
-    pub(crate) const fn live(&self) -> usize {
+    /// Segments in flight, not acknowledged yet (`nsnd_buf` less the holes).
+    pub(crate) const fn in_flight(&self) -> usize {
         self.live
     }
 
@@ -265,11 +271,23 @@ impl Flight {
         self.payload[i].as_mut()
     }
 
-    /// Numbers queued segments in order, putting them in flight, never sent, with
-    /// timeout `rto`, until `snd_nxt` reaches `limit` or nothing is queued.
-    pub(crate) fn promote_until(&mut self, limit: Sn, now: Timestamp, rto: u32) {
-        let room = limit.since(self.una.add(self.len as u32)).max(0) as usize;
-        let n = room.min(self.queued);
+    /// How many queued segments a `window` counted from `una` lets into flight: the
+    /// window counts slots, so acknowledged holes still use it (spec §9.3).
+    pub(crate) const fn promotable(&self, window: u32) -> usize {
+        let room = (window as usize).saturating_sub(self.len);
+        if room < self.queued {
+            room
+        } else {
+            self.queued
+        }
+    }
+
+    /// Numbers the first `n` queued segments (at most
+    /// [`promotable`](Self::promotable)) in order, putting them in flight, never
+    /// sent, with timeout `rto`. The flush that calls it walks them next
+    /// ([`flush_walk`](Self::flush_walk)), before an ACK can reach them.
+    pub(crate) fn promote(&mut self, n: usize, now: Timestamp, rto: u32) {
+        debug_assert!(n <= self.queued);
         let (from, to) = (self.len, self.len + n);
         let state = State {
             resend_at: now,
@@ -496,6 +514,19 @@ impl Flight {
         s.rto = t.rto;
     }
 
+    /// When [`flush_walk`](Self::flush_walk) next has a segment to act on: now if one
+    /// satisfies `rule`, else at the earliest timeout; idle with nothing in flight.
+    pub(crate) fn poll_at(&self, rule: FastRule) -> PollAt {
+        let mut earliest = PollAt::Idle;
+        for seg in self.timers() {
+            if rule.fires(seg.fastack, seg.xmit) {
+                return PollAt::Now;
+            }
+            earliest = earliest.sooner(PollAt::At(seg.resend_at));
+        }
+        earliest
+    }
+
     /// The timers of the live segments, oldest first.
     pub(crate) fn timers(&self) -> impl Iterator<Item = Timers> + '_ {
         (0..self.len).filter_map(|offset| {
@@ -509,5 +540,334 @@ impl Flight {
                 rto: s.rto,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    const RULE: FastRule = FastRule {
+        threshold: 2,
+        limit: 0,
+    };
+    const T0: Timestamp = Timestamp::from_millis(10);
+
+    /// Queues `n` segments, each carrying the sequence number it will get.
+    fn enqueue_tagged(w: &mut SendWindow, n: u32) {
+        for _ in 0..n {
+            let sn = w.nxt().add(w.queued() as u32);
+            w.enqueue(Payload {
+                data: Bytes::copy_from_slice(&sn.get().to_le_bytes()),
+                frg: 0,
+            });
+        }
+    }
+
+    /// `n` segments numbered from `first`, in flight (promoted at `T0`), never sent.
+    fn window_with(n: u32, first: Sn) -> SendWindow {
+        let mut w = SendWindow::starting_at(first);
+        enqueue_tagged(&mut w, n);
+        w.promote(w.promotable(n), T0, 200);
+        w
+    }
+
+    /// A flush walk that transmits what it visits as the engine does (RTO doubled on
+    /// a timeout, fast-ACK count cleared on a fast retransmission), with `rto` for a
+    /// first transmission; returns the visited numbers, checking each payload's tag.
+    fn flush(w: &mut SendWindow, now: Timestamp, rule: FastRule, rto: u32) -> Vec<Sn> {
+        let mut visited = Vec::new();
+        w.flush_walk(now, rule, |sn, seg, payload| {
+            assert_eq!(
+                payload.data.as_ref(),
+                sn.get().to_le_bytes(),
+                "payload of {sn:?}"
+            );
+            if seg.xmit == 0 {
+                seg.rto = rto;
+            } else if now.has_reached(seg.resend_at) {
+                seg.rto = (seg.rto * 2).min(60_000);
+            } else {
+                seg.fastack = 0;
+            }
+            seg.xmit += 1;
+            seg.ts = now;
+            seg.resend_at = now.add_millis(seg.rto);
+            visited.push(sn);
+        });
+        visited
+    }
+
+    /// The live segments a flush at `now` must act on, found by looking at each one.
+    fn due(w: &SendWindow, now: Timestamp, rule: FastRule) -> Vec<Sn> {
+        (0..w.len)
+            .filter(|&offset| {
+                let i = w.index(offset);
+                let s = w.state[i];
+                s.live
+                    && (s.xmit == 0
+                        || now.has_reached(s.resend_at)
+                        || rule.fires(w.fastack[i], s.xmit))
+            })
+            .map(|offset| w.una.add(offset as u32))
+            .collect()
+    }
+
+    fn fastacks(w: &SendWindow) -> Vec<u32> {
+        w.timers().map(|s| s.fastack).collect()
+    }
+
+    fn sns(first: Sn, offsets: core::ops::Range<u32>) -> Vec<Sn> {
+        offsets.map(|k| first.add(k)).collect()
+    }
+
+    // ================================================================ ACK and UNA
+
+    #[test]
+    fn selective_ack_leaves_a_hole_until_the_front_is_acked() {
+        let first = Sn::new(u32::MAX - 1);
+        let mut w = window_with(5, first);
+        assert_eq!((w.una(), w.nxt(), w.in_flight()), (first, first.add(5), 5));
+        assert!(w.ack(first.add(2)));
+        assert!(!w.ack(first.add(2)), "second ack of the same sn is a no-op");
+        assert_eq!((w.una(), w.in_flight()), (first, 4));
+        assert!(w.ack(first));
+        assert_eq!(w.una(), first.add(1));
+        assert!(w.ack(first.add(1)));
+        // sn+2 was already gone: una jumps over the hole.
+        assert_eq!((w.una(), w.in_flight()), (first.add(3), 2));
+        assert!(!w.ack(first.add(9)), "beyond snd_nxt");
+        assert!(!w.ack(first), "before snd_una");
+    }
+
+    #[test]
+    fn una_removes_everything_before_it_and_never_passes_nxt() {
+        let first = Sn::new(100);
+        let mut w = window_with(4, first);
+        w.ack_before(first.add(2));
+        assert_eq!((w.una(), w.in_flight()), (first.add(2), 2));
+        w.ack_before(first.add(1000));
+        assert_eq!(
+            (w.una(), w.nxt(), w.in_flight()),
+            (first.add(4), first.add(4), 0)
+        );
+    }
+
+    #[test]
+    fn the_window_counts_holes_when_promoting() {
+        let first = Sn::new(u32::MAX);
+        let mut w = window_with(4, first);
+        enqueue_tagged(&mut w, 6);
+        assert_eq!(
+            (w.promotable(4), w.promotable(7), w.promotable(100)),
+            (0, 3, 6)
+        );
+        assert!(w.ack(first.add(1)));
+        assert_eq!(w.promotable(4), 0, "a hole still uses the window");
+        assert!(w.ack(first));
+        assert_eq!((w.una(), w.promotable(4)), (first.add(2), 2));
+        w.promote(2, T0, 200);
+        assert_eq!((w.nxt(), w.queued(), w.in_flight()), (first.add(6), 4, 4));
+    }
+
+    // ================================================================ fast-ACK counting
+
+    #[test]
+    fn fast_ack_counts_only_earlier_segments() {
+        let first = Sn::new(0);
+        let mut w = window_with(4, first);
+        w.count_fast_ack(first.add(2), T0, true, RULE);
+        assert_eq!(fastacks(&w), [1, 1, 0, 0]);
+        // Conserve: an ACK of a transmission older than the segment's own does not count.
+        w.count_fast_ack(first.add(3), Timestamp::from_millis(9), true, RULE);
+        assert_eq!(fastacks(&w), [1, 1, 0, 0]);
+        w.count_fast_ack(first.add(3), Timestamp::from_millis(9), false, RULE);
+        assert_eq!(fastacks(&w), [2, 2, 1, 0]);
+        // Outside [una, nxt): nothing.
+        w.count_fast_ack(first.add(4), T0, false, RULE);
+        assert_eq!(fastacks(&w), [2, 2, 1, 0]);
+    }
+
+    #[test]
+    fn fast_ack_skips_holes_and_crosses_blocks_and_the_wrap() {
+        // 40 segments from 20 before the wrap of `sn`: slots 44..64 then 0..20 of a
+        // 64-slot ring, so the count runs over two blocks and the ring's end.
+        let first = Sn::new(u32::MAX - 19);
+        let mut w = window_with(40, first);
+        assert_eq!(w.index(0), 44);
+        for k in (1..40).step_by(3) {
+            assert!(w.ack(first.add(k)));
+        }
+        w.count_fast_ack(first.add(30), T0, false, RULE);
+        assert!(!w.blocks[0].fast && !w.blocks[1].fast);
+        let live: Vec<u32> = (0..40).filter(|k| k % 3 != 1).collect();
+        let expected: Vec<u32> = live.iter().map(|&k| u32::from(k < 30)).collect();
+        assert_eq!(fastacks(&w), expected);
+        // The second count reaches the threshold: the blocks holding those segments
+        // are marked, the block of only later segments is not.
+        w.count_fast_ack(first.add(30), T0, false, RULE);
+        let block_of = |k: u32| w.index(k as usize) / BLOCK;
+        assert!(w.blocks[block_of(0)].fast && w.blocks[block_of(29)].fast);
+        assert_eq!(block_of(0), 1);
+        assert_eq!(block_of(29), 0);
+    }
+
+    // ================================================================ block summaries
+
+    #[test]
+    fn a_flush_visits_only_blocks_with_something_due() {
+        let first = Sn::new(1_024);
+        let mut w = window_with(96, first);
+        assert_eq!(w.index(0), 0, "offsets 0..32 in block 0, and so on");
+        assert_eq!(flush(&mut w, T0, RULE, 200), sns(first, 0..96));
+        let resend = T0.add_millis(200);
+        for block in &w.blocks[..3] {
+            assert_eq!(
+                (block.earliest, block.fast, block.live),
+                (Some(resend), false, u32::MAX)
+            );
+        }
+        assert!(flush(&mut w, T0.add_millis(199), RULE, 200).is_empty());
+
+        // Segments 0..40 reach the fast threshold: blocks 0 and 1 become due, and the
+        // walk rescans them, visiting exactly those segments.
+        w.count_fast_ack(first.add(40), T0, false, RULE);
+        w.count_fast_ack(first.add(40), T0, false, RULE);
+        let fast: Vec<bool> = w.blocks[..3].iter().map(|b| b.fast).collect();
+        assert_eq!(fast, [true, true, false]);
+        let t1 = T0.add_millis(50);
+        assert_eq!(flush(&mut w, t1, RULE, 200), sns(first, 0..40));
+        // The rescanned blocks are summarised afresh; block 2 was not touched.
+        assert_eq!(w.blocks[0].earliest, Some(t1.add_millis(200)));
+        assert_eq!(w.blocks[1].earliest, Some(resend));
+        assert!(!w.blocks[0].fast && !w.blocks[1].fast);
+
+        // At the first timeout only the segments last sent at T0 are due: block 0 is
+        // skipped.
+        assert_eq!(flush(&mut w, resend, RULE, 200), sns(first, 40..96));
+        assert_eq!(w.blocks[1].earliest, Some(t1.add_millis(200)));
+    }
+
+    #[test]
+    fn an_acknowledged_block_starts_its_summary_afresh() {
+        let first = Sn::new(0);
+        let mut w = window_with(40, first);
+        flush(&mut w, T0, RULE, 5_000);
+        w.ack_before(first.add(32));
+        assert_eq!((w.blocks[0].live, w.blocks[1].live), (0, 0xff));
+        // The next segments reuse block 0 with a short timeout; its old bound (5 s)
+        // must not hide them.
+        enqueue_tagged(&mut w, 30);
+        w.promote(30, T0, 0);
+        assert_eq!(flush(&mut w, T0, RULE, 100), sns(first, 40..70));
+        assert_eq!(w.blocks[0].earliest, Some(T0.add_millis(100)));
+        let later = T0.add_millis(100);
+        assert_eq!(flush(&mut w, later, RULE, 100), sns(first, 40..70));
+    }
+
+    // ================================================================ growth
+
+    #[test]
+    fn growth_while_the_ring_wraps_keeps_order_timers_and_masks() {
+        let first = Sn::new(u32::MAX - 10);
+        let mut w = window_with(40, first);
+        assert_eq!(flush(&mut w, T0, RULE, 300), sns(first, 0..40));
+        w.ack_before(first.add(30));
+        assert!(w.ack(first.add(33)));
+        w.count_fast_ack(first.add(35), T0, false, RULE);
+        // Fill the 64 slots, past the ring's end, and one more: the ring doubles with
+        // its front in the middle and the queue wrapped around.
+        enqueue_tagged(&mut w, 54);
+        assert_eq!((w.len + w.queued, w.ts.len()), (64, 64));
+        assert!(w.index(0) > w.index(w.len + w.queued - 1), "the ring wraps");
+        enqueue_tagged(&mut w, 1);
+        assert_eq!((w.ts.len(), w.blocks.len()), (128, 4));
+        assert_eq!(
+            (w.una(), w.nxt(), w.in_flight(), w.queued()),
+            (first.add(30), first.add(40), 9, 55)
+        );
+
+        // The in-flight segments kept their timers and counts, the hole stayed a hole.
+        let timers: Vec<(u32, u32, Timestamp)> = w
+            .timers()
+            .map(|t| (t.xmit, t.fastack, t.resend_at))
+            .collect();
+        let sent = T0.add_millis(300);
+        let mut expected = alloc::vec![(1, 1, sent); 4];
+        expected.extend([(1, 0, sent); 5]);
+        assert_eq!(timers, expected);
+        let live: u32 = w.blocks.iter().map(|b| b.live.count_ones()).sum();
+        assert_eq!(live, 9);
+
+        // Every payload follows in order, none is sent twice; ACKs still find theirs.
+        w.promote(w.promotable(200), T0, 0);
+        assert_eq!(flush(&mut w, T0, RULE, 300), sns(first, 40..95));
+        assert!(w.ack(first.add(94)) && w.ack(first.add(31)));
+        assert!(!w.ack(first.add(33)));
+        assert_eq!(flush(&mut w, sent, RULE, 300).len(), 62);
+    }
+
+    #[test]
+    fn flush_walk_visits_exactly_the_due_segments() {
+        // A seeded mix of queueing, promotion, ACKs, UNA advances and fast-ACK counts
+        // across growth and both wraps: the block summaries may only skip segments
+        // that are not due.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u32| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32 % bound
+        };
+        let rule = FastRule {
+            threshold: 3,
+            limit: 4,
+        };
+        let mut w = SendWindow::starting_at(Sn::new(u32::MAX - 300));
+        let mut now = Timestamp::from_millis(u32::MAX - 5_000);
+        let mut visits = 0;
+        for _ in 0..4_000 {
+            let len = w.len as u32;
+            match next(5) {
+                0 => enqueue_tagged(&mut w, next(40)),
+                1 if len > 0 => {
+                    w.ack(w.una().add(next(len)));
+                }
+                2 if len > 0 => w.ack_before(w.una().add(next(len / 8 + 1))),
+                3 if len > 0 => {
+                    let latest = Timestamp::from_millis(now.as_millis().wrapping_sub(next(300)));
+                    w.count_fast_ack(w.una().add(next(len + 1)), latest, next(2) == 0, rule);
+                }
+                _ => {
+                    // A flush: promotion, then the walk.
+                    now = now.add_millis(next(200));
+                    w.promote(w.promotable(next(300)), now, 0);
+                    let expected = due(&w, now, rule);
+                    assert_eq!(flush(&mut w, now, rule, 50 + next(400)), expected);
+                    visits += expected.len();
+                }
+            }
+        }
+        assert!(visits > 10_000, "the mix exercised the walk: {visits}");
+    }
+
+    #[test]
+    fn poll_at_is_the_earliest_timeout_unless_a_fast_retransmission_is_due() {
+        let first = Sn::new(7);
+        let mut w = window_with(3, first);
+        assert_eq!(
+            w.poll_at(RULE),
+            PollAt::At(T0),
+            "never sent: due since promotion"
+        );
+        flush(&mut w, T0, RULE, 200);
+        assert!(w.ack(first));
+        assert_eq!(w.poll_at(RULE), PollAt::At(T0.add_millis(200)));
+        w.count_fast_ack(first.add(2), T0, false, RULE);
+        w.count_fast_ack(first.add(2), T0, false, RULE);
+        assert_eq!(w.poll_at(RULE), PollAt::Now);
+        w.ack_before(first.add(3));
+        assert_eq!(w.poll_at(RULE), PollAt::Idle);
     }
 }

@@ -83,7 +83,6 @@ mod recv;
 mod ring;
 mod rtt;
 pub mod segment;
-mod send;
 mod seq;
 mod stats;
 mod time;

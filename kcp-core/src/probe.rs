@@ -1,6 +1,6 @@
 //! Zero-window probing (spec §9.2) and the pending WASK/WINS flags.
 
-use crate::Timestamp;
+use crate::{PollAt, Timestamp};
 
 /// First wait before probing a zero window (`IKCP_PROBE_INIT`, ikcp v1).
 pub(crate) const PROBE_INIT: u32 = 7_000;
@@ -55,10 +55,18 @@ impl WindowProbe {
         self.ask_send || self.ask_tell
     }
 
-    /// While the peer's window is zero: when a flush next has probe work. `None` means
-    /// the timer is not started yet (the next flush starts it).
-    pub(crate) const fn timer(&self) -> Option<Timestamp> {
-        if self.wait == 0 { None } else { Some(self.due) }
+    /// When a flush next has probe work, the peer's window being `remote_window`, as
+    /// [`on_flush`](Self::on_flush) and [`take`](Self::take) decide it: now if a WASK or
+    /// WINS waits or a zero window's timer is not started yet, at the timer while the
+    /// window stays zero, idle otherwise (a flush then only clears the timer).
+    pub(crate) const fn poll_at(&self, remote_window: u32) -> PollAt {
+        if self.has_pending() || (remote_window == 0 && self.wait == 0) {
+            PollAt::Now
+        } else if remote_window == 0 {
+            PollAt::At(self.due)
+        } else {
+            PollAt::Idle
+        }
     }
 }
 
@@ -70,8 +78,14 @@ mod tests {
     fn probe_waits_grow_by_half_up_to_the_limit() {
         let mut p = WindowProbe::default();
         let t0 = Timestamp::from_millis(u32::MAX - 100);
+        assert_eq!(
+            p.poll_at(0),
+            PollAt::Now,
+            "the first zero-window flush starts it"
+        );
+        assert_eq!(p.poll_at(1), PollAt::Idle);
         p.on_flush(t0, 0);
-        assert_eq!(p.timer(), Some(t0.add_millis(7_000)));
+        assert_eq!(p.poll_at(0), PollAt::At(t0.add_millis(7_000)));
         p.on_flush(t0.add_millis(6_999), 0);
         assert_eq!(p.take(), (false, false));
         let mut now = t0.add_millis(7_000);
@@ -79,14 +93,17 @@ mod tests {
         for _ in 0..10 {
             p.on_flush(now, 0);
             assert_eq!(p.take(), (true, false));
-            let next = p.timer().unwrap();
+            let PollAt::At(next) = p.poll_at(0) else {
+                panic!("the timer runs while the window is zero");
+            };
             gaps.push(next.since(now));
             now = next;
         }
         assert_eq!(&gaps[..4], &[10_500, 15_750, 23_625, 35_437]);
         assert_eq!(*gaps.last().unwrap(), 120_000);
         p.on_flush(now, 5);
-        assert_eq!(p.timer(), None);
+        assert_eq!(p.poll_at(5), PollAt::Idle);
+        assert_eq!(p.poll_at(0), PollAt::Now, "a new zero window restarts it");
     }
 
     #[test]
@@ -94,7 +111,9 @@ mod tests {
         let mut p = WindowProbe::default();
         p.tell_window();
         assert!(p.has_pending());
+        assert_eq!(p.poll_at(7), PollAt::Now);
         assert_eq!(p.take(), (false, true));
         assert!(!p.has_pending());
+        assert_eq!(p.poll_at(7), PollAt::Idle);
     }
 }

@@ -1,4 +1,7 @@
-//! Round-trip time and retransmission timeout estimation (spec §8).
+//! Round-trip time and retransmission timeout estimation (spec §8), and how a
+//! segment's timeout backs off per [`NoDelay`] mode (spec §9.4).
+
+use crate::NoDelay;
 
 /// The largest RTO the estimator reports (`IKCP_RTO_MAX`).
 pub(crate) const RTO_MAX: u32 = 60_000;
@@ -46,12 +49,68 @@ impl RttEstimator {
         self.rto
     }
 
+    /// The timeout arithmetic of a flush now, in `mode`, a segment's RTO bounded by
+    /// `max_rto`.
+    pub(crate) const fn backoff(&self, mode: NoDelay, max_rto: u32) -> Backoff {
+        let pad = match mode {
+            NoDelay::Off => self.rto >> 3,
+            NoDelay::On | NoDelay::Linear => 0,
+        };
+        Backoff {
+            mode,
+            rto: self.rto,
+            first_wait: self.rto.wrapping_add(pad),
+            max_rto,
+        }
+    }
+
     pub(crate) fn srtt(&self) -> u32 {
         self.srtt.clamp(0, i64::from(u32::MAX)) as u32
     }
 
     pub(crate) fn rttvar(&self) -> u32 {
         self.rttvar.clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+/// One flush's per-segment timeout arithmetic (spec §9.4), fixed for the flush by
+/// [`RttEstimator::backoff`]: what a first transmission waits, and how a segment's own
+/// RTO grows each time it times out, which differs by [`NoDelay`] mode.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Backoff {
+    mode: NoDelay,
+    /// `rx_rto` at the flush.
+    rto: u32,
+    /// A first transmission's wait: `rto`, plus `rto / 8` with nodelay off (`rtomin`).
+    first_wait: u32,
+    /// Bound on a segment's RTO ([`Config::max_rto`](crate::Config::max_rto)).
+    max_rto: u32,
+}
+
+impl Backoff {
+    /// The RTO a segment starts with when first transmitted (`rx_rto`).
+    #[inline(always)]
+    pub(crate) const fn initial_rto(self) -> u32 {
+        self.rto
+    }
+
+    /// How long a first transmission waits before it times out.
+    #[inline(always)]
+    pub(crate) const fn first_wait(self) -> u32 {
+        self.first_wait
+    }
+
+    /// The RTO of a segment whose timeout fired, `rto` being its current one: at least
+    /// doubled with nodelay off, ×1.5 with it on, `+ rx_rto / 2` in linear mode, and
+    /// never above `max_rto`.
+    #[inline(always)]
+    pub(crate) fn after_timeout(self, rto: u32) -> u32 {
+        let grow = match self.mode {
+            NoDelay::Off => rto.max(self.rto),
+            NoDelay::On => rto / 2,
+            NoDelay::Linear => self.rto / 2,
+        };
+        rto.saturating_add(grow).min(self.max_rto)
     }
 }
 
@@ -90,5 +149,56 @@ mod tests {
         assert_eq!(e.srtt(), 0);
         e.on_sample(50, 10);
         assert_eq!((e.srtt(), e.rttvar()), (50, 25));
+    }
+
+    /// An estimator whose `rx_rto` is `rto`: one sample of `rto / 3` (rttvar `rto / 6`,
+    /// so rto = rto / 3 + 4 * rto / 6 for multiples of 6).
+    fn estimator_at(rto: u32) -> RttEstimator {
+        let mut e = RttEstimator::new(10);
+        e.on_sample(rto / 3, 10);
+        assert_eq!(e.rto(), rto);
+        e
+    }
+
+    #[test]
+    fn first_transmission_waits_an_eighth_more_only_with_nodelay_off() {
+        let e = estimator_at(240);
+        let off = e.backoff(NoDelay::Off, 60_000);
+        assert_eq!((off.initial_rto(), off.first_wait()), (240, 270));
+        for mode in [NoDelay::On, NoDelay::Linear] {
+            let b = e.backoff(mode, 60_000);
+            assert_eq!((b.initial_rto(), b.first_wait()), (240, 240));
+        }
+    }
+
+    #[test]
+    fn timeouts_grow_the_segment_rto_per_mode() {
+        let e = estimator_at(300);
+        let grown = |mode, from: u32, n: usize| {
+            let b = e.backoff(mode, 60_000);
+            let mut rto = from;
+            (0..n)
+                .map(|_| {
+                    rto = b.after_timeout(rto);
+                    rto
+                })
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        // Off: rto += max(rto, rx_rto), so a small segment RTO jumps by rx_rto first.
+        assert_eq!(grown(NoDelay::Off, 120, 3), [420, 840, 1680]);
+        // On: ×1.5, truncating.
+        assert_eq!(grown(NoDelay::On, 301, 3), [451, 676, 1014]);
+        // Linear: + rx_rto / 2 each time.
+        assert_eq!(grown(NoDelay::Linear, 300, 3), [450, 600, 750]);
+    }
+
+    #[test]
+    fn timeout_growth_stops_at_max_rto_and_never_wraps() {
+        let e = estimator_at(300);
+        let b = e.backoff(NoDelay::Off, 1_000);
+        assert_eq!(b.after_timeout(600), 1_000);
+        assert_eq!(b.after_timeout(1_000), 1_000);
+        let b = e.backoff(NoDelay::On, u32::MAX);
+        assert_eq!(b.after_timeout(u32::MAX - 1), u32::MAX);
     }
 }
