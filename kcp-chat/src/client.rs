@@ -169,19 +169,19 @@ impl ChatClient {
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
-    pub fn flush(&mut self, timeout: Duration) -> Result<bool, ChatError> {
-        Ok(self.kcp.flush(timeout)?)
+    pub fn wait_acknowledged(&mut self, timeout: Duration) -> Result<bool, ChatError> {
+        Ok(self.kcp.wait_acknowledged(timeout)?)
     }
 
     /// Sends a quit and waits up to `timeout` for it to be acknowledged.
     ///
     /// # Errors
-    /// As [`flush`](Self::flush).
+    /// As [`wait_acknowledged`](Self::wait_acknowledged).
     pub fn quit(&mut self, reason: &str, timeout: Duration) -> Result<bool, ChatError> {
         self.send(&ClientFrame::Quit {
             reason: reason.to_owned(),
         })?;
-        self.flush(timeout)
+        self.wait_acknowledged(timeout)
     }
 
     /// Starts a new conversation after a link failure: hello with our resume token

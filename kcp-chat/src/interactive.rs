@@ -199,7 +199,7 @@ impl<W: Write> Session<W> {
                     if let Some(exit) = self.frame(&frame) {
                         // Acknowledge the server's last frames before going, so it
                         // need not retransmit them until its shutdown deadline.
-                        let _ = self.chat.flush(Duration::from_millis(200));
+                        let _ = self.chat.wait_acknowledged(Duration::from_millis(200));
                         return Ok(Some(exit));
                     }
                 }
@@ -244,7 +244,7 @@ impl<W: Write> Session<W> {
             }
         }
         self.chat
-            .flush(quit_deadline.saturating_duration_since(Instant::now()))?;
+            .wait_acknowledged(quit_deadline.saturating_duration_since(Instant::now()))?;
         Ok(ClientExit::Quit)
     }
 }

@@ -165,7 +165,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Acknowledge the last echoes before exiting, so the server does not retransmit
     // them to a closed port.
     client
-        .flush(Duration::from_secs(1))
+        .wait_acknowledged(Duration::from_secs(1))
         .context("flushing the last acknowledgements")?;
     latencies.sort();
     let stats = client.stats();

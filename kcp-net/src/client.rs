@@ -1,29 +1,24 @@
 //! `KcpClient`: one conversation with a server, driven by its owner's thread.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kcp_core::{Kcp, PollAt};
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 
 use crate::clock::Clock;
-use crate::config::{ClientConfig, enqueue, max_datagram, queued_bytes};
+use crate::config::{ClientConfig, max_datagram};
+use crate::conversation::{ACK_HOLD, Conversation};
 use crate::error::NetError;
+use crate::lifecycle::CloseReason;
 use crate::outbox::Outbox;
-use crate::stats::{SessionCounters, SessionStats};
+use crate::stats::SessionStats;
 use crate::timer::earliest;
-use crate::udp::{self, BATCH, DatagramIo, RecvBatch, SocketOptions};
+use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
 
 /// Most datagrams one `tick` reads before running timers (as the server loop's bound).
 const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
-
-/// How long [`KcpClient::try_recv`] hands out already-read messages before it reads
-/// the socket and runs the engine again.
-const INBOX_FRESH: Duration = Duration::from_millis(1);
 
 /// Why a conversation ended (kept so every later call reports it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,39 +46,31 @@ enum Failure {
 /// [`server_timeout`](ClientConfig::server_timeout) while we wait for an
 /// acknowledgement, or the engine gives a segment up as dead, every call returns
 /// [`NetError::ServerGone`] / [`NetError::DeadLink`] until [`reconnect`](Self::reconnect).
+///
+/// These rules live in the client's [`Conversation`], which takes `now` from its
+/// caller: the client reads the clock, the conversation only compares instants, so
+/// the rules are tested on virtual time.
 #[derive(Debug)]
 pub struct KcpClient {
-    socket: UdpSocket,
+    socket: PolledSocket,
     io: Box<dyn DatagramIo>,
     server: SocketAddr,
     config: ClientConfig,
-    kcp: Kcp,
-    clock: Clock,
+    conversation: Conversation,
     recv: RecvBatch,
     outbox: Outbox,
-    inbox: VecDeque<Bytes>,
-    counters: SessionCounters,
     /// Datagrams from addresses other than the server's.
     foreign: u64,
+    /// Datagrams longer than we accept, dropped unread.
+    oversized: u64,
     /// Datagrams the socket did not take (full buffer, refused by the OS).
     send_drops: u64,
-    /// When we last sent any datagram (keepalive timing).
-    last_out: Instant,
-    /// Since when we have been waiting to hear from the server.
-    waiting_since: Option<Instant>,
     failure: Option<Failure>,
     readable: bool,
-    /// ACKs owed under `flush_on_input`, held back while received messages wait in
-    /// the inbox so that they leave with the application's reply (see `tick`).
-    /// Since when (`None`: nothing owed).
-    flush_owed: Option<Instant>,
     /// When the socket was last read.
     last_read: Instant,
-    /// When the engine was last driven (`update` or `flush`).
-    last_drive: Instant,
     /// Our own poll for blocking calls, created on first use.
     poll: Option<(Poll, Events)>,
-    externally_polled: bool,
 }
 
 impl KcpClient {
@@ -106,7 +93,8 @@ impl KcpClient {
         config: ClientConfig,
     ) -> Result<Self, NetError> {
         config.validate()?;
-        let kcp = Kcp::new(conv, config.engine.clone())?;
+        let now = Instant::now();
+        let conversation = Conversation::new(conv, config.conversation(), now)?;
         let bind = config.bind.unwrap_or_else(|| {
             let ip = match server.ip() {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -128,41 +116,35 @@ impl KcpClient {
             max_datagram(&config.engine),
             udp::CLIENT_GRO_SLOTS,
         );
-        let now = Instant::now();
-        let clock = Clock::new(now);
-        let outbox = Outbox::new(clock, now);
+        let outbox = Outbox::new(Clock::new(now), now);
         #[cfg(feature = "impair")]
         let outbox = outbox.impaired(config.impair.as_ref());
-        let mut client = Self {
-            socket,
+        Ok(Self {
+            socket: PolledSocket::new(socket),
             io,
             server,
             recv,
             config,
-            kcp,
-            clock,
+            conversation,
             outbox,
-            inbox: VecDeque::new(),
-            counters: SessionCounters::default(),
             foreign: 0,
+            oversized: 0,
             send_drops: 0,
-            last_out: now,
-            waiting_since: None,
             failure: None,
             readable: true,
-            flush_owed: None,
             last_read: now,
-            last_drive: now,
             poll: None,
-            externally_polled: false,
-        };
-        client.drive(now, false); // starts the engine's update grid
-        Ok(client)
+        })
     }
 
     /// The conversation id.
     pub fn conv(&self) -> u32 {
-        self.kcp.conv()
+        self.conversation.conv()
+    }
+
+    /// The conversation itself (engine, liveness, counters).
+    pub const fn conversation(&self) -> &Conversation {
+        &self.conversation
     }
 
     /// The server's address.
@@ -182,15 +164,18 @@ impl KcpClient {
 
     /// Counters so far (this conversation's engine; ours since `connect`).
     pub fn stats(&self) -> SessionStats {
-        SessionStats {
-            counters: self.counters,
-            engine: self.kcp.stats(),
-        }
+        self.conversation.stats()
     }
 
     /// Datagrams received from addresses other than the server's (dropped).
     pub fn foreign_datagrams(&self) -> u64 {
         self.foreign
+    }
+
+    /// Datagrams longer than we accept (the engine's `mtu`, at least 1,500 bytes),
+    /// dropped unread.
+    pub fn oversized_datagrams(&self) -> u64 {
+        self.oversized
     }
 
     /// Outgoing datagrams the socket did not take: its buffer was full, or the OS
@@ -211,12 +196,14 @@ impl KcpClient {
 
     /// Bytes queued or in flight, counted in whole segments.
     pub fn queued_bytes(&self) -> usize {
-        queued_bytes(&self.kcp)
+        self.conversation.queued_bytes()
     }
 
-    /// Messages received and not yet taken.
-    pub fn pending(&self) -> usize {
-        self.inbox.len()
+    /// Whether a received message waits for [`try_recv`](Self::try_recv). Received
+    /// messages wait in the engine, whose receive window bounds them: a client that
+    /// does not read makes the server wait, not our memory grow.
+    pub fn has_message(&self) -> bool {
+        self.conversation.has_message()
     }
 
     fn check_failure(&self) -> Result<(), NetError> {
@@ -246,15 +233,9 @@ impl KcpClient {
     /// As [`send`](Self::send).
     pub fn send_bytes(&mut self, message: Bytes) -> Result<(), NetError> {
         self.check_failure()?;
-        enqueue(
-            &mut self.kcp,
-            &mut self.counters,
-            message,
-            self.config.max_queued_bytes,
-        )?;
         let now = Instant::now();
-        self.waiting_since.get_or_insert(now);
-        self.drive(now, self.config.flush_on_send || self.flush_owed.is_some());
+        self.conversation.send(now, message)?;
+        self.drive(now);
         self.flush_socket(now);
         Ok(())
     }
@@ -270,19 +251,12 @@ impl KcpClient {
         self.check_failure()?;
         let now = Instant::now();
         self.outbox.set_now(now);
-        let heard = self.read_socket(now)?;
-        self.keepalive(now);
+        self.read_socket(now)?;
         // With `flush_on_input`, the ACKs for what we read leave now, unless messages
-        // wait in the inbox: then the application is about to take them and perhaps
-        // reply, and the ACKs leave with that reply, or at the first tick that finds
-        // the inbox empty or comes a millisecond later (`next_deadline` asks for it).
-        if heard && self.config.flush_on_input {
-            self.flush_owed.get_or_insert(now);
-        }
-        let flush = self
-            .flush_owed
-            .is_some_and(|since| self.inbox.is_empty() || now >= since + INBOX_FRESH);
-        self.drive(now, flush);
+        // wait: then the application is about to take them and perhaps reply, and
+        // the ACKs leave with that reply, or at the first tick that finds nothing
+        // waiting or comes a millisecond later (`next_deadline` asks for it).
+        self.drive(now);
         self.flush_socket(now);
         self.detect_failure(now);
         self.check_failure()
@@ -296,11 +270,13 @@ impl KcpClient {
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, NetError> {
         // Messages already read are handed out without touching the socket again for
         // up to a millisecond (timers and ACKs lose nothing at that scale).
-        if !self.inbox.is_empty() && self.last_read.elapsed() < INBOX_FRESH {
-            return Ok(self.inbox.pop_front());
+        if self.conversation.has_message() && self.last_read.elapsed() < ACK_HOLD {
+            if let Some(message) = self.conversation.recv() {
+                return Ok(Some(message));
+            }
         }
         let ticked = self.tick();
-        if let Some(message) = self.inbox.pop_front() {
+        if let Some(message) = self.conversation.recv() {
             return Ok(Some(message));
         }
         ticked.map(|()| None)
@@ -335,13 +311,15 @@ impl KcpClient {
     ///
     /// # Errors
     /// As [`recv`](Self::recv).
-    pub fn flush(&mut self, timeout: Duration) -> Result<bool, NetError> {
+    pub fn wait_acknowledged(&mut self, timeout: Duration) -> Result<bool, NetError> {
         let deadline = Instant::now() + timeout;
         loop {
             self.tick()?;
-            if self.kcp.wait_send() == 0 {
+            if self.conversation.engine().wait_send() == 0 {
                 let now = Instant::now();
-                self.drive(now, true);
+                let Ok(_) = self
+                    .conversation
+                    .flush(now, &mut self.outbox.to(self.server));
                 self.flush_socket(now);
                 return Ok(true);
             }
@@ -354,29 +332,17 @@ impl KcpClient {
         }
     }
 
-    /// When [`tick`](Self::tick) next has work even if nothing arrives: the engine's
-    /// timer, the keepalive, the server timeout, the impaired link's next release, the
-    /// ACKs held for the inbox. `None` if only a datagram can create work.
+    /// When [`tick`](Self::tick) next has work even if nothing arrives: the
+    /// conversation's deadlines (engine timer, keepalive, server timeout, ACKs held
+    /// for the application; see [`Conversation::next_deadline`]) and the impaired
+    /// link's next release. `None` if only a datagram can create work.
     ///
     /// A deadline is a fixed instant: asked again before `tick` runs, the answer is
     /// the same, and work already due answers an instant in the past. So comparing it
     /// with an `Instant` you took earlier (`deadline <= now`) is safe.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
-        let ts = self.clock.timestamp(now);
-        let engine = match self.kcp.check(ts) {
-            // Due already, some time since it was last driven: that instant stays put
-            // until the next tick (never "now", which would stay ahead of a caller's
-            // own earlier reading of the clock for as long as it keeps asking).
-            PollAt::Now => Some(self.last_drive),
-            PollAt::At(t) => Some(self.clock.instant_of(now, t)),
-            PollAt::Idle => None,
-        };
-        let keepalive = self.keepalive_interval().map(|k| self.last_out + k);
-        let gone = self.waiting_since.map(|t| t + self.config.server_timeout);
-        let owed = self.flush_owed.map(|since| since + INBOX_FRESH);
-        let next = earliest(earliest(engine, keepalive), earliest(gone, owed));
-        earliest(next, self.outbox.next_release())
+        let conversation = self.conversation.next_deadline(Instant::now());
+        earliest(conversation, self.outbox.next_release())
     }
 
     /// Starts a new conversation with a new random conv (different from the old one)
@@ -386,42 +352,15 @@ impl KcpClient {
     /// # Errors
     /// [`NetError::Config`] cannot happen (the config was validated at connect).
     pub fn reconnect(&mut self) -> Result<u32, NetError> {
-        let conv = random_conv(self.kcp.conv());
-        self.kcp = Kcp::new(conv, self.config.engine.clone())?;
-        let now = Instant::now();
+        let conv = random_conv(self.conversation.conv());
+        self.conversation = Conversation::new(conv, self.config.conversation(), Instant::now())?;
         self.failure = None;
-        self.waiting_since = None;
-        self.last_out = now;
-        self.counters = SessionCounters::default();
-        self.drive(now, false);
         Ok(conv)
     }
 
-    fn keepalive_interval(&self) -> Option<Duration> {
-        self.config.keepalive.filter(|_| !self.config.engine.stream)
-    }
-
-    fn keepalive(&mut self, now: Instant) {
-        let Some(interval) = self.keepalive_interval() else {
-            return;
-        };
-        if now < self.last_out + interval || self.kcp.wait_send() > 0 {
-            return;
-        }
-        // An empty message: one PUSH segment with no payload, acknowledged like any.
-        if self.kcp.send(&[]).is_ok() {
-            self.counters.keepalives += 1;
-            self.waiting_since.get_or_insert(now);
-            self.last_out = now; // if the flush below sends nothing, do not retry at once
-        }
-    }
-
-    /// Reads what the socket holds into the engine and the inbox; returns whether any
-    /// datagram from the server was accepted.
-    fn read_socket(&mut self, now: Instant) -> Result<bool, NetError> {
-        let ts = self.clock.timestamp(now);
+    /// Reads what the socket holds into the conversation.
+    fn read_socket(&mut self, now: Instant) -> Result<(), NetError> {
         let mut received = 0;
-        let mut heard = false;
         self.last_read = now;
         // Always try: under an external poll we learn of readiness only through `tick`.
         self.readable = true;
@@ -442,17 +381,12 @@ impl KcpClient {
                 let (meta, datagram) = self.recv.get(i);
                 if meta.addr != self.server {
                     self.foreign += 1;
-                    continue;
+                } else if meta.truncated {
+                    self.oversized += 1;
+                } else {
+                    // A rejected datagram is counted by the conversation.
+                    let _ = self.conversation.input(now, datagram);
                 }
-                if meta.truncated || self.kcp.input(ts, datagram).is_err() {
-                    self.counters.rejected_in += 1;
-                    continue;
-                }
-                heard = true;
-                self.counters.datagrams_in += 1;
-                self.counters.bytes_in += meta.len as u64;
-                // We heard the server: restart the silence clock if we still wait.
-                self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
             }
             if !self.recv.may_hold_more() {
                 // The read emptied the socket; the next datagram raises a new edge.
@@ -460,32 +394,14 @@ impl KcpClient {
                 break;
             }
         }
-        while let Some(message) = self.kcp.recv() {
-            if message.is_empty() {
-                // A keepalive echoed by an echo server, or one sent by the server.
-                continue;
-            }
-            self.counters.messages_in += 1;
-            self.inbox.push_back(message);
-        }
-        Ok(heard)
+        Ok(())
     }
 
-    fn drive(&mut self, now: Instant, flush: bool) {
-        self.last_drive = now;
-        let ts = self.clock.timestamp(now);
+    fn drive(&mut self, now: Instant) {
         self.outbox.set_now(now);
-        if flush {
-            self.flush_owed = None;
-        }
-        let sent = self
-            .outbox
-            .drive(&mut self.kcp, self.server, ts, flush, &mut self.counters);
-        if sent {
-            self.last_out = now;
-            // Whenever the engine emits, it flushes whole: every ACK owed went out.
-            self.flush_owed = None;
-        }
+        let Ok(_) = self
+            .conversation
+            .drive(now, &mut self.outbox.to(self.server));
     }
 
     fn flush_socket(&mut self, now: Instant) {
@@ -497,14 +413,14 @@ impl KcpClient {
         if self.failure.is_some() {
             return;
         }
-        if self.kcp.is_dead() {
-            self.failure = Some(Failure::DeadLink);
-        } else if let Some(since) = self.waiting_since {
-            let silent = now.saturating_duration_since(since);
-            if silent >= self.config.server_timeout {
-                self.failure = Some(Failure::ServerGone(silent));
-            }
-        }
+        self.failure = match self.conversation.poll_close(now) {
+            Some(CloseReason::DeadLink) => Some(Failure::DeadLink),
+            Some(CloseReason::PeerGone) => Some(Failure::ServerGone(
+                self.conversation.silent_for(now).unwrap_or_default(),
+            )),
+            // A client sets no idle timeout and never closes its conversation.
+            _ => None,
+        };
     }
 
     /// Blocks until the socket is readable or `timeout` passes.
@@ -512,13 +428,13 @@ impl KcpClient {
         if self.readable {
             return Ok(());
         }
-        if self.externally_polled {
+        if self.socket.is_registered() {
             return Err(NetError::ExternallyPolled);
         }
         if self.poll.is_none() {
             let poll = Poll::new().map_err(|e| NetError::io("creating a poll", e))?;
             poll.registry()
-                .register(&mut self.socket, Token(0), Interest::READABLE)
+                .register(self.socket.inner_mut(), Token(0), Interest::READABLE)
                 .map_err(|e| NetError::io("registering the socket", e))?;
             self.poll = Some((poll, Events::with_capacity(4)));
         }
@@ -541,29 +457,7 @@ impl KcpClient {
 /// call [`KcpClient::tick`] / [`KcpClient::try_recv`] when its token fires or its
 /// [`next_deadline`](KcpClient::next_deadline) passes.
 impl mio::event::Source for KcpClient {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.externally_polled = true;
-        self.socket.register(registry, token, interests)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        self.socket.reregister(registry, token, interests)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        self.externally_polled = false;
-        self.socket.deregister(registry)
-    }
+    crate::udp::delegate_source!(socket);
 }
 
 /// A random conv, never 0 and never `old`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kcp_core::Config;
 
+use crate::conversation::WireMode;
 use crate::error::NetError;
 #[cfg(feature = "impair")]
 use crate::impair::ImpairConfig;
@@ -63,6 +64,88 @@ impl fmt::Display for Preset {
 /// a thousand peers is not dropped by the kernel before the loop drains it. Linux caps
 /// it at `net.core.rmem_max`/`wmem_max`.
 pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Settings of one [`Conversation`](crate::Conversation): the engine and the rules
+/// kept around it. Servers and clients derive theirs from [`ServerConfig`] and
+/// [`ClientConfig`] ([`ServerConfig::conversation`], [`ClientConfig::conversation`]);
+/// build one yourself to drive a `Conversation` from your own loop.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConversationConfig {
+    /// The engine settings. Default: [`Preset::Fast`].
+    pub engine: Config,
+    /// How datagrams look on the wire. Default [`WireMode::Raw`].
+    pub wire: WireMode,
+    /// Most bytes held unacknowledged (queued or in flight, counted in whole segments
+    /// of `mtu - 24` bytes); a send beyond it fails with
+    /// [`QueueError::Full`](crate::QueueError::Full). Default 1 MiB.
+    pub max_queued_bytes: usize,
+    /// Flush the engine on the next drive after a message was queued, instead of at
+    /// its next `interval` tick. Default `false`.
+    pub flush_on_send: bool,
+    /// Flush the engine on the next drive after datagrams arrived, so the ACKs owed
+    /// leave at once, unless received messages still wait for the application: then
+    /// they are held for its reply, for a millisecond at most. Default `false`.
+    pub flush_on_input: bool,
+    /// Send an empty message after this long without sending anything (message mode
+    /// only; ignored in stream mode). Default `None`.
+    pub keepalive: Option<Duration>,
+    /// After we send something, hearing nothing from the peer for this long ends the
+    /// conversation ([`CloseReason::PeerGone`](crate::CloseReason::PeerGone)).
+    /// Default `None`.
+    pub peer_timeout: Option<Duration>,
+    /// Hearing nothing from the peer for this long ends the conversation
+    /// ([`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)), whether we wait
+    /// for it or not. Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// Count received empty messages as keepalives instead of delivering them.
+    /// Default `true`.
+    pub swallow_empty_messages: bool,
+}
+
+impl ConversationConfig {
+    /// The defaults, with `preset`'s engine settings.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            engine: preset.config(),
+            wire: WireMode::Raw,
+            max_queued_bytes: 1 << 20,
+            flush_on_send: false,
+            flush_on_input: false,
+            keepalive: None,
+            peer_timeout: None,
+            idle_timeout: None,
+            swallow_empty_messages: true,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] for the engine, [`NetError::Setting`] for the rest.
+    pub fn validate(&self) -> Result<(), NetError> {
+        self.engine.validate()?;
+        if self.max_queued_bytes == 0 {
+            return Err(NetError::Setting("max_queued_bytes must be at least 1"));
+        }
+        if self.keepalive.is_some_and(|k| k.is_zero()) {
+            return Err(NetError::Setting("keepalive must be positive"));
+        }
+        if self.peer_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(NetError::Setting("peer_timeout must be positive"));
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(NetError::Setting("idle_timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        Self::new(Preset::default())
+    }
+}
 
 /// Settings of a [`KcpServer`](crate::KcpServer). Start from [`ServerConfig::new`] and
 /// change what you need.
@@ -145,22 +228,37 @@ impl ServerConfig {
         }
     }
 
+    /// What each session's [`Conversation`](crate::Conversation) runs with.
+    pub fn conversation(&self) -> ConversationConfig {
+        ConversationConfig {
+            engine: self.engine.clone(),
+            wire: WireMode::Raw,
+            max_queued_bytes: self.max_queued_bytes_per_session,
+            flush_on_send: self.flush_on_send,
+            flush_on_input: self.flush_on_input,
+            keepalive: None,
+            peer_timeout: None,
+            idle_timeout: Some(self.idle_timeout),
+            swallow_empty_messages: self.swallow_empty_messages,
+        }
+    }
+
     /// Checks every field.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] for the engine, [`NetError::Setting`] for the rest.
     pub fn validate(&self) -> Result<(), NetError> {
-        self.engine.validate()?;
-        if !(1..=256).contains(&self.threads) {
-            return Err(NetError::Setting("threads must be 1..=256"));
-        }
-        if self.max_sessions == 0 {
-            return Err(NetError::Setting("max_sessions must be at least 1"));
-        }
         if self.max_queued_bytes_per_session == 0 {
             return Err(NetError::Setting(
                 "max_queued_bytes_per_session must be at least 1",
             ));
         }
-        if self.idle_timeout.is_zero() {
-            return Err(NetError::Setting("idle_timeout must be positive"));
+        self.conversation().validate()?;
+        if !(1..=256).contains(&self.threads) {
+            return Err(NetError::Setting("threads must be 1..=256"));
+        }
+        if self.max_sessions == 0 {
+            return Err(NetError::Setting("max_sessions must be at least 1"));
         }
         if self.new_sessions_per_sec == 0 {
             return Err(NetError::Setting("new_sessions_per_sec must be at least 1"));
@@ -238,19 +336,35 @@ impl ClientConfig {
         }
     }
 
+    /// What the client's [`Conversation`](crate::Conversation) runs with: the
+    /// keepalive (message mode only) and the server timeout as its peer timeout; the
+    /// client never closes on idleness, and drops the empty messages it receives.
+    pub fn conversation(&self) -> ConversationConfig {
+        ConversationConfig {
+            engine: self.engine.clone(),
+            wire: WireMode::Raw,
+            max_queued_bytes: self.max_queued_bytes,
+            flush_on_send: self.flush_on_send,
+            flush_on_input: self.flush_on_input,
+            keepalive: self.keepalive.filter(|_| !self.engine.stream),
+            peer_timeout: Some(self.server_timeout),
+            idle_timeout: None,
+            swallow_empty_messages: true,
+        }
+    }
+
     /// Checks every field.
+    ///
+    /// # Errors
+    /// [`NetError::Config`] for the engine, [`NetError::Setting`] for the rest.
     pub fn validate(&self) -> Result<(), NetError> {
-        self.engine.validate()?;
         if self.keepalive.is_some_and(|k| k.is_zero()) {
             return Err(NetError::Setting("keepalive must be positive"));
         }
         if self.server_timeout.is_zero() {
             return Err(NetError::Setting("server_timeout must be positive"));
         }
-        if self.max_queued_bytes == 0 {
-            return Err(NetError::Setting("max_queued_bytes must be at least 1"));
-        }
-        Ok(())
+        self.conversation().validate()
     }
 }
 
@@ -266,36 +380,6 @@ impl Default for ClientConfig {
 /// a datagram of that size (GRO receive slots hold 64 KiB).
 pub(crate) fn max_datagram(engine: &Config) -> usize {
     engine.mtu.max(1500)
-}
-
-/// Bytes a session holds unacknowledged, counted in whole segments.
-pub(crate) fn queued_bytes(kcp: &kcp_core::Kcp) -> usize {
-    kcp.wait_send() * kcp.config().mss()
-}
-
-/// Queues `message` on `kcp` unless that would hold more than `limit` bytes
-/// unacknowledged; counts the outcome in `counters`.
-pub(crate) fn enqueue(
-    kcp: &mut kcp_core::Kcp,
-    counters: &mut crate::stats::SessionCounters,
-    message: bytes::Bytes,
-    limit: usize,
-) -> Result<(), NetError> {
-    let queued = queued_bytes(kcp);
-    if queued + message.len() > limit {
-        counters.sends_refused += 1;
-        return Err(NetError::QueueFull {
-            queued,
-            message: message.len(),
-            limit,
-        });
-    }
-    if let Err(e) = kcp.send_bytes(message) {
-        counters.sends_refused += 1;
-        return Err(e.into());
-    }
-    counters.messages_out += 1;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,56 @@ use std::time::Duration;
 
 use kcp_core::{ConfigError, SendError};
 
-/// What went wrong in `kcp-net`. Each variant says who is at fault: the OS
+/// Why a message was not queued on a session or conversation: the narrow error of
+/// [`SessionCtx::send`](crate::SessionCtx::send) and
+/// [`Conversation::send`](crate::Conversation::send). It converts into [`NetError`]
+/// (variants [`QueueFull`](NetError::QueueFull), [`Send`](NetError::Send) and
+/// [`SessionClosed`](NetError::SessionClosed)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Sending would exceed the queued-bytes limit. Nothing was queued; retry once the
+    /// peer has acknowledged some data.
+    #[error("{queued} bytes queued; {message} more would exceed the limit of {limit}")]
+    Full {
+        /// Bytes already queued or in flight (counted in whole segments).
+        queued: usize,
+        /// Size of the refused message.
+        message: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine refused the message (too many fragments for the windows).
+    #[error("engine refused the message")]
+    Engine(#[from] SendError),
+    /// The session is closing (or closed) and accepts no new messages.
+    #[error("session is closed or closing")]
+    Closed,
+}
+
+impl From<QueueError> for NetError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Full {
+                queued,
+                message,
+                limit,
+            } => Self::QueueFull {
+                queued,
+                message,
+                limit,
+            },
+            QueueError::Engine(e) => Self::Send(e),
+            QueueError::Closed => Self::SessionClosed,
+        }
+    }
+}
+
+/// What went wrong in `kcp-net`.
+///
+/// `Display` says what failed in our words; the cause (an OS error, the engine's
+/// error) is its [`source`](std::error::Error::source), printed by error reporters
+/// such as `anyhow`'s `{:#}` once, not repeated in the message. Each variant says who is at fault: the OS
 /// ([`Bind`](Self::Bind), [`Io`](Self::Io)), the caller ([`Config`](Self::Config),
 /// [`QueueFull`](Self::QueueFull), [`Send`](Self::Send)), the session's lifecycle
 /// ([`SessionClosed`](Self::SessionClosed), [`Shutdown`](Self::Shutdown)) or the peer
@@ -15,7 +64,7 @@ use kcp_core::{ConfigError, SendError};
 #[non_exhaustive]
 pub enum NetError {
     /// Creating or binding a UDP socket failed.
-    #[error("cannot bind UDP socket to {addr}: {source}")]
+    #[error("cannot bind UDP socket to {addr}")]
     Bind {
         /// The address we tried to bind.
         addr: SocketAddr,
@@ -24,7 +73,7 @@ pub enum NetError {
         source: io::Error,
     },
     /// A socket, poll or thread operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: &'static str,
@@ -33,13 +82,13 @@ pub enum NetError {
         source: io::Error,
     },
     /// The engine configuration is invalid.
-    #[error("invalid engine configuration: {0}")]
+    #[error("invalid engine configuration")]
     Config(#[from] ConfigError),
     /// A `kcp-net` setting is invalid.
     #[error("invalid setting: {0}")]
     Setting(&'static str),
     /// The engine refused the message (too many fragments, or its send queue is full).
-    #[error("engine refused the message: {0}")]
+    #[error("engine refused the message")]
     Send(#[from] SendError),
     /// Sending would exceed the session's queued-bytes limit. Nothing was queued; retry
     /// once the peer has acknowledged some data.
@@ -94,5 +143,95 @@ impl NetError {
     /// [`ServerGone`](Self::ServerGone)): call `reconnect` to start a new one.
     pub const fn is_link_failure(&self) -> bool {
         matches!(self, Self::DeadLink { .. } | Self::ServerGone { .. })
+    }
+}
+
+/// For callers that speak `std::io`: the kind says what a program may do about it
+/// (`TimedOut` for a lost peer, `WouldBlock` for a full queue, `InvalidInput` for a
+/// bad setting, the OS error's own kind for socket failures), and the `NetError` is
+/// kept as the inner error.
+impl From<NetError> for io::Error {
+    fn from(e: NetError) -> Self {
+        let kind = match &e {
+            NetError::Bind { source, .. } | NetError::Io { source, .. } => source.kind(),
+            NetError::Config(_) | NetError::Setting(_) | NetError::Send(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            NetError::QueueFull { .. } => io::ErrorKind::WouldBlock,
+            NetError::SessionClosed | NetError::Shutdown => io::ErrorKind::NotConnected,
+            NetError::DeadLink { .. } | NetError::ServerGone { .. } => io::ErrorKind::TimedOut,
+            NetError::OnLoopThread | NetError::ExternallyPolled => io::ErrorKind::Unsupported,
+        };
+        Self::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// `Display` of the error and of each source in its chain, joined as reporters do.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_source_is_printed_once_in_the_chain() {
+        let e = NetError::Bind {
+            addr: "127.0.0.1:4000".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        let text = chain(&e);
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
+        assert!(text.starts_with("cannot bind UDP socket to 127.0.0.1:4000: "));
+        let e = NetError::from(SendError::TooLarge {
+            fragments: 300,
+            max: 127,
+        });
+        let text = chain(&e);
+        assert_eq!(text.matches("300").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn queue_errors_become_the_matching_net_errors() {
+        let full = QueueError::Full {
+            queued: 10,
+            message: 5,
+            limit: 12,
+        };
+        assert!(matches!(
+            NetError::from(full),
+            NetError::QueueFull {
+                queued: 10,
+                message: 5,
+                limit: 12
+            }
+        ));
+        assert!(matches!(
+            NetError::from(QueueError::Closed),
+            NetError::SessionClosed
+        ));
+    }
+
+    #[test]
+    fn net_errors_become_io_errors_of_a_fitting_kind() {
+        let gone = io::Error::from(NetError::DeadLink { conv: 1 });
+        assert_eq!(gone.kind(), io::ErrorKind::TimedOut);
+        let inner = gone.get_ref().and_then(|e| e.downcast_ref::<NetError>());
+        assert!(matches!(inner, Some(NetError::DeadLink { conv: 1 })));
+        let bind = io::Error::from(NetError::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        });
+        assert_eq!(bind.kind(), io::ErrorKind::AddrInUse);
+        assert!(bind.source().is_some());
     }
 }

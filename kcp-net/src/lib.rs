@@ -112,12 +112,12 @@
 
 mod client;
 mod clock;
-mod command;
 mod config;
+mod conversation;
 mod error;
-mod event_loop;
 #[cfg(feature = "impair")]
 pub mod impair;
+mod lifecycle;
 mod limits;
 mod outbox;
 mod server;
@@ -128,11 +128,15 @@ mod timer;
 mod udp;
 
 pub use client::KcpClient;
-pub use command::SessionInfo;
-pub use config::{ClientConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig};
-pub use error::NetError;
-pub use server::{CloseCtx, EventHandler, KcpServer, ServerHandle, SessionCtx};
-pub use session::{CloseReason, KcpSession, SessionState};
+pub use config::{ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig};
+pub use conversation::{Conversation, WireMode};
+pub use error::{NetError, QueueError};
+pub use lifecycle::{CloseReason, SessionState};
+pub use server::{
+    CloseCtx, EventHandler, KcpServer, ServerDriver, ServerEvent, ServerHandle, SessionCtx,
+    SessionInfo,
+};
+pub use session::KcpSession;
 pub use stats::{LoopStats, ServerStats, SessionCounters, SessionStats};
 pub use store::SessionKey;
 pub use udp::IoBackend;

@@ -124,12 +124,17 @@ counters! {
         sessions_active,
         /// Sessions closed by idle timeout.
         closed_idle,
-        /// Sessions closed because the engine reported a dead link.
+        /// Sessions closed because the engine reported a dead link (or the peer went
+        /// silent past a peer timeout).
         closed_dead_link,
         /// Sessions closed by the application.
         closed_local,
         /// Sessions closed by shutdown.
         closed_shutdown,
+        /// Sessions closed because a handler method panicked on them.
+        closed_handler_panicked,
+        /// Handler panics caught (each closes its session, or refuses the new one).
+        handler_panics,
     }
 }
 
@@ -151,8 +156,10 @@ counters! {
         messages_in,
         /// Messages queued for sending (keepalives excluded).
         messages_out,
-        /// Keepalives received (server) or sent (client).
-        keepalives,
+        /// Keepalives (empty messages) received and swallowed.
+        keepalives_in,
+        /// Keepalives sent.
+        keepalives_out,
         /// Sends refused by a limit.
         sends_refused,
     }

@@ -1,9 +1,8 @@
-//! A generational slab of sessions: keys carry a generation so a key of a closed
-//! session never reaches the session that reused its slot (h2's `Key` ABA guard).
+//! A generational slab: keys carry a generation so a key of a closed session never
+//! reaches the session that reused its slot (h2's `Key` ABA guard), and a dirty list
+//! of the entries touched this turn.
 
 use std::fmt;
-
-use crate::session::KcpSession;
 
 /// Names one session of a server: its loop, its slot and the slot's generation.
 ///
@@ -37,27 +36,64 @@ impl fmt::Display for SessionKey {
 }
 
 #[derive(Debug)]
-struct Slot {
+struct Slot<T> {
     generation: u32,
-    session: Option<KcpSession>,
+    value: Option<T>,
+    /// Listed in the store's dirty list.
+    dirty: bool,
 }
 
-/// The sessions of one loop.
+/// The sessions (or any values) of one loop, by [`SessionKey`], with the list of
+/// those marked dirty since it was last taken.
 #[derive(Debug)]
-pub(crate) struct Store {
+pub(crate) struct Store<T> {
     loop_id: u16,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<T>>,
     free: Vec<u32>,
     len: usize,
+    dirty: Vec<SessionKey>,
 }
 
-impl Store {
+/// One live entry of a [`Store`]: its value, and the means to mark it dirty while
+/// the value is borrowed.
+#[derive(Debug)]
+pub(crate) struct Entry<'a, T> {
+    key: SessionKey,
+    value: &'a mut T,
+    marked: &'a mut bool,
+    dirty: &'a mut Vec<SessionKey>,
+}
+
+impl<T> Entry<'_, T> {
+    pub(crate) const fn key(&self) -> SessionKey {
+        self.key
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        self.value
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value
+    }
+
+    /// Lists the entry in the store's dirty list, once until the list is taken.
+    pub(crate) fn mark_dirty(&mut self) {
+        if !*self.marked {
+            *self.marked = true;
+            self.dirty.push(self.key);
+        }
+    }
+}
+
+impl<T> Store<T> {
     pub(crate) fn new(loop_id: u16) -> Self {
         Self {
             loop_id,
             slots: Vec::new(),
             free: Vec::new(),
             len: 0,
+            dirty: Vec::new(),
         }
     }
 
@@ -69,12 +105,13 @@ impl Store {
         self.len == 0
     }
 
-    /// Stores the session `make` builds for its new key.
-    pub(crate) fn insert(&mut self, make: impl FnOnce(SessionKey) -> KcpSession) -> SessionKey {
+    /// Stores the value `make` builds for its new key.
+    pub(crate) fn insert(&mut self, make: impl FnOnce(SessionKey) -> T) -> SessionKey {
         let index = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 generation: 0,
-                session: None,
+                value: None,
+                dirty: false,
             });
             (self.slots.len() - 1) as u32
         });
@@ -84,77 +121,168 @@ impl Store {
             index,
             generation: slot.generation,
         };
-        slot.session = Some(make(key));
+        slot.value = Some(make(key));
+        slot.dirty = false;
         self.len += 1;
         key
     }
 
-    fn slot(&self, key: SessionKey) -> Option<&Slot> {
+    fn slot_index(&self, key: SessionKey) -> Option<usize> {
         let slot = self.slots.get(key.index as usize)?;
-        (key.loop_id == self.loop_id && slot.generation == key.generation).then_some(slot)
+        (key.loop_id == self.loop_id && slot.generation == key.generation && slot.value.is_some())
+            .then_some(key.index as usize)
     }
 
-    pub(crate) fn get(&self, key: SessionKey) -> Option<&KcpSession> {
-        self.slot(key)?.session.as_ref()
+    pub(crate) fn get(&self, key: SessionKey) -> Option<&T> {
+        self.slots[self.slot_index(key)?].value.as_ref()
     }
 
-    pub(crate) fn get_mut(&mut self, key: SessionKey) -> Option<&mut KcpSession> {
-        self.slot(key)?;
-        self.slots[key.index as usize].session.as_mut()
+    pub(crate) fn get_mut(&mut self, key: SessionKey) -> Option<&mut T> {
+        let index = self.slot_index(key)?;
+        self.slots[index].value.as_mut()
     }
 
-    /// Removes the session and retires its key.
-    pub(crate) fn remove(&mut self, key: SessionKey) -> Option<KcpSession> {
-        self.slot(key)?;
-        let slot = &mut self.slots[key.index as usize];
-        let session = slot.session.take()?;
+    /// The live entry of `key`, to change its value and mark it dirty together.
+    pub(crate) fn entry(&mut self, key: SessionKey) -> Option<Entry<'_, T>> {
+        let index = self.slot_index(key)?;
+        let slot = &mut self.slots[index];
+        Some(Entry {
+            key,
+            value: slot.value.as_mut()?,
+            marked: &mut slot.dirty,
+            dirty: &mut self.dirty,
+        })
+    }
+
+    /// Takes the dirty list, in the order entries were marked, and clears their marks
+    /// (they may be marked again at once). `into` is a reused buffer; it is cleared
+    /// first. Keys of entries removed since they were marked are left out.
+    pub(crate) fn take_dirty(&mut self, into: &mut Vec<SessionKey>) {
+        into.clear();
+        std::mem::swap(into, &mut self.dirty);
+        into.retain(|&key| match self.slot_index(key) {
+            Some(index) => {
+                self.slots[index].dirty = false;
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Whether anything is marked dirty.
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Removes the value and retires its key.
+    pub(crate) fn remove(&mut self, key: SessionKey) -> Option<T> {
+        let index = self.slot_index(key)?;
+        let slot = &mut self.slots[index];
+        let value = slot.value.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        slot.dirty = false;
         self.free.push(key.index);
         self.len -= 1;
-        Some(session)
+        Some(value)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &KcpSession> {
-        self.slots.iter().filter_map(|s| s.session.as_ref())
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SessionKey, &T)> {
+        let loop_id = self.loop_id;
+        self.slots.iter().enumerate().filter_map(move |(i, s)| {
+            let key = SessionKey {
+                loop_id,
+                index: i as u32,
+                generation: s.generation,
+            };
+            s.value.as_ref().map(|v| (key, v))
+        })
     }
 
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut KcpSession> {
-        self.slots.iter_mut().filter_map(|s| s.session.as_mut())
+    pub(crate) fn keys(&self) -> Vec<SessionKey> {
+        self.iter().map(|(key, _)| key).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
-
-    fn session(key: SessionKey) -> KcpSession {
-        let kcp = kcp_core::Kcp::new(1, kcp_core::Config::fast()).unwrap();
-        KcpSession::new(key, "127.0.0.1:1".parse().unwrap(), kcp, Instant::now())
-    }
 
     #[test]
     fn a_reused_slot_does_not_answer_to_the_old_key() {
         let mut store = Store::new(3);
-        let a = store.insert(session);
+        let a = store.insert(|_| "a");
         assert_eq!(a.loop_id(), 3);
-        assert!(store.get(a).is_some());
-        assert!(store.remove(a).is_some());
-        assert!(store.remove(a).is_none());
-        let b = store.insert(session);
+        assert_eq!(store.get(a), Some(&"a"));
+        assert_eq!(store.remove(a), Some("a"));
+        assert_eq!(store.remove(a), None);
+        let b = store.insert(|_| "b");
         assert_ne!(a, b);
-        assert!(store.get(a).is_none());
-        assert!(store.get_mut(b).is_some());
+        assert_eq!(store.get(a), None);
+        assert_eq!(store.get_mut(b), Some(&mut "b"));
+        assert!(store.entry(a).is_none());
         assert_eq!(store.len(), 1);
         assert_eq!(store.iter().count(), 1);
+        assert_eq!(store.keys(), vec![b]);
     }
 
     #[test]
     fn keys_of_another_loop_are_foreign() {
         let mut one = Store::new(1);
         let mut two = Store::new(2);
-        let k1 = one.insert(session);
-        let _k2 = two.insert(session);
+        let k1 = one.insert(|key| key);
+        let k2 = two.insert(|key| key);
+        assert_eq!(one.get(k1), Some(&k1));
         assert!(two.get(k1).is_none());
+        assert_eq!(two.get(k2), Some(&k2));
+    }
+
+    #[test]
+    fn dirty_keys_are_listed_once_in_order_and_stale_ones_are_dropped() {
+        let mut store = Store::new(0);
+        let [a, b, c] = [1, 2, 3].map(|v| store.insert(|_| v));
+        let mark = |store: &mut Store<i32>, key| {
+            if let Some(mut entry) = store.entry(key) {
+                entry.mark_dirty();
+            }
+        };
+        mark(&mut store, b);
+        mark(&mut store, a);
+        mark(&mut store, b);
+        if let Some(mut entry) = store.entry(c) {
+            *entry.get_mut() += 10;
+            entry.mark_dirty();
+            entry.mark_dirty();
+        }
+        store.remove(a);
+        mark(&mut store, a); // stale: no entry
+        assert!(store.has_dirty());
+        let mut dirty = vec![a]; // a reused buffer is cleared first
+        store.take_dirty(&mut dirty);
+        assert_eq!(dirty, vec![b, c]);
+        assert!(!store.has_dirty());
+        assert_eq!(store.get(c), Some(&13));
+        // Taken marks are cleared, so each entry can be listed again.
+        mark(&mut store, c);
+        mark(&mut store, b);
+        store.take_dirty(&mut dirty);
+        assert_eq!(dirty, vec![c, b]);
+    }
+
+    #[test]
+    fn a_new_value_in_a_reused_slot_starts_clean() {
+        let mut store = Store::new(0);
+        let a = store.insert(|_| 1);
+        store.entry(a).unwrap().mark_dirty();
+        store.remove(a);
+        let b = store.insert(|_| 2);
+        let mut dirty = Vec::new();
+        store.take_dirty(&mut dirty);
+        assert!(
+            dirty.is_empty(),
+            "the old key's mark does not list the new value"
+        );
+        store.entry(b).unwrap().mark_dirty();
+        store.take_dirty(&mut dirty);
+        assert_eq!(dirty, vec![b]);
     }
 }

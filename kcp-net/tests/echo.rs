@@ -114,7 +114,7 @@ fn bulk_echo(io: IoBackend) -> kcp_net::ServerStats {
         assert_eq!(echo[..], payload(1, received, size)[..], "echo {received}");
         received += 1;
     }
-    assert!(client.flush(WAIT).unwrap());
+    assert!(client.wait_acknowledged(WAIT).unwrap());
     server.shutdown(Duration::from_secs(1)).unwrap()
 }
 

@@ -1,65 +1,94 @@
-//! `ClientConfig::flush_on_input`: ACKs for messages that wait in the client's inbox
-//! are held back for the application's reply, but for a millisecond at most.
+//! `flush_on_input`: ACKs for messages that wait for the application are held back
+//! for its reply, but for a millisecond at most. On virtual time through
+//! `kcp_core::sim` links.
 
 mod common;
 
-use std::thread;
-use std::time::{Duration, Instant};
+use common::virtual_link::{End, VirtualPair};
+use kcp_core::sim::LinkConfig;
+use kcp_net::{ConversationConfig, Preset};
 
-use common::*;
-use kcp_net::{KcpClient, KcpServer};
+fn pair() -> VirtualPair {
+    let mut client = ConversationConfig::new(Preset::Fast);
+    client.flush_on_send = true;
+    client.flush_on_input = true;
+    // A 5 s update grid: no drive of this test lands on it, so the only flushes are
+    // the ones under test (sends and owed ACKs).
+    client.engine.interval = 5000;
+    let mut server = ConversationConfig::new(Preset::Fast);
+    server.flush_on_send = true;
+    let link = LinkConfig::lossy(0.0, 5, 0);
+    let mut pair = VirtualPair::new(client, server, link.clone(), link, 7);
+    pair.server.echo = true;
+    pair
+}
+
+/// Steps until a message waits at the client; returns the ms, and the client's
+/// datagrams out just before that step.
+fn until_an_echo_waits(pair: &mut VirtualPair) -> (u64, u64) {
+    loop {
+        let before = pair.client.conversation.counters().datagrams_out;
+        pair.step();
+        if pair.client.conversation.has_message() || !pair.client.received.is_empty() {
+            return (pair.ms, before);
+        }
+        assert!(pair.ms < 500, "no echo in 500 virtual ms");
+    }
+}
 
 #[test]
-fn acks_held_for_the_inbox_leave_at_the_next_tick_a_millisecond_later() {
-    let server = KcpServer::bind(localhost(), server_config(), Echo).unwrap();
-    let mut config = client_config();
-    config.flush_on_input = true;
-    // A 5 s update grid: no tick of this test lands on it, so the only flushes are the
-    // ones under test (sends and owed ACKs).
-    config.engine.interval = 5000;
-    let mut client = KcpClient::connect(server.local_addr(), config).unwrap();
-    client.send(b"one").unwrap();
-    client.send(b"two").unwrap();
-
-    // Tick until both echoes wait in the inbox: the tick that read the last one held
-    // its ACKs back, since messages wait, and asks to be called again within 1 ms.
-    let deadline = Instant::now() + WAIT;
-    let read_at = loop {
-        client.tick().unwrap();
-        let now = Instant::now();
-        if client.pending() == 2 {
-            break now;
-        }
-        assert!(now < deadline, "no echoes in time");
-        thread::sleep(Duration::from_micros(200));
-    };
-    let asked = client
-        .next_deadline()
-        .expect("a deadline while ACKs are owed");
-    assert!(
-        asked <= read_at + Duration::from_millis(1),
-        "asked for {:?} after the read",
-        asked.saturating_duration_since(read_at)
+fn acks_held_for_waiting_messages_leave_a_millisecond_later() {
+    let mut pair = pair();
+    pair.client.reads = false; // the application is busy elsewhere
+    pair.send(End::Client, b"one");
+    pair.send(End::Client, b"two");
+    let (arrived, before) = until_an_echo_waits(&mut pair);
+    assert_eq!(
+        pair.client.conversation.counters().datagrams_out,
+        before,
+        "the ACKs were held while the echoes wait"
     );
+    let deadline = pair.client.conversation.next_deadline(pair.now()).unwrap();
+    assert!(deadline <= pair.at(arrived + 1), "asked for {deadline:?}");
 
-    // A tick past that point sends them even though nobody drained the inbox.
-    thread::sleep(Duration::from_millis(2));
-    let before = client.stats().counters.datagrams_out;
-    client.tick().unwrap();
+    // A millisecond later they leave even though nobody read.
+    pair.step();
     assert!(
-        client.stats().counters.datagrams_out > before,
-        "no ACK left"
+        pair.client.conversation.counters().datagrams_out > before,
+        "the held ACKs left a millisecond later"
     );
-    assert_eq!(client.pending(), 2, "the messages stay for the application");
+    assert!(
+        pair.client.conversation.has_message(),
+        "the messages stay for the application"
+    );
 
     // The server sees its echoes acknowledged.
-    let handle = server.handle();
-    let key = handle.sessions().unwrap()[0].key;
-    let deadline = Instant::now() + WAIT;
-    while handle.session_stats(key).unwrap().engine.in_flight > 0 {
-        assert!(Instant::now() < deadline, "echoes never acknowledged");
-        thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(client.try_recv().unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(client.try_recv().unwrap().as_deref(), Some(&b"two"[..]));
+    pair.run_until(arrived + 20);
+    assert_eq!(pair.server.conversation.queued_bytes(), 0);
+    assert_eq!(
+        pair.client.conversation.recv().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        pair.client.conversation.recv().as_deref(),
+        Some(&b"two"[..])
+    );
+}
+
+#[test]
+fn a_reader_sends_its_acks_the_millisecond_it_reads() {
+    let mut pair = pair();
+    pair.send(End::Client, b"ping");
+    let (arrived, before) = until_an_echo_waits(&mut pair);
+    assert_eq!(&pair.client.received[0].1[..], b"ping");
+    assert!(
+        pair.client.conversation.counters().datagrams_out > before,
+        "the ACK left the ms the echo was read, at {arrived}"
+    );
+    pair.run_until(arrived + 5);
+    assert_eq!(
+        pair.server.conversation.queued_bytes(),
+        0,
+        "acknowledged at once"
+    );
 }

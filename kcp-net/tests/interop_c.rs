@@ -209,8 +209,11 @@ fn our_client_uses_a_c_reference_echo_server() {
         while idle_since.elapsed() < Duration::from_millis(300) {
             assert_eq!(client.recv(Duration::from_millis(20)).unwrap(), None);
         }
-        assert!(client.flush(WAIT).unwrap(), "{setup:?}: all acknowledged");
-        assert!(client.stats().counters.keepalives > 0);
+        assert!(
+            client.wait_acknowledged(WAIT).unwrap(),
+            "{setup:?}: all acknowledged"
+        );
+        assert!(client.stats().counters.keepalives_out > 0);
         assert_eq!(client.stats().counters.messages_in, 100);
         stop.store(true, Ordering::Relaxed);
         server.join().unwrap();

@@ -58,7 +58,7 @@ fn keepalives_keep_an_idle_client_alive() {
         "the session was closed although the client sent keepalives"
     );
     echo_once(&mut client, b"still here");
-    let sent = client.stats().counters.keepalives;
+    let sent = client.stats().counters.keepalives_out;
     let stats = shutdown_while_ticking(server, &mut client);
     assert!(sent >= 5, "keepalives sent: {sent}");
     assert_eq!(
@@ -177,7 +177,7 @@ fn flush_acknowledges_what_arrived_last_so_the_server_never_retransmits_it() {
     for i in 0..20 {
         echo_once(&mut client, &payload(0, i, 2_000));
     }
-    assert!(client.flush(WAIT).unwrap());
+    assert!(client.wait_acknowledged(WAIT).unwrap());
     drop(client); // gone: nothing more will be acknowledged
     let (key, ..) = expect_opened(&events);
     // Several minimum RTOs (30 ms) pass: anything unacknowledged would be resent.
@@ -258,7 +258,7 @@ fn a_session_closed_with_nothing_queued_acknowledges_what_it_received_before_it_
     // acknowledge the message.
     let (_, reason) = expect_closed(&events);
     assert_eq!(reason, CloseReason::Local);
-    let flushed = client.flush(Duration::from_secs(2));
+    let flushed = client.wait_acknowledged(Duration::from_secs(2));
     assert!(
         matches!(flushed, Ok(true)),
         "the message was never acknowledged: {flushed:?}"
@@ -297,7 +297,7 @@ fn on_close_can_tell_the_other_sessions_through_the_handle() {
     echo_once(&mut leaving, b"hello");
     echo_once(&mut staying, b"hello");
     assert!(
-        leaving.flush(WAIT).unwrap(),
+        leaving.wait_acknowledged(WAIT).unwrap(),
         "nothing left for the close to wait for"
     );
     let key = handle
@@ -314,7 +314,7 @@ fn on_close_can_tell_the_other_sessions_through_the_handle() {
         .expect("a farewell within the bound");
     let expected = format!("{:#010x} left: Local", leaving.conv());
     assert_eq!(&note[..], expected.as_bytes());
-    assert!(staying.flush(WAIT).unwrap());
+    assert!(staying.wait_acknowledged(WAIT).unwrap());
     // At shutdown the remaining session's farewell has nobody to go to (every session
     // is closing), and posting it from the stopping loop must not hang.
     let stats = server.shutdown(Duration::from_secs(1)).unwrap();

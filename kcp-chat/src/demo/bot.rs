@@ -190,7 +190,7 @@ impl Bot<'_> {
         }
         // Make sure what we said reached the server before we go.
         self.chat
-            .flush(until.saturating_duration_since(Instant::now()))?;
+            .wait_acknowledged(until.saturating_duration_since(Instant::now()))?;
         Ok(())
     }
 }

@@ -339,6 +339,97 @@ pub(crate) fn send_all(
     outcome
 }
 
+/// A bound UDP socket that remembers whether a poll of the user's registered it
+/// (through the owner's [`mio::event::Source`] impl, see [`delegate_source`]).
+#[derive(Debug)]
+pub(crate) struct PolledSocket {
+    inner: UdpSocket,
+    registered: bool,
+}
+
+impl PolledSocket {
+    pub(crate) const fn new(inner: UdpSocket) -> Self {
+        Self {
+            inner,
+            registered: false,
+        }
+    }
+
+    /// Registered with a poll of the user's (not one of ours).
+    pub(crate) const fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// The socket itself, to register with a poll of our own.
+    pub(crate) fn inner_mut(&mut self) -> &mut UdpSocket {
+        &mut self.inner
+    }
+}
+
+impl std::ops::Deref for PolledSocket {
+    type Target = UdpSocket;
+
+    fn deref(&self) -> &UdpSocket {
+        &self.inner
+    }
+}
+
+impl mio::event::Source for PolledSocket {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        self.inner.register(registry, token, interests)?;
+        self.registered = true;
+        Ok(())
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        self.inner.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        self.registered = false;
+        self.inner.deregister(registry)
+    }
+}
+
+/// The body of a `mio::event::Source` impl that hands every call to the [`PolledSocket`]
+/// in field `$field` (the client and the server driver register as their socket).
+macro_rules! delegate_source {
+    ($field:ident) => {
+        fn register(
+            &mut self,
+            registry: &mio::Registry,
+            token: mio::Token,
+            interests: mio::Interest,
+        ) -> std::io::Result<()> {
+            self.$field.register(registry, token, interests)
+        }
+
+        fn reregister(
+            &mut self,
+            registry: &mio::Registry,
+            token: mio::Token,
+            interests: mio::Interest,
+        ) -> std::io::Result<()> {
+            self.$field.reregister(registry, token, interests)
+        }
+
+        fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+            self.$field.deregister(registry)
+        }
+    };
+}
+pub(crate) use delegate_source;
+
 /// Socket options a loop or client applies.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SocketOptions {

@@ -5,6 +5,8 @@
 //! `recv(timeout)`, loops carry a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod virtual_link;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};

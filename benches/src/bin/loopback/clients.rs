@@ -79,7 +79,7 @@ impl EchoClient for KcpNetClient {
 
 impl Drop for KcpNetClient {
     fn drop(&mut self) {
-        let _ = self.0.flush(Duration::from_millis(100));
+        let _ = self.0.wait_acknowledged(Duration::from_millis(100));
     }
 }
 

@@ -1,4 +1,4 @@
-//! Work other threads post to a loop, and the shared state of a server's loops.
+//! Requests other threads post to a loop, and the state a server's loops share.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -17,9 +17,10 @@ use crate::store::SessionKey;
 /// A reply channel (capacity 1); `None` when the caller does not wait.
 pub(crate) type Reply<T> = Option<SyncSender<T>>;
 
-/// One piece of work for a loop, posted through its channel and its waker.
+/// One piece of work for a loop, posted by a [`ServerHandle`](crate::ServerHandle)
+/// through the loop's channel and its waker.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub(crate) enum Request {
     Send {
         key: SessionKey,
         message: Bytes,
@@ -76,6 +77,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Shared state for `loops` loops, with the new-session cap at `rate` per second.
     pub(crate) fn new(loops: usize, rate: u32, now: Instant) -> Arc<Self> {
         Arc::new(Self {
             sessions: AtomicUsize::new(0),

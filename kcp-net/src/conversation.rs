@@ -1,0 +1,655 @@
+//! `Conversation`: one KCP engine and everything a conversation needs beyond it.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcp_core::{InputError, Kcp, PollAt, Transmit};
+
+use crate::clock::Clock;
+use crate::config::ConversationConfig;
+use crate::error::{NetError, QueueError};
+use crate::lifecycle::{CloseReason, SessionState};
+use crate::stats::{SessionCounters, SessionStats};
+use crate::timer::earliest;
+
+/// How long the ACKs owed under `flush_on_input` are held while received messages
+/// wait for the application, so that they leave with its reply.
+pub(crate) const ACK_HOLD: Duration = Duration::from_millis(1);
+
+/// How a conversation's datagrams look on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WireMode {
+    /// Plain ikcp datagrams, as every KCP peer (the C reference included) speaks them.
+    #[default]
+    Raw,
+}
+
+/// One KCP conversation: the engine, and what a conversation needs beyond it: the
+/// wire mode, liveness (last heard, keepalive, dead link, idle and peer timeouts),
+/// the ACK-holding rule, the queue limit, its state and its counters.
+///
+/// It is sans-IO like the engine: every method that depends on time takes `now`, it
+/// never reads a clock, and it never touches a socket. Its datagrams go to a
+/// [`Transmit`] sink the caller lends for one call. [`KcpSession`](crate::KcpSession)
+/// (server side), [`KcpClient`](crate::KcpClient) and the server drivers are shells
+/// around it; drive one yourself to run KCP over a transport of your own, or to test
+/// its rules on virtual time.
+///
+/// # Method families and the calling order
+///
+/// - getters: [`conv`](Self::conv), [`state`](Self::state), [`stats`](Self::stats),
+///   [`last_heard`](Self::last_heard), [`queued_bytes`](Self::queued_bytes) ...
+/// - network input: [`input`](Self::input).
+/// - application commands: [`send`](Self::send), [`recv`](Self::recv),
+///   [`close`](Self::close).
+/// - output and timers: [`drive`](Self::drive) (or [`flush`](Self::flush)),
+///   [`poll_close`](Self::poll_close), [`next_deadline`](Self::next_deadline).
+///
+/// After any input or command, call `drive`, then [`poll_close`](Self::poll_close)
+/// and [`next_deadline`](Self::next_deadline) to learn whether it ended and when to
+/// come back. `now` must never go backwards; driving early is harmless.
+///
+/// # Example
+///
+/// Two conversations on virtual time, datagrams carried by hand:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use kcp_net::{Conversation, ConversationConfig, Preset};
+///
+/// # fn main() -> Result<(), kcp_net::NetError> {
+/// let config = ConversationConfig::new(Preset::Fast);
+/// let t0 = Instant::now(); // only a base: no real time passes below
+/// let mut a = Conversation::new(7, config.clone(), t0)?;
+/// let mut b = Conversation::new(7, config, t0)?;
+/// a.send(t0, "hello".into())?;
+/// let mut wire = Vec::new();
+/// for ms in 0..50 {
+///     let now = t0 + Duration::from_millis(ms);
+///     a.drive_to_vec(now, &mut wire);
+///     for datagram in wire.drain(..) {
+///         b.input(now, &datagram).expect("valid KCP");
+///     }
+///     b.drive_to_vec(now, &mut wire);
+///     for datagram in wire.drain(..) {
+///         a.input(now, &datagram).expect("valid KCP");
+///     }
+/// }
+/// assert_eq!(b.recv().as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(a.queued_bytes(), 0, "acknowledged");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Conversation {
+    kcp: Kcp,
+    config: ConversationConfig,
+    clock: Clock,
+    state: SessionState,
+    counters: SessionCounters,
+    opened_at: Instant,
+    last_heard: Instant,
+    /// When we last emitted a datagram (keepalive timing).
+    last_out: Instant,
+    /// When the engine was last driven.
+    last_drive: Instant,
+    /// Since when we wait to hear from the peer (we sent and it has not answered).
+    waiting_since: Option<Instant>,
+    /// A message was queued since the last drive.
+    sent: bool,
+    /// Since when ACKs are owed under `flush_on_input` (`None`: nothing owed).
+    acks_owed: Option<Instant>,
+    /// Engine retransmissions already reported by `drive`.
+    retransmits_seen: u64,
+}
+
+impl Conversation {
+    /// A conversation with id `conv` starting at `now`.
+    ///
+    /// # Errors
+    /// An invalid `config` ([`ConversationConfig::validate`]).
+    pub fn new(conv: u32, config: ConversationConfig, now: Instant) -> Result<Self, NetError> {
+        config.validate()?;
+        let mut kcp = Kcp::new(conv, config.engine.clone())?;
+        let clock = Clock::new(now);
+        // Start the engine's update grid now (a new engine has nothing to send).
+        let Ok(()) = kcp.update(clock.timestamp(now), |_| Ok::<(), Infallible>(()));
+        Ok(Self {
+            kcp,
+            config,
+            clock,
+            state: SessionState::Active,
+            counters: SessionCounters::default(),
+            opened_at: now,
+            last_heard: now,
+            last_out: now,
+            last_drive: now,
+            waiting_since: None,
+            sent: false,
+            acks_owed: None,
+            retransmits_seen: 0,
+        })
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.kcp.conv()
+    }
+
+    /// The engine, to read its state (its mutating calls stay with the conversation).
+    pub const fn engine(&self) -> &Kcp {
+        &self.kcp
+    }
+
+    /// The settings it runs with.
+    pub const fn config(&self) -> &ConversationConfig {
+        &self.config
+    }
+
+    /// The wire mode.
+    pub const fn wire(&self) -> WireMode {
+        self.config.wire
+    }
+
+    /// Active or closing.
+    pub const fn state(&self) -> SessionState {
+        self.state
+    }
+
+    /// When it started.
+    pub const fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
+
+    /// When the last valid datagram from the peer arrived (the start, before any).
+    pub const fn last_heard(&self) -> Instant {
+        self.last_heard
+    }
+
+    /// How long the peer has been silent while we waited for it (`None` if we do not
+    /// wait: nothing sent since it last answered).
+    pub fn silent_for(&self, now: Instant) -> Option<Duration> {
+        self.waiting_since
+            .map(|since| now.saturating_duration_since(since))
+    }
+
+    /// Bytes queued or in flight, counted in whole segments.
+    pub fn queued_bytes(&self) -> usize {
+        self.kcp.wait_send() * self.kcp.config().mss()
+    }
+
+    /// Whether a whole message waits for [`recv`](Self::recv).
+    pub fn has_message(&self) -> bool {
+        self.kcp.peek_size().is_some()
+    }
+
+    /// Our counters so far.
+    pub const fn counters(&self) -> SessionCounters {
+        self.counters
+    }
+
+    /// Our counters and the engine's.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            counters: self.counters,
+            engine: self.kcp.stats(),
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Feeds a datagram from the peer. An `Err` (not KCP, another conv) changes
+    /// nothing but the `rejected_in` counter.
+    ///
+    /// # Errors
+    /// The engine's [`InputError`].
+    pub fn input(&mut self, now: Instant, datagram: &[u8]) -> Result<(), InputError> {
+        let ts = self.clock.timestamp(now);
+        let accepted = match self.config.wire {
+            WireMode::Raw => self.kcp.input(ts, datagram),
+        };
+        if let Err(e) = accepted {
+            self.counters.rejected_in += 1;
+            return Err(e);
+        }
+        self.last_heard = now;
+        self.counters.datagrams_in += 1;
+        self.counters.bytes_in += datagram.len() as u64;
+        // We heard the peer: restart the silence clock if we still wait for it.
+        self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
+        if self.config.flush_on_input {
+            self.acks_owed.get_or_insert(now);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Queues a message for the peer (it leaves at the next [`drive`](Self::drive)).
+    ///
+    /// # Errors
+    /// [`QueueError::Closed`] once closing, [`QueueError::Full`] beyond
+    /// `max_queued_bytes`, [`QueueError::Engine`] if the engine refuses it. Nothing is
+    /// queued on an error.
+    pub fn send(&mut self, now: Instant, message: Bytes) -> Result<(), QueueError> {
+        if self.state != SessionState::Active {
+            self.counters.sends_refused += 1;
+            return Err(QueueError::Closed);
+        }
+        let queued = self.queued_bytes();
+        let limit = self.config.max_queued_bytes;
+        if queued + message.len() > limit {
+            self.counters.sends_refused += 1;
+            return Err(QueueError::Full {
+                queued,
+                message: message.len(),
+                limit,
+            });
+        }
+        if let Err(e) = self.kcp.send_bytes(message) {
+            self.counters.sends_refused += 1;
+            return Err(e.into());
+        }
+        self.counters.messages_out += 1;
+        self.sent = true;
+        self.waiting_since.get_or_insert(now);
+        Ok(())
+    }
+
+    /// The next whole message from the peer. Empty messages are keepalives: with
+    /// `swallow_empty_messages` they are counted (`keepalives_in`) and skipped.
+    pub fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            let message = self.kcp.recv()?;
+            if message.is_empty() && self.config.swallow_empty_messages {
+                self.counters.keepalives_in += 1;
+                continue;
+            }
+            self.counters.messages_in += 1;
+            return Some(message);
+        }
+    }
+
+    /// Starts closing: no new messages; [`poll_close`](Self::poll_close) reports
+    /// `reason` once everything queued is acknowledged or at `deadline`. No-op if
+    /// already closing.
+    pub fn close(&mut self, reason: CloseReason, deadline: Instant) {
+        if self.state == SessionState::Active {
+            self.state = SessionState::Closing { reason, deadline };
+        }
+    }
+
+    // ---------------------------------------------------------------- output and timers
+
+    /// Does what is due at `now`: queues a keepalive if one is due, then runs the
+    /// engine's timer, or flushes it at once when a rule asks for it (`flush_on_send`
+    /// after a send; `flush_on_input` once received messages were taken, or after
+    /// [`ACK_HOLD`] of holding the ACKs for the application's reply). Datagrams go to
+    /// `out`. Returns the engine's retransmissions since the last drive.
+    ///
+    /// # Errors
+    /// The sink's error, which stops the engine's output early (see [`Kcp::flush_into`]).
+    pub fn drive<T: Transmit>(&mut self, now: Instant, out: &mut T) -> Result<u64, T::Error> {
+        self.keepalive(now);
+        let flush = (self.sent && self.config.flush_on_send)
+            || self
+                .acks_owed
+                .is_some_and(|since| self.sent || !self.has_message() || now >= since + ACK_HOLD);
+        self.emit(now, flush, out)
+    }
+
+    /// Flushes the engine at once whatever the rules: everything due leaves, and
+    /// every ACK owed. Use it before dropping a conversation (so that what the peer
+    /// sent last is acknowledged) or when the application knows it is done.
+    ///
+    /// # Errors
+    /// As [`drive`](Self::drive).
+    pub fn flush<T: Transmit>(&mut self, now: Instant, out: &mut T) -> Result<u64, T::Error> {
+        self.emit(now, true, out)
+    }
+
+    /// [`drive`](Self::drive) into a `Vec` of datagrams (tests, simple transports).
+    pub fn drive_to_vec(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) -> u64 {
+        let mut sink = VecSink {
+            out,
+            buf: Vec::new(),
+        };
+        let Ok(retransmits) = self.drive(now, &mut sink);
+        retransmits
+    }
+
+    /// Why the conversation must end now, if it must: a dead link, the idle timeout,
+    /// the peer timeout (we wait and it is silent), or a close whose data is all
+    /// acknowledged or whose deadline passed.
+    pub fn poll_close(&self, now: Instant) -> Option<CloseReason> {
+        if self.kcp.is_dead() {
+            return Some(CloseReason::DeadLink);
+        }
+        if self.idle_deadline().is_some_and(|at| now >= at) {
+            return Some(CloseReason::IdleTimeout);
+        }
+        if self.peer_deadline().is_some_and(|at| now >= at) {
+            return Some(CloseReason::PeerGone);
+        }
+        match self.state {
+            SessionState::Closing { reason, deadline }
+                if self.kcp.wait_send() == 0 || now >= deadline =>
+            {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+
+    /// When the conversation next needs [`drive`](Self::drive) or
+    /// [`poll_close`](Self::poll_close) even if nothing arrives: the engine's timer,
+    /// the keepalive, the ACKs held for the application, the idle, peer and closing
+    /// deadlines. `None` if only a datagram or a command can create work (an idle
+    /// engine with no timeouts set), so an idle conversation costs nothing.
+    ///
+    /// A deadline is a fixed instant: asked again before the next drive, the answer
+    /// is the same, and work already due answers an instant in the past.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let engine = match self.kcp.check(self.clock.timestamp(now)) {
+            // Due already: a millisecond after the last drive, the next time the
+            // engine clock can read differently (never "now", which would spin).
+            PollAt::Now => Some(self.last_drive + Duration::from_millis(1)),
+            PollAt::At(t) => Some(self.clock.instant_of(now, t)),
+            PollAt::Idle => None,
+        };
+        let closing = match self.state {
+            SessionState::Closing { deadline, .. } => Some(deadline),
+            SessionState::Active => None,
+        };
+        let owed = self.acks_owed.map(|since| since + ACK_HOLD);
+        let timeouts = earliest(self.idle_deadline(), self.peer_deadline());
+        earliest(
+            earliest(engine, self.keepalive_deadline()),
+            earliest(closing, earliest(owed, timeouts)),
+        )
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        self.config.idle_timeout.map(|t| self.last_heard + t)
+    }
+
+    fn peer_deadline(&self) -> Option<Instant> {
+        Some(self.waiting_since? + self.config.peer_timeout?)
+    }
+
+    /// When a keepalive is due: message mode, nothing waiting to be acknowledged (the
+    /// engine's own timers cover that), and `keepalive` since we last sent.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let interval = self
+            .config
+            .keepalive
+            .filter(|_| !self.config.engine.stream)?;
+        (self.kcp.wait_send() == 0).then(|| self.last_out + interval)
+    }
+
+    fn keepalive(&mut self, now: Instant) {
+        if self.keepalive_deadline().is_none_or(|at| now < at) {
+            return;
+        }
+        // An empty message: one PUSH segment with no payload, acknowledged like any.
+        if self.kcp.send(&[]).is_ok() {
+            self.counters.keepalives_out += 1;
+            self.waiting_since.get_or_insert(now);
+            self.last_out = now; // if the drive below sends nothing, do not retry at once
+        }
+    }
+
+    fn emit<T: Transmit>(
+        &mut self,
+        now: Instant,
+        flush: bool,
+        out: &mut T,
+    ) -> Result<u64, T::Error> {
+        let ts = self.clock.timestamp(now);
+        self.last_drive = now;
+        self.sent = false;
+        if flush {
+            self.acks_owed = None;
+        }
+        let before = self.kcp.stats();
+        let result = match self.config.wire {
+            WireMode::Raw if flush => self.kcp.flush_into(ts, out),
+            WireMode::Raw => self.kcp.update_into(ts, out),
+        };
+        let after = self.kcp.stats();
+        let datagrams = after.datagrams_out - before.datagrams_out;
+        self.counters.datagrams_out += datagrams;
+        self.counters.bytes_out += after.bytes_out - before.bytes_out;
+        if datagrams > 0 {
+            self.last_out = now;
+            // Whenever the engine emits, it flushes whole: every ACK owed went out.
+            self.acks_owed = None;
+        }
+        let retransmits = after.retransmits_timeout + after.retransmits_fast;
+        let new = retransmits - self.retransmits_seen;
+        self.retransmits_seen = retransmits;
+        result.map(|()| new)
+    }
+}
+
+/// Collects datagrams as owned `Vec`s.
+struct VecSink<'a> {
+    out: &'a mut Vec<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Transmit for VecSink<'_> {
+    type Error = Infallible;
+    type Buf = Vec<u8>;
+
+    fn buffer(&mut self, room: usize) -> &mut Vec<u8> {
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
+    fn commit(&mut self, _len: usize) -> Result<(), Infallible> {
+        self.out.push(std::mem::take(&mut self.buf));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn config() -> ConversationConfig {
+        ConversationConfig::new(Preset::Fast)
+    }
+
+    /// Carries every datagram `from` emits at `now` to `to`.
+    fn carry(from: &mut Conversation, to: &mut Conversation, now: Instant) -> usize {
+        let mut wire = Vec::new();
+        from.drive_to_vec(now, &mut wire);
+        for d in &wire {
+            to.input(now, d).unwrap();
+        }
+        wire.len()
+    }
+
+    #[test]
+    fn the_queue_limit_refuses_without_queueing_and_counts() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.max_queued_bytes = 3000;
+        let mut c = Conversation::new(1, config, t0).unwrap();
+        c.send(t0, Bytes::from(vec![1; 2000])).unwrap();
+        let err = c.send(t0, Bytes::from(vec![1; 2000])).unwrap_err();
+        assert!(
+            matches!(err, QueueError::Full { limit: 3000, .. }),
+            "{err:?}"
+        );
+        assert_eq!(c.counters().messages_out, 1);
+        assert_eq!(c.counters().sends_refused, 1);
+        c.close(CloseReason::Local, t0 + Duration::from_secs(1));
+        assert_eq!(
+            c.send(t0, Bytes::from_static(b"x")),
+            Err(QueueError::Closed)
+        );
+    }
+
+    #[test]
+    fn acks_are_held_for_waiting_messages_for_a_millisecond_at_most() {
+        let t0 = Instant::now();
+        let mut sender = Conversation::new(1, config(), t0).unwrap();
+        let mut config = config();
+        config.flush_on_input = true;
+        config.engine.interval = 5000; // no grid tick during the test
+        let mut receiver = Conversation::new(1, config, t0).unwrap();
+        sender.send(t0, Bytes::from_static(b"one")).unwrap();
+        sender.send(t0, Bytes::from_static(b"two")).unwrap();
+        let mut wire = Vec::new();
+        let _ = sender.flush(
+            t0,
+            &mut VecSink {
+                out: &mut wire,
+                buf: Vec::new(),
+            },
+        );
+        for d in &wire {
+            receiver.input(t0, d).unwrap();
+        }
+        // "two" waits for the application: the ACK is held.
+        let mut out = Vec::new();
+        receiver.drive_to_vec(t0, &mut out);
+        assert!(out.is_empty(), "the ACK left before the application read");
+        assert_eq!(receiver.next_deadline(t0), Some(t0 + ACK_HOLD));
+        // A millisecond later it leaves even though nobody read.
+        receiver.drive_to_vec(t0 + ACK_HOLD, &mut out);
+        assert_eq!(out.len(), 1, "the held ACK left");
+        assert_eq!(receiver.recv().as_deref(), Some(&b"one"[..]));
+        assert_eq!(receiver.recv().as_deref(), Some(&b"two"[..]));
+    }
+
+    #[test]
+    fn a_reply_carries_the_held_acks_and_an_empty_inbox_releases_them() {
+        let t0 = Instant::now();
+        let mut a = Conversation::new(1, config(), t0).unwrap();
+        let mut config = config();
+        config.flush_on_input = true;
+        config.engine.interval = 5000;
+        let mut b = Conversation::new(1, config, t0).unwrap();
+        a.send(t0, Bytes::from_static(b"ping")).unwrap();
+        let mut wire = Vec::new();
+        let _ = a.flush(
+            t0,
+            &mut VecSink {
+                out: &mut wire,
+                buf: Vec::new(),
+            },
+        );
+        for d in &wire {
+            b.input(t0, d).unwrap();
+        }
+        assert_eq!(b.recv().as_deref(), Some(&b"ping"[..]));
+        // The inbox is empty: the ACK leaves at the next drive.
+        let mut out = Vec::new();
+        b.drive_to_vec(t0, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(b.next_deadline(t0), None, "nothing owed, nothing in flight");
+    }
+
+    #[test]
+    fn keepalives_go_out_after_the_interval_and_wait_for_an_answer() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.keepalive = Some(Duration::from_secs(2));
+        config.peer_timeout = Some(Duration::from_secs(5));
+        let mut client = Conversation::new(1, config, t0).unwrap();
+        let mut server = Conversation::new(1, ConversationConfig::new(Preset::Fast), t0).unwrap();
+        assert_eq!(client.next_deadline(t0), Some(t0 + Duration::from_secs(2)));
+        let at = t0 + Duration::from_secs(2);
+        assert_eq!(carry(&mut client, &mut server, at), 1, "one keepalive");
+        assert_eq!(client.counters().keepalives_out, 1);
+        assert_eq!(server.recv(), None, "swallowed");
+        assert_eq!(server.counters().keepalives_in, 1);
+        assert_eq!(client.silent_for(at + MS), Some(MS));
+        // Its ACK answers: nothing waits any more.
+        let later = at + 20 * MS;
+        assert!(carry(&mut server, &mut client, later) >= 1);
+        assert_eq!(client.silent_for(later), None);
+        assert_eq!(client.poll_close(later + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn a_silent_peer_is_gone_after_the_peer_timeout_and_not_before() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.peer_timeout = Some(Duration::from_secs(5));
+        let mut c = Conversation::new(1, config, t0).unwrap();
+        c.send(t0, Bytes::from_static(b"anyone?")).unwrap();
+        let mut lost = Vec::new();
+        c.drive_to_vec(t0 + 10 * MS, &mut lost); // the first tick of the update grid
+        assert!(!lost.is_empty());
+        let gone = t0 + Duration::from_secs(5);
+        assert!(c.next_deadline(t0).is_some_and(|at| at <= gone));
+        assert_eq!(c.poll_close(gone - MS), None);
+        assert_eq!(c.poll_close(gone), Some(CloseReason::PeerGone));
+    }
+
+    #[test]
+    fn an_idle_conversation_closes_at_its_idle_deadline_and_input_moves_it() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.idle_timeout = Some(Duration::from_secs(30));
+        let mut server = Conversation::new(1, config, t0).unwrap();
+        let mut client = Conversation::new(1, ConversationConfig::new(Preset::Fast), t0).unwrap();
+        assert_eq!(server.next_deadline(t0), Some(t0 + Duration::from_secs(30)));
+        client.send(t0, Bytes::from_static(b"hi")).unwrap();
+        let t10 = t0 + Duration::from_secs(10);
+        carry(&mut client, &mut server, t10);
+        assert_eq!(server.last_heard(), t10);
+        assert_eq!(server.poll_close(t0 + Duration::from_secs(30)), None);
+        assert_eq!(
+            server.poll_close(t10 + Duration::from_secs(30)),
+            Some(CloseReason::IdleTimeout)
+        );
+    }
+
+    #[test]
+    fn a_closing_conversation_ends_once_acknowledged_or_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut a = Conversation::new(1, config(), t0).unwrap();
+        let mut b = Conversation::new(1, config(), t0).unwrap();
+        a.send(t0, Bytes::from_static(b"last words")).unwrap();
+        a.close(CloseReason::Local, t0 + Duration::from_secs(2));
+        assert_eq!(a.poll_close(t0), None, "data unacknowledged");
+        let mut now = t0;
+        for _ in 0..10 {
+            now += 10 * MS;
+            carry(&mut a, &mut b, now);
+            carry(&mut b, &mut a, now);
+        }
+        assert_eq!(a.poll_close(now), Some(CloseReason::Local));
+
+        let mut c = Conversation::new(2, config(), t0).unwrap();
+        c.send(t0, Bytes::from_static(b"into the void")).unwrap();
+        c.close(CloseReason::Shutdown, t0 + Duration::from_secs(1));
+        assert_eq!(
+            c.poll_close(t0 + Duration::from_secs(1)),
+            Some(CloseReason::Shutdown)
+        );
+    }
+
+    #[test]
+    fn a_rejected_datagram_changes_nothing_but_its_counter() {
+        let t0 = Instant::now();
+        let mut c = Conversation::new(1, config(), t0).unwrap();
+        let later = t0 + Duration::from_secs(1);
+        assert!(c.input(later, b"not kcp").is_err());
+        assert_eq!(c.counters().rejected_in, 1);
+        assert_eq!(c.counters().datagrams_in, 0);
+        assert_eq!(c.last_heard(), t0);
+    }
+}

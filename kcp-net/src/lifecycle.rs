@@ -1,0 +1,53 @@
+//! How a conversation ends: its states and the reasons it closes.
+
+use std::time::Instant;
+
+/// Why a session or conversation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Nothing was heard from the peer for the idle timeout.
+    IdleTimeout,
+    /// A segment was retransmitted `dead_link` times without an acknowledgement: the
+    /// peer is gone or unreachable.
+    DeadLink,
+    /// We sent something and the peer stayed silent for the peer timeout (a client's
+    /// `server_timeout`).
+    PeerGone,
+    /// The application closed it (handler, handle or driver).
+    Local,
+    /// The server shut down.
+    Shutdown,
+    /// A method of the server's [`EventHandler`](crate::EventHandler) panicked while
+    /// handling this session; the panic was caught, the session dropped at once and
+    /// the loop went on.
+    HandlerPanicked,
+}
+
+/// Where a session is in its life.
+///
+/// ```text
+///            close() / shutdown
+///  Active ─────────────────────────▶ Closing(reason, deadline)
+///    │                                  │  all data acknowledged,
+///    │ idle timeout, dead link,         │  or deadline passed
+///    │ peer gone                        ▼
+///    ▼                                Closed(reason)
+///  Closed(IdleTimeout | DeadLink | PeerGone)
+/// ```
+///
+/// A closing session still receives (and delivers) data and retransmits what it has
+/// queued, but accepts no new messages. Closed sessions are removed from the server; the
+/// handler's `on_close` (or the driver's `Closed` event) sees them one last time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// Sending and receiving.
+    Active,
+    /// Delivering what is queued, then closing with `reason`.
+    Closing {
+        /// Why it closes.
+        reason: CloseReason,
+        /// When it closes even if data is still unacknowledged.
+        deadline: Instant,
+    },
+}

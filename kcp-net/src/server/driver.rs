@@ -1,0 +1,853 @@
+//! `ServerDriver`: a server on one socket that owns no thread. The caller passes
+//! `now`, polls the socket when it likes and takes events back as values; the
+//! threaded [`KcpServer`](crate::KcpServer) runs one per loop thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, atomic::Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcp_core::conv_of;
+use kcp_core::segment::{Command as SegmentCommand, HEADER_LEN, Header};
+use mio::net::UdpSocket;
+
+use crate::clock::Clock;
+use crate::config::{ConversationConfig, ServerConfig, max_datagram};
+use crate::conversation::Conversation;
+use crate::error::{NetError, QueueError};
+use crate::lifecycle::{CloseReason, SessionState};
+use crate::outbox::Outbox;
+use crate::server::request::{SessionInfo, Shared};
+use crate::session::KcpSession;
+use crate::stats::LoopStats;
+use crate::store::{Entry, SessionKey, Store};
+use crate::timer::{TimerHeap, earliest};
+use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
+
+/// Datagrams received in one [`ServerDriver::poll_io`] after which no further read
+/// starts before timers and output get their turn: 8 batches (one GRO read may bring
+/// up to 1,024, so a call can end above it). Bounds the latency a flood can add to
+/// timers and to other sessions' output (quinn's `IO_LOOP_BOUND` idea); at ~1 µs per
+/// datagram it is ~0.3 ms of work.
+pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 8 * BATCH;
+
+/// How often, at most, the driver logs a summary of the datagrams it dropped.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// What happened on a [`ServerDriver`], taken with [`ServerDriver::next_event`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A session was opened by a datagram from a new (peer, conv); its messages
+    /// follow.
+    Opened {
+        /// Its key.
+        key: SessionKey,
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The conversation id.
+        conv: u32,
+    },
+    /// A whole message arrived (empty messages are keepalives and do not arrive here
+    /// unless `swallow_empty_messages` is off).
+    Message {
+        /// The session it came on.
+        key: SessionKey,
+        /// The message.
+        message: Bytes,
+    },
+    /// A session was closed and removed; its key is stale from now on.
+    Closed {
+        /// The key it had.
+        key: SessionKey,
+        /// Why it closed.
+        reason: CloseReason,
+        /// The session as it ended (state, counters, peer, conv).
+        session: Box<KcpSession>,
+    },
+}
+
+/// A KCP server on one UDP socket that starts no thread: what a game server drives
+/// from its own loop (kcp2k's `Tick`), and what each loop of the threaded
+/// [`KcpServer`](crate::KcpServer) runs.
+///
+/// Each frame, call [`poll_io`](Self::poll_io) (read the socket into the sessions),
+/// take the events with [`next_event`](Self::next_event) (replying with
+/// [`send`](Self::send)), then [`tick`](Self::tick) (timers, closes, and every
+/// datagram out); or [`poll`](Self::poll) for both, whose replies then leave at the
+/// next call. Every method takes `now`; none blocks or reads the clock. Sleep until
+/// [`next_deadline`](Self::next_deadline), or register the driver (it is a
+/// [`mio::event::Source`]) and wake when its socket is readable.
+///
+/// The limits and counters are the threaded server's: `max_sessions`, the
+/// new-session rate, idle timeout, queue limits ([`ServerConfig`]; `threads` is
+/// ignored: a driver is one loop), counted in [`LoopStats`].
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::{Duration, Instant};
+/// use kcp_net::{Preset, ServerConfig, ServerDriver, ServerEvent};
+///
+/// # fn main() -> Result<(), kcp_net::NetError> {
+/// let mut server = ServerDriver::bind("127.0.0.1:4000".parse().unwrap(), ServerConfig::new(Preset::Fast))?;
+/// loop {
+///     let now = Instant::now();
+///     server.poll_io(now)?;
+///     while let Some(event) = server.next_event() {
+///         if let ServerEvent::Message { key, message } = event {
+///             let _ = server.send(now, key, message); // echo
+///         }
+///     }
+///     server.tick(now);
+///     std::thread::sleep(Duration::from_millis(16)); // a 60 Hz frame
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ServerDriver {
+    id: u16,
+    socket: PolledSocket,
+    io: Box<dyn DatagramIo>,
+    recv: RecvBatch,
+    outbox: Outbox,
+    config: Arc<ServerConfig>,
+    conversation: ConversationConfig,
+    shared: Arc<Shared>,
+    store: Store<KcpSession>,
+    routes: HashMap<(SocketAddr, u32), SessionKey>,
+    timers: TimerHeap<SessionKey>,
+    /// Reused buffer for the dirty keys of a tick.
+    dirty: Vec<SessionKey>,
+    socket_readable: bool,
+    shutdown: Option<Instant>,
+    stats: LoopStats,
+    events: VecDeque<ServerEvent>,
+    /// The drop counters at the last drop log, and when the next may be written.
+    drops_logged: (LoopStats, Instant),
+}
+
+impl ServerDriver {
+    /// Binds a socket to `addr` (port 0 picks one) for a driver with `config`.
+    ///
+    /// # Errors
+    /// [`NetError::Bind`] if the socket cannot be bound, [`NetError::Config`] /
+    /// [`NetError::Setting`] for an invalid `config`.
+    pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Self, NetError> {
+        config.validate()?;
+        let socket = udp::bind(
+            addr,
+            SocketOptions {
+                reuse_port: false,
+                recv_buffer: config.recv_buffer,
+                send_buffer: config.send_buffer,
+            },
+        )?;
+        let now = Instant::now();
+        let shared = Shared::new(1, config.new_sessions_per_sec, now);
+        Ok(Self::with_socket(0, socket, Arc::new(config), shared, now))
+    }
+
+    /// A driver for loop `id` of a server, on a bound socket, sharing `shared` with
+    /// the server's other loops. `config` was validated.
+    pub(crate) fn with_socket(
+        id: u16,
+        socket: UdpSocket,
+        config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+        now: Instant,
+    ) -> Self {
+        let clock = Clock::new(now);
+        let outbox = Outbox::new(clock, now);
+        #[cfg(feature = "impair")]
+        let outbox = outbox.impaired(
+            config
+                .impair
+                .as_ref()
+                .map(|i| {
+                    let mut i = i.clone();
+                    i.seed = i.seed.wrapping_add(u64::from(id));
+                    i
+                })
+                .as_ref(),
+        );
+        let io = udp::datagram_io(config.io, &socket);
+        let recv = RecvBatch::for_io(
+            io.as_ref(),
+            max_datagram(&config.engine),
+            udp::LOOP_GRO_SLOTS,
+        );
+        Self {
+            id,
+            socket: PolledSocket::new(socket),
+            io,
+            recv,
+            outbox,
+            conversation: config.conversation(),
+            config,
+            shared,
+            store: Store::new(id),
+            routes: HashMap::new(),
+            timers: TimerHeap::new(),
+            dirty: Vec::new(),
+            socket_readable: true,
+            shutdown: None,
+            stats: LoopStats::default(),
+            events: VecDeque::new(),
+            drops_logged: (LoopStats::default(), now),
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    /// The address the socket is bound to.
+    ///
+    /// # Errors
+    /// If the OS cannot tell.
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.socket
+            .local_addr()
+            .map_err(|e| NetError::io("reading the local address", e))
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Counters since it started.
+    pub fn stats(&self) -> LoopStats {
+        let mut stats = self.stats;
+        stats.sessions_active = self.store.len() as u64;
+        stats.dropped_impaired = self.outbox.impaired_drops();
+        stats
+    }
+
+    /// A session by key (`None` once it is closed).
+    pub fn session(&self, key: SessionKey) -> Option<&KcpSession> {
+        self.store.get(key)
+    }
+
+    /// Every open session.
+    pub fn sessions(&self) -> impl Iterator<Item = &KcpSession> {
+        self.store.iter().map(|(_, session)| session)
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Shut down and every session gone: nothing more will happen.
+    pub fn is_finished(&self) -> bool {
+        self.shutdown.is_some() && self.store.is_empty()
+    }
+
+    /// When the driver next has work even if nothing arrives: the earliest session
+    /// timer, the impaired link's next release, the shutdown deadline. An instant in
+    /// the past if work is due (the socket may still hold datagrams, or events or
+    /// dirty sessions wait); `None` if only a datagram can create work.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.socket_readable || !self.events.is_empty() || self.store.has_dirty() {
+            return Some(now);
+        }
+        let next = earliest(self.timers.peek(), self.outbox.next_release());
+        earliest(next, self.shutdown)
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /// The next event, oldest first.
+    pub fn next_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// Queues a message to a session (it leaves at the next [`tick`](Self::tick)).
+    ///
+    /// # Errors
+    /// [`QueueError::Closed`] for a closed or closing session (or a stale key), the
+    /// queue limit, or the engine's refusal.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        message: impl Into<Bytes>,
+    ) -> Result<(), QueueError> {
+        match self.store.entry(key) {
+            Some(mut entry) => queue(&mut entry, &mut self.stats, now, message.into()),
+            None => {
+                self.stats.sends_refused += 1;
+                Err(QueueError::Closed)
+            }
+        }
+    }
+
+    /// Queues a message to every active session; returns how many accepted it (the
+    /// others are over their queue limit, counted in `sends_refused`). The message is
+    /// shared, not copied.
+    pub fn broadcast(&mut self, now: Instant, message: impl Into<Bytes>) -> usize {
+        let message = message.into();
+        let mut accepted = 0;
+        for key in self.store.keys() {
+            if let Some(mut entry) = self.store.entry(key) {
+                if entry.get().state() != SessionState::Active {
+                    continue;
+                }
+                if queue(&mut entry, &mut self.stats, now, message.clone()).is_ok() {
+                    accepted += 1;
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Closes a session once what it has queued is acknowledged, or after
+    /// `close_linger`.
+    ///
+    /// # Errors
+    /// [`NetError::SessionClosed`] if it is already gone.
+    pub fn close(&mut self, now: Instant, key: SessionKey) -> Result<(), NetError> {
+        let linger = self.config.close_linger;
+        let mut entry = self.store.entry(key).ok_or(NetError::SessionClosed)?;
+        entry
+            .get_mut()
+            .conversation
+            .close(CloseReason::Local, now + linger);
+        entry.mark_dirty();
+        Ok(())
+    }
+
+    /// Starts a graceful shutdown: no new sessions; every session closes once its
+    /// queued data is acknowledged, or with [`CloseReason::Shutdown`] at `deadline`.
+    /// Keep calling [`tick`](Self::tick) until [`is_finished`](Self::is_finished).
+    pub fn shutdown(&mut self, deadline: Instant) {
+        let deadline = self.shutdown.map_or(deadline, |d| d.min(deadline));
+        self.shutdown = Some(deadline);
+        for key in self.store.keys() {
+            if let Some(mut entry) = self.store.entry(key) {
+                entry
+                    .get_mut()
+                    .conversation
+                    .close(CloseReason::Shutdown, deadline);
+                entry.mark_dirty();
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Reads what the socket holds (at most [`MAX_DATAGRAMS_PER_TURN`] datagrams;
+    /// `next_deadline` says "now" while more may wait) into the sessions, opening new
+    /// ones within the limits. Returns the datagrams read.
+    ///
+    /// # Errors
+    /// None today: errors the socket reports (ICMP errors) are consumed and the read
+    /// retried at the next call. The `Result` leaves room for fatal socket errors.
+    pub fn poll_io(&mut self, now: Instant) -> Result<usize, NetError> {
+        Ok(self.poll_io_with(now, &mut |_, _| true))
+    }
+
+    /// As [`poll_io`](Self::poll_io), asking `accept(peer, conv)` before opening a
+    /// session (after the limits); `false` refuses it (`dropped_refused`).
+    pub(crate) fn poll_io_with(
+        &mut self,
+        now: Instant,
+        accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
+    ) -> usize {
+        self.outbox.set_now(now);
+        if !self.socket_readable {
+            return 0;
+        }
+        let mut received = 0;
+        while received < MAX_DATAGRAMS_PER_TURN {
+            self.stats.recv_syscalls += 1;
+            match self.io.recv(&self.socket, &mut self.recv) {
+                Ok(n) => {
+                    received += n;
+                    // A short read emptied the socket: the next datagram raises a new
+                    // edge, so skip the call that would only say `WouldBlock`.
+                    self.socket_readable = self.recv.may_hold_more();
+                    for i in 0..n {
+                        let (meta, _) = self.recv.get(i);
+                        self.stats.datagrams_in += 1;
+                        self.stats.bytes_in += meta.len as u64;
+                        if meta.truncated {
+                            self.stats.dropped_truncated += 1;
+                        } else {
+                            self.datagram(i, now, accept);
+                        }
+                    }
+                    if !self.socket_readable {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.socket_readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Errors queued on the socket (ICMP reports) are consumed by the call
+                // that returns them; try again next turn.
+                Err(_) => break,
+            }
+        }
+        received
+    }
+
+    /// Routes received datagram `i` to its session, or opens one for it.
+    fn datagram(
+        &mut self,
+        i: usize,
+        now: Instant,
+        accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
+    ) {
+        let (meta, datagram) = self.recv.get(i);
+        let peer = meta.addr;
+        let Some(conv) = conv_of(datagram) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        let key = match self.routes.get(&(peer, conv)) {
+            Some(&key) => key,
+            None => match Opening::of(datagram, self.config.engine.initial_sn) {
+                Opening::Malformed => {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                }
+                Opening::NotFirst => {
+                    self.stats.dropped_unknown_session += 1;
+                    return;
+                }
+                Opening::Opens => match self.open(peer, conv, now, accept) {
+                    Some(key) => key,
+                    None => return,
+                },
+            },
+        };
+        let (_, datagram) = self.recv.get(i);
+        deliver(
+            &mut self.store,
+            &mut self.stats,
+            &mut self.events,
+            key,
+            datagram,
+            now,
+        );
+    }
+
+    /// Opens a session for a new (peer, conv) if the limits and `accept` allow.
+    fn open(
+        &mut self,
+        peer: SocketAddr,
+        conv: u32,
+        now: Instant,
+        accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
+    ) -> Option<SessionKey> {
+        if self.shutdown.is_some() {
+            self.stats.dropped_refused += 1;
+            return None;
+        }
+        if self.shared.sessions.load(Ordering::Relaxed) >= self.config.max_sessions {
+            self.stats.dropped_session_limit += 1;
+            return None;
+        }
+        let token = self
+            .shared
+            .new_sessions
+            .lock()
+            .map(|mut bucket| bucket.take(now))
+            .unwrap_or(false);
+        if !token {
+            self.stats.dropped_rate_limited += 1;
+            return None;
+        }
+        if !accept(peer, conv) {
+            self.stats.dropped_refused += 1;
+            return None;
+        }
+        // The config was validated at bind, so this cannot fail.
+        let conversation = Conversation::new(conv, self.conversation.clone(), now).ok()?;
+        let key = self
+            .store
+            .insert(|key| KcpSession::new(key, peer, conversation));
+        self.routes.insert((peer, conv), key);
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed);
+        self.stats.sessions_opened += 1;
+        tracing::debug!(loop_id = self.id, %key, %peer, conv, "session opened");
+        self.events
+            .push_back(ServerEvent::Opened { key, peer, conv });
+        Some(key)
+    }
+
+    // ---------------------------------------------------------------- timers and output
+
+    /// Runs the due timers, drives every session touched since the last tick
+    /// (input, sends, closes), closes those that are done (their `Closed` events
+    /// follow) and sends every datagram due.
+    pub fn tick(&mut self, now: Instant) {
+        self.outbox.set_now(now);
+        self.run_timers(now);
+        self.service_dirty(now);
+        self.send_datagrams(now);
+        self.log_drops(now);
+    }
+
+    /// [`poll_io`](Self::poll_io) then [`tick`](Self::tick): one call a frame.
+    /// Replies queued while handling this call's events leave at the next call (or
+    /// call [`tick`](Self::tick) after handling them).
+    ///
+    /// # Errors
+    /// As [`poll_io`](Self::poll_io).
+    pub fn poll(&mut self, now: Instant) -> Result<usize, NetError> {
+        let read = self.poll_io(now)?;
+        self.tick(now);
+        Ok(read)
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            let Some(mut entry) = self.store.entry(key) else {
+                continue; // closed since
+            };
+            let session = entry.get_mut();
+            if session.next_wake != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            session.next_wake = None;
+            self.stats.timer_fires += 1;
+            entry.mark_dirty();
+        }
+        if self.timers.len() > 2 * self.store.len() + 1024 {
+            let live = self
+                .store
+                .iter()
+                .filter_map(|(key, s)| s.next_wake.map(|at| (at, key)));
+            self.timers.rebuild(live);
+        }
+    }
+
+    /// Drives every dirty session, closes those that are done and reschedules the
+    /// rest.
+    fn service_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.store.take_dirty(&mut dirty);
+        for &key in &dirty {
+            let Some(session) = self.store.get_mut(key) else {
+                continue;
+            };
+            emit(session, &mut self.outbox, &mut self.stats, now, Emit::Due);
+            if let Some(reason) = session.conversation.poll_close(now) {
+                self.close_now(key, reason, now);
+                continue;
+            }
+            if let Some(wake) = session.conversation.next_deadline(now) {
+                if session.next_wake.is_none_or(|current| wake < current) {
+                    session.next_wake = Some(wake);
+                    self.timers.push(wake, key);
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// Removes a session for good and queues its `Closed` event. It is flushed first,
+    /// so that everything it owes leaves: above all the ACKs for data it received this
+    /// turn, which the interval grid would otherwise hold back (the peer would then
+    /// retransmit to a session that no longer exists). Data still unacknowledged is
+    /// abandoned.
+    pub(crate) fn close_now(&mut self, key: SessionKey, reason: CloseReason, now: Instant) {
+        let Some(session) = self.store.get_mut(key) else {
+            return;
+        };
+        emit(session, &mut self.outbox, &mut self.stats, now, Emit::All);
+        let Some(session) = self.store.remove(key) else {
+            return;
+        };
+        self.routes.remove(&(session.peer(), session.conv()));
+        self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        match reason {
+            CloseReason::IdleTimeout => self.stats.closed_idle += 1,
+            CloseReason::DeadLink | CloseReason::PeerGone => self.stats.closed_dead_link += 1,
+            CloseReason::Local => self.stats.closed_local += 1,
+            CloseReason::Shutdown => self.stats.closed_shutdown += 1,
+            CloseReason::HandlerPanicked => self.stats.closed_handler_panicked += 1,
+        }
+        tracing::debug!(loop_id = self.id, %key, peer = %session.peer(), conv = session.conv(), ?reason, "session closed");
+        self.events.push_back(ServerEvent::Closed {
+            key,
+            reason,
+            session: Box::new(session),
+        });
+    }
+
+    /// Closes every session still open, at once (the loop is stopping).
+    pub(crate) fn close_all(&mut self, now: Instant) {
+        for key in self.store.keys() {
+            self.close_now(key, CloseReason::Shutdown, now);
+        }
+        self.send_datagrams(now);
+    }
+
+    fn send_datagrams(&mut self, now: Instant) {
+        let outcome = self.outbox.send(now, self.io.as_mut(), &self.socket);
+        self.stats.datagrams_out += outcome.datagrams;
+        self.stats.bytes_out += outcome.bytes;
+        self.stats.send_syscalls += outcome.syscalls;
+        self.stats.dropped_send_full += outcome.dropped_full;
+        self.stats.send_errors += outcome.errors;
+    }
+
+    /// Logs what was dropped since the last log, at most once per
+    /// [`DROP_LOG_EVERY`], at debug level (never a line per datagram).
+    fn log_drops(&mut self, now: Instant) {
+        let (last, next_at) = &mut self.drops_logged;
+        if now < *next_at || !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let s = &self.stats;
+        let drops = [
+            ("malformed", s.dropped_malformed, last.dropped_malformed),
+            ("truncated", s.dropped_truncated, last.dropped_truncated),
+            (
+                "unknown_session",
+                s.dropped_unknown_session,
+                last.dropped_unknown_session,
+            ),
+            ("rejected", s.dropped_rejected, last.dropped_rejected),
+            (
+                "session_limit",
+                s.dropped_session_limit,
+                last.dropped_session_limit,
+            ),
+            (
+                "rate_limited",
+                s.dropped_rate_limited,
+                last.dropped_rate_limited,
+            ),
+            ("refused", s.dropped_refused, last.dropped_refused),
+            ("send_full", s.dropped_send_full, last.dropped_send_full),
+            ("send_errors", s.send_errors, last.send_errors),
+        ];
+        for (cause, now_count, then) in drops {
+            if now_count > then {
+                tracing::debug!(
+                    loop_id = self.id,
+                    cause,
+                    count = now_count - then,
+                    "datagrams dropped"
+                );
+            }
+        }
+        *last = self.stats;
+        *next_at = now + DROP_LOG_EVERY;
+    }
+
+    // ---------------------------------------------------------------- for the threaded loop
+
+    /// The parts a handler's context borrows: the session's entry and the counters.
+    pub(crate) fn entry_and_stats(
+        &mut self,
+        key: SessionKey,
+    ) -> Option<(Entry<'_, KcpSession>, &mut LoopStats)> {
+        Some((self.store.entry(key)?, &mut self.stats))
+    }
+
+    /// The session list of [`ServerHandle::sessions`](crate::ServerHandle::sessions).
+    pub(crate) fn session_infos(&self) -> Vec<SessionInfo> {
+        self.sessions()
+            .map(|s| SessionInfo {
+                key: s.key(),
+                peer: s.peer(),
+                conv: s.conv(),
+            })
+            .collect()
+    }
+
+    /// Counts a handler panic the loop caught.
+    pub(crate) fn count_handler_panic(&mut self) {
+        self.stats.handler_panics += 1;
+    }
+
+    /// Counts a request received from another thread.
+    pub(crate) fn count_request(&mut self) {
+        self.stats.commands += 1;
+    }
+
+    /// Counts a wake-up of the loop's poll.
+    pub(crate) fn count_wakeup(&mut self) {
+        self.stats.wakeups += 1;
+    }
+
+    /// Marks the socket readable (its readiness event fired).
+    pub(crate) fn set_readable(&mut self) {
+        self.socket_readable = true;
+    }
+
+    /// The id of this loop.
+    pub(crate) const fn loop_id(&self) -> u16 {
+        self.id
+    }
+}
+
+/// Queues `message` on `entry`'s session, counts it in `stats` and marks the session
+/// dirty: the one path every send takes (driver, handler context, handle request).
+pub(crate) fn queue(
+    entry: &mut Entry<'_, KcpSession>,
+    stats: &mut LoopStats,
+    now: Instant,
+    message: Bytes,
+) -> Result<(), QueueError> {
+    let result = entry.get_mut().conversation.send(now, message);
+    match result {
+        Ok(()) => {
+            stats.messages_out += 1;
+            entry.mark_dirty();
+        }
+        Err(_) => stats.sends_refused += 1,
+    }
+    result
+}
+
+/// What [`emit`] asks of a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Emit {
+    /// What its rules say is due ([`Conversation::drive`]).
+    Due,
+    /// Everything at once ([`Conversation::flush`]).
+    All,
+}
+
+/// Lets `session` write its datagrams into `outbox`, counting its retransmissions.
+fn emit(
+    session: &mut KcpSession,
+    outbox: &mut Outbox,
+    stats: &mut LoopStats,
+    now: Instant,
+    what: Emit,
+) {
+    let out = &mut outbox.to(session.peer());
+    let Ok(retransmits) = match what {
+        Emit::Due => session.conversation.drive(now, out),
+        Emit::All => session.conversation.flush(now, out),
+    };
+    stats.retransmits += retransmits;
+}
+
+/// Feeds a datagram to its session and queues the messages it completes.
+fn deliver(
+    store: &mut Store<KcpSession>,
+    stats: &mut LoopStats,
+    events: &mut VecDeque<ServerEvent>,
+    key: SessionKey,
+    datagram: &[u8],
+    now: Instant,
+) {
+    let Some(mut entry) = store.entry(key) else {
+        return;
+    };
+    let conversation = &mut entry.get_mut().conversation;
+    if conversation.input(now, datagram).is_err() {
+        stats.dropped_rejected += 1;
+        return;
+    }
+    let keepalives = conversation.counters().keepalives_in;
+    while let Some(message) = conversation.recv() {
+        stats.messages_in += 1;
+        events.push_back(ServerEvent::Message { key, message });
+    }
+    stats.keepalives_in += conversation.counters().keepalives_in - keepalives;
+    entry.mark_dirty();
+}
+
+/// What a datagram for no existing session may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opening {
+    /// It is not KCP as a whole (a bad segment, mixed convs).
+    Malformed,
+    /// Valid KCP, but not the start of a conversation.
+    NotFirst,
+    /// It carries the first data segment of a conversation: a `Push` with
+    /// `sn == initial_sn`.
+    Opens,
+}
+
+impl Opening {
+    /// Stragglers of a closed or forgotten conversation (after a server restart, say)
+    /// carry later sequence numbers and are dropped, so their client sees a dead link
+    /// and reconnects instead of talking to a session that can never deliver its data.
+    fn of(datagram: &[u8], initial_sn: u32) -> Self {
+        let Some(conv) = conv_of(datagram) else {
+            return Self::Malformed;
+        };
+        let mut rest = datagram;
+        let mut opens = false;
+        while rest.len() >= HEADER_LEN {
+            let Ok((header, payload)) = Header::parse(rest) else {
+                return Self::Malformed;
+            };
+            if header.conv != conv {
+                return Self::Malformed;
+            }
+            if header.cmd == SegmentCommand::Push && header.sn.get() == initial_sn {
+                opens = true;
+            }
+            rest = &rest[HEADER_LEN + payload.len()..];
+        }
+        if opens { Self::Opens } else { Self::NotFirst }
+    }
+}
+
+/// A driver that goes away (its loop stopped, or its thread died) takes its
+/// sessions off the server's count, so [`ServerHandle::session_count`] agrees with
+/// what the loops still serve.
+///
+/// [`ServerHandle::session_count`]: crate::ServerHandle::session_count
+impl Drop for ServerDriver {
+    fn drop(&mut self) {
+        self.shared
+            .sessions
+            .fetch_sub(self.store.len(), Ordering::Relaxed);
+    }
+}
+
+/// Registering the driver registers its socket (readable interest is what matters):
+/// call [`ServerDriver::poll_io`] when its token fires, and [`ServerDriver::tick`] at
+/// [`ServerDriver::next_deadline`].
+impl mio::event::Source for ServerDriver {
+    crate::udp::delegate_source!(socket);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcp_core::Sn;
+
+    fn segment(conv: u32, cmd: SegmentCommand, sn: u32, payload: &[u8]) -> Vec<u8> {
+        Header::new(conv, cmd, Sn::new(sn)).encode(payload)
+    }
+
+    #[test]
+    fn only_the_first_push_of_a_conversation_opens_a_session() {
+        use SegmentCommand::{Ack, Push};
+        assert_eq!(Opening::of(&segment(7, Push, 0, b"hi"), 0), Opening::Opens);
+        assert_eq!(
+            Opening::of(&segment(7, Push, 5, b"hi"), 0),
+            Opening::NotFirst
+        );
+        assert_eq!(Opening::of(&segment(7, Ack, 0, b""), 0), Opening::NotFirst);
+        let mut two = segment(7, Ack, 3, b"");
+        two.extend(segment(7, Push, 0, b"x"));
+        assert_eq!(Opening::of(&two, 0), Opening::Opens);
+        let mut mixed = segment(7, Push, 0, b"x");
+        mixed.extend(segment(8, Push, 0, b"x"));
+        assert_eq!(Opening::of(&mixed, 0), Opening::Malformed);
+        let mut garbage = segment(7, Push, 0, b"x");
+        garbage[4] = 99;
+        assert_eq!(Opening::of(&garbage, 0), Opening::Malformed);
+        assert_eq!(Opening::of(b"abc", 0), Opening::Malformed);
+    }
+}
