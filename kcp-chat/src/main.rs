@@ -213,10 +213,13 @@ fn init_logging(flag: Option<&str>, default: &str) {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
+    // A log pipe whose reader went away must not stop anything: write errors are
+    // dropped (not reported with `eprintln!`, which panics on a closed stderr).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -362,7 +365,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
     };
     result.unwrap_or_else(|e| {
-        eprintln!("kcp-chat: {e:#}");
+        let _ = writeln!(std::io::stderr(), "kcp-chat: {e:#}");
         ExitCode::FAILURE
     })
 }

@@ -314,16 +314,23 @@ impl KcpClient {
     pub fn wait_acknowledged(&mut self, timeout: Duration) -> Result<bool, NetError> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.tick()?;
+            self.check_failure()?;
+            let now = Instant::now();
+            self.outbox.set_now(now);
+            self.read_socket(now)?;
+            // Asked before the drive, which may queue a keepalive: a keepalive of
+            // ours is not what the caller waits for.
             if self.conversation.engine().wait_send() == 0 {
-                let now = Instant::now();
                 let Ok(_) = self
                     .conversation
                     .flush(now, &mut self.outbox.to(self.server));
                 self.flush_socket(now);
                 return Ok(true);
             }
-            let now = Instant::now();
+            self.drive(now);
+            self.flush_socket(now);
+            self.detect_failure(now);
+            self.check_failure()?;
             if now >= deadline {
                 return Ok(false);
             }
@@ -453,7 +460,7 @@ impl KcpClient {
 }
 
 /// Registering the client registers its socket (readable interest is what matters).
-/// A registered client cannot block in [`KcpClient::recv`] or [`KcpClient::flush`];
+/// A registered client cannot block in [`KcpClient::recv`] or [`KcpClient::wait_acknowledged`];
 /// call [`KcpClient::tick`] / [`KcpClient::try_recv`] when its token fires or its
 /// [`next_deadline`](KcpClient::next_deadline) passes.
 impl mio::event::Source for KcpClient {

@@ -275,12 +275,20 @@ impl Conversation {
     }
 
     /// Starts closing: no new messages; [`poll_close`](Self::poll_close) reports
-    /// `reason` once everything queued is acknowledged or at `deadline`. No-op if
-    /// already closing.
+    /// `reason` once everything queued is acknowledged or at `deadline`. If already
+    /// closing, the first reason stays and the earlier deadline holds (a shutdown
+    /// cuts a long linger short).
     pub fn close(&mut self, reason: CloseReason, deadline: Instant) {
-        if self.state == SessionState::Active {
-            self.state = SessionState::Closing { reason, deadline };
-        }
+        self.state = match self.state {
+            SessionState::Active => SessionState::Closing { reason, deadline },
+            SessionState::Closing {
+                reason,
+                deadline: first,
+            } => SessionState::Closing {
+                reason,
+                deadline: first.min(deadline),
+            },
+        };
     }
 
     // ---------------------------------------------------------------- output and timers

@@ -1,11 +1,21 @@
 //! KCP over UDP: event loops, sessions, a server and a client.
 //!
-//! `kcp-net` puts the sans-IO engine of [`kcp_core`] on real sockets. A
-//! [`KcpServer`] runs one `mio` event loop per thread, each owning a UDP socket bound
-//! to the same port (`SO_REUSEPORT`), its sessions (keyed by peer address and conv),
-//! a timer heap and a command queue other threads post to through a
-//! [`ServerHandle`]. A [`KcpClient`] is one conversation driven by its owner's thread:
-//! blocking, from a game loop, or from your own `mio` poll.
+//! `kcp-net` puts the sans-IO engine of [`kcp_core`] on real sockets, in three
+//! layers:
+//!
+//! - [`Conversation`]: one engine and everything a conversation needs beyond it
+//!   (wire mode, keepalive, liveness, the ACK-holding rule, the queue limit,
+//!   counters). Sans-IO like the engine: every method takes `now`, and its datagrams
+//!   go to a sink you lend. Everything below is built on it; use it alone to run KCP
+//!   over a transport of your own, or to test its rules on virtual time.
+//! - [`ServerDriver`]: a server on one socket that owns no thread. You pass `now`,
+//!   poll the socket when you like and take [`ServerEvent`]s back as values: what a
+//!   game server drives from its own frame loop (`examples/game_server.rs`).
+//! - [`KcpServer`]: one driver per thread, each owning a UDP socket bound to the same
+//!   port (`SO_REUSEPORT`), calling an [`EventHandler`] and taking requests that other
+//!   threads post through a [`ServerHandle`]. A [`KcpClient`] is one conversation
+//!   driven by its owner's thread: blocking, from a game loop, or from your own `mio`
+//!   poll.
 //!
 //! It is not an async runtime, and it knows nothing of what the messages mean.
 //!
@@ -99,6 +109,15 @@
 //! 10 ms and an idle one only at its idle deadline: 10,000 idle sessions cost nothing
 //! until they time out (or until a keepalive moves the deadline, which costs one
 //! wake-up per idle period).
+//!
+//! # Handlers that fail
+//!
+//! An [`EventHandler`] method that panics does not take its loop down: the panic is
+//! caught, the session it was called for is closed at once
+//! ([`CloseReason::HandlerPanicked`], counted in [`LoopStats`] and logged) and the
+//! loop goes on serving the others. Logging goes through `tracing` (sessions opened
+//! and closed at debug level, drops summarised at most once a second), never a line
+//! per datagram.
 //!
 //! # Current behaviour, not guaranteed
 //!

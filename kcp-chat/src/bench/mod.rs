@@ -308,7 +308,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
     while !waiter.is_finished() {
         if options.progress && tty {
             let line = progress_line(&shared.live, Duration::ZERO, options, false);
-            eprint!("\r{line}\x1b[K");
+            let _ = write!(std::io::stderr(), "\r{line}\x1b[K");
         }
         thread::sleep(Duration::from_millis(200));
     }
@@ -328,15 +328,15 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
         if options.progress && (tty || last_line.elapsed() >= Duration::from_secs(5)) {
             let line = progress_line(&shared.live, elapsed, options, sending);
             if tty {
-                eprint!("\r{line}\x1b[K");
+                let _ = write!(std::io::stderr(), "\r{line}\x1b[K");
             } else {
-                eprintln!("{line}");
+                let _ = writeln!(std::io::stderr(), "{line}");
             }
             last_line = Instant::now();
         }
     }
     if options.progress && tty {
-        eprintln!();
+        let _ = writeln!(std::io::stderr());
     }
     let cpu_end = cpu_end.or_else(|| probe.read());
     let mut latencies = Latencies::new();

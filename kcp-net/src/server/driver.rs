@@ -136,6 +136,16 @@ impl ServerDriver {
     /// [`NetError::Bind`] if the socket cannot be bound, [`NetError::Config`] /
     /// [`NetError::Setting`] for an invalid `config`.
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<Self, NetError> {
+        Self::bind_at(addr, config, Instant::now())
+    }
+
+    /// As [`bind`](Self::bind), starting the driver's clock (engine time, the
+    /// new-session rate) at `now`: for a driver on virtual time, where every later
+    /// `now` is `now + elapsed`.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind).
+    pub fn bind_at(addr: SocketAddr, config: ServerConfig, now: Instant) -> Result<Self, NetError> {
         config.validate()?;
         let socket = udp::bind(
             addr,
@@ -145,7 +155,6 @@ impl ServerDriver {
                 send_buffer: config.send_buffer,
             },
         )?;
-        let now = Instant::now();
         let shared = Shared::new(1, config.new_sessions_per_sec, now);
         Ok(Self::with_socket(0, socket, Arc::new(config), shared, now))
     }
@@ -246,15 +255,15 @@ impl ServerDriver {
     }
 
     /// When the driver next has work even if nothing arrives: the earliest session
-    /// timer, the impaired link's next release, the shutdown deadline. An instant in
-    /// the past if work is due (the socket may still hold datagrams, or events or
-    /// dirty sessions wait); `None` if only a datagram can create work.
+    /// timer (engines, idle and closing deadlines, shutdown included) and the
+    /// impaired link's next release. `now` if work is due already (the socket may
+    /// still hold datagrams, or events or touched sessions wait); `None` if only a
+    /// datagram can create work.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         if self.socket_readable || !self.events.is_empty() || self.store.has_dirty() {
             return Some(now);
         }
-        let next = earliest(self.timers.peek(), self.outbox.next_release());
-        earliest(next, self.shutdown)
+        earliest(self.timers.peek(), self.outbox.next_release())
     }
 
     // ---------------------------------------------------------------- events
@@ -322,7 +331,8 @@ impl ServerDriver {
     }
 
     /// Starts a graceful shutdown: no new sessions; every session closes once its
-    /// queued data is acknowledged, or with [`CloseReason::Shutdown`] at `deadline`.
+    /// queued data is acknowledged, or with [`CloseReason::Shutdown`] at `deadline`
+    /// (one already closing keeps its reason, and closes by `deadline` at the latest).
     /// Keep calling [`tick`](Self::tick) until [`is_finished`](Self::is_finished).
     pub fn shutdown(&mut self, deadline: Instant) {
         let deadline = self.shutdown.map_or(deadline, |d| d.min(deadline));
@@ -348,6 +358,9 @@ impl ServerDriver {
     /// None today: errors the socket reports (ICMP errors) are consumed and the read
     /// retried at the next call. The `Result` leaves room for fatal socket errors.
     pub fn poll_io(&mut self, now: Instant) -> Result<usize, NetError> {
+        // The caller asks to read now: whether its poll said readable or not, try
+        // (a read that finds nothing costs one `WouldBlock`).
+        self.socket_readable = true;
         Ok(self.poll_io_with(now, &mut |_, _| true))
     }
 
@@ -569,6 +582,11 @@ impl ServerDriver {
         };
         self.routes.remove(&(session.peer(), session.conv()));
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        if self.store.is_empty() {
+            // Only stale timer entries are left: drop them, so an empty driver asks
+            // for no wake-up.
+            self.timers.rebuild(std::iter::empty());
+        }
         match reason {
             CloseReason::IdleTimeout => self.stats.closed_idle += 1,
             CloseReason::DeadLink | CloseReason::PeerGone => self.stats.closed_dead_link += 1,
