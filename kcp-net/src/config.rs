@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use kcp_core::Config;
 
-use crate::conversation::WireMode;
 use crate::error::NetError;
 #[cfg(feature = "impair")]
 use crate::impair::ImpairConfig;
@@ -64,6 +63,15 @@ impl fmt::Display for Preset {
 /// a thousand peers is not dropped by the kernel before the loop drains it. Linux caps
 /// it at `net.core.rmem_max`/`wmem_max`.
 pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
+
+/// How a conversation's datagrams look on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WireMode {
+    /// Plain ikcp datagrams, as every KCP peer (the C reference included) speaks them.
+    #[default]
+    Raw,
+}
 
 /// Settings of one [`Conversation`](crate::Conversation): the engine and the rules
 /// kept around it. Servers and clients derive theirs from [`ServerConfig`] and

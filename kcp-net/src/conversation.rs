@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kcp_core::{InputError, Kcp, PollAt, Transmit};
 
 use crate::clock::Clock;
-use crate::config::ConversationConfig;
+use crate::config::{ConversationConfig, WireMode};
 use crate::error::{NetError, QueueError};
 use crate::lifecycle::{CloseReason, SessionState};
 use crate::stats::{SessionCounters, SessionStats};
@@ -16,15 +16,6 @@ use crate::timer::earliest;
 /// How long the ACKs owed under `flush_on_input` are held while received messages
 /// wait for the application, so that they leave with its reply.
 pub(crate) const ACK_HOLD: Duration = Duration::from_millis(1);
-
-/// How a conversation's datagrams look on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum WireMode {
-    /// Plain ikcp datagrams, as every KCP peer (the C reference included) speaks them.
-    #[default]
-    Raw,
-}
 
 /// One KCP conversation: the engine, and what a conversation needs beyond it: the
 /// wire mode, liveness (last heard, keepalive, dead link, idle and peer timeouts),

@@ -147,8 +147,10 @@ mod timer;
 mod udp;
 
 pub use client::KcpClient;
-pub use config::{ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig};
-pub use conversation::{Conversation, WireMode};
+pub use config::{
+    ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig, WireMode,
+};
+pub use conversation::Conversation;
 pub use error::{NetError, QueueError};
 pub use lifecycle::{CloseReason, SessionState};
 pub use server::{

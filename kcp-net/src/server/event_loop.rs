@@ -90,7 +90,7 @@ impl EventLoop {
             shared,
         } = self;
         let loop_id = driver.loop_id();
-        tracing::debug!(loop_id, addr = %handle.local_addr(), "event loop started");
+        tracing::info!(loop_id, addr = %handle.local_addr(), "event loop started");
         let mut running = Running {
             driver,
             handler,
@@ -103,7 +103,7 @@ impl EventLoop {
         running.dispatch(now);
         running.publish();
         match &result {
-            Ok(()) => tracing::debug!(loop_id, "event loop stopped"),
+            Ok(()) => tracing::info!(loop_id, "event loop stopped"),
             Err(e) => tracing::error!(loop_id, error = %e, "event loop stopped on an error"),
         }
         result
