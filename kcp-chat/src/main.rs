@@ -81,6 +81,13 @@ struct ServerArgs {
     /// more disconnects the client.
     #[arg(long, default_value_t = 5)]
     strikes: u32,
+    /// Most sessions from one source IP (raise it when many clients share one address,
+    /// as a load test on one machine does).
+    #[arg(long, default_value_t = 512)]
+    max_sessions_per_ip: u32,
+    /// New sessions per second from one source IP.
+    #[arg(long, default_value_t = 64)]
+    new_sessions_per_ip: u32,
     /// Close sessions silent this long (clients send keepalives every 3 s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
@@ -235,6 +242,8 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut config = ChatServerConfig::new(args.preset);
     config.net.threads = args.threads;
     config.net.idle_timeout = args.idle_timeout;
+    config.net.max_sessions_per_ip = args.max_sessions_per_ip;
+    config.net.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
     config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
     config.max_clients = args.max_clients;
     config.rooms.max_message = args.max_message;

@@ -185,6 +185,16 @@ pub struct ServerConfig {
     /// one second's worth). Beyond it, opening datagrams are dropped and counted
     /// (`dropped_rate_limited`); the peer retransmits and gets in later. Default 1,000.
     pub new_sessions_per_sec: u32,
+    /// Most sessions open at once from one source IP (all its ports), over all loops.
+    /// Beyond it, opening datagrams are dropped and counted (`dropped_ip_limit`).
+    /// Default 512: an office behind one NAT address fits; one host cannot take the
+    /// whole server.
+    pub max_sessions_per_ip: u32,
+    /// New sessions accepted per second from one source IP (a token bucket holding
+    /// one second's worth). Beyond it, opening datagrams are dropped and counted
+    /// (`dropped_ip_rate`). Default 64. The table behind both per-IP limits holds at
+    /// most `2 × max_sessions + 1,024` addresses (~100 bytes each).
+    pub new_sessions_per_ip_per_sec: u32,
     /// Flush a session's engine at the end of the loop turn in which a message was
     /// queued for it, instead of waiting for its next `interval` tick: lower latency,
     /// sometimes more datagrams. Default `false` (the reference's timing).
@@ -224,6 +234,8 @@ impl ServerConfig {
             max_queued_bytes_per_session: 1 << 20,
             idle_timeout: Duration::from_secs(30),
             new_sessions_per_sec: 1_000,
+            max_sessions_per_ip: 512,
+            new_sessions_per_ip_per_sec: 64,
             flush_on_send: false,
             flush_on_input: false,
             swallow_empty_messages: true,
@@ -270,6 +282,14 @@ impl ServerConfig {
         }
         if self.new_sessions_per_sec == 0 {
             return Err(NetError::Setting("new_sessions_per_sec must be at least 1"));
+        }
+        if self.max_sessions_per_ip == 0 {
+            return Err(NetError::Setting("max_sessions_per_ip must be at least 1"));
+        }
+        if self.new_sessions_per_ip_per_sec == 0 {
+            return Err(NetError::Setting(
+                "new_sessions_per_ip_per_sec must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -98,6 +98,11 @@ counters! {
         dropped_session_limit,
         /// Would have opened a session beyond the new-session rate cap.
         dropped_rate_limited,
+        /// Would have opened a session beyond `max_sessions_per_ip` for its source IP.
+        dropped_ip_limit,
+        /// Would have opened a session beyond `new_sessions_per_ip_per_sec` for its
+        /// source IP.
+        dropped_ip_rate,
         /// New sessions refused by the handler's `accept`, or while shutting down.
         dropped_refused,
         /// Outgoing datagrams dropped because the socket buffer was full.

@@ -283,3 +283,63 @@ fn sending_beyond_the_queue_limit_is_an_error_not_growth() {
     let stats = server.shutdown(Duration::ZERO).unwrap();
     assert!(stats.total.sends_refused >= 1);
 }
+
+#[test]
+fn one_address_gets_at_most_its_share_of_sessions_and_another_is_not_affected() {
+    let mut config = server_config();
+    config.max_sessions_per_ip = 20;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let addr = server.local_addr();
+    // A client on another loopback address (another host, as far as limits go).
+    let mut elsewhere = client_config();
+    elsewhere.bind = Some("127.0.0.2:0".parse().unwrap());
+    let mut client = KcpClient::connect(addr, elsewhere).unwrap();
+    echo_once(&mut client, b"first in");
+
+    let attacker = raw_socket(); // 127.0.0.1
+    let flood: Vec<_> = (1..=100)
+        .map(|conv| segment(conv, Command::Push, 0, b"let me in"))
+        .collect();
+    spray(&attacker, addr, &flood);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.sessions_opened + t.dropped_ip_limit >= 101
+    });
+    assert_eq!(
+        total.sessions_opened, 21,
+        "20 from 127.0.0.1, one from 127.0.0.2"
+    );
+    assert_eq!(total.dropped_ip_limit, 80);
+    echo_once(&mut client, b"still served");
+
+    // A second client from 127.0.0.2 still opens: the limit is per address.
+    let mut neighbour_config = client_config();
+    neighbour_config.bind = Some("127.0.0.2:0".parse().unwrap());
+    let mut neighbour = KcpClient::connect(addr, neighbour_config).unwrap();
+    echo_once(&mut neighbour, b"me too");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn one_address_opens_at_most_its_rate_of_new_sessions() {
+    let mut config = server_config();
+    config.new_sessions_per_ip_per_sec = 10;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let addr = server.local_addr();
+    let mut elsewhere = client_config();
+    elsewhere.bind = Some("127.0.0.3:0".parse().unwrap());
+    let mut client = KcpClient::connect(addr, elsewhere).unwrap();
+    echo_once(&mut client, b"first in");
+    let attacker = raw_socket();
+    let flood: Vec<_> = (1..=60)
+        .map(|conv| segment(conv, Command::Push, 0, b"let me in"))
+        .collect();
+    spray(&attacker, addr, &flood);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.sessions_opened + t.dropped_ip_rate >= 61
+    });
+    // The bucket holds one second's worth; the flood takes far less than a second
+    // to arrive, so at most one more token can have refilled.
+    assert!((11..=12).contains(&total.sessions_opened), "{total:?}");
+    assert_eq!(total.sessions_opened + total.dropped_ip_rate, 61);
+    server.shutdown(Duration::ZERO).unwrap();
+}

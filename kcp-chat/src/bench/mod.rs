@@ -246,6 +246,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
             let mut config = ChatServerConfig::new(options.preset);
             config.net.threads = options.server_threads.max(1);
             config.net.new_sessions_per_sec = 100_000;
+            // Every bench client comes from 127.0.0.1.
+            config.net.max_sessions_per_ip = u32::MAX;
+            config.net.new_sessions_per_ip_per_sec = 100_000;
             config.max_clients = options.clients + 16;
             config.rate = (options.rate * 2.0).max(20.0);
             config.burst = 40;

@@ -60,7 +60,7 @@ impl KcpServer {
             }
             sockets.push(socket);
         }
-        let shared = Shared::new(config.threads, config.new_sessions_per_sec, now);
+        let shared = Shared::new(&config, now);
         let mut loops = Vec::with_capacity(config.threads);
         let mut remotes = Vec::with_capacity(config.threads);
         for (id, socket) in sockets.into_iter().enumerate() {

@@ -18,6 +18,7 @@ use crate::config::{ConversationConfig, ServerConfig, max_datagram};
 use crate::conversation::Conversation;
 use crate::error::{NetError, QueueError};
 use crate::lifecycle::{CloseReason, SessionState};
+use crate::limits::AddressRefusal;
 use crate::outbox::Outbox;
 use crate::server::request::{SessionInfo, Shared};
 use crate::session::KcpSession;
@@ -155,7 +156,11 @@ impl ServerDriver {
                 send_buffer: config.send_buffer,
             },
         )?;
-        let shared = Shared::new(1, config.new_sessions_per_sec, now);
+        let config = ServerConfig {
+            threads: 1,
+            ..config
+        };
+        let shared = Shared::new(&config, now);
         Ok(Self::with_socket(0, socket, Arc::new(config), shared, now))
     }
 
@@ -468,6 +473,21 @@ impl ServerDriver {
             self.stats.dropped_session_limit += 1;
             return None;
         }
+        let admitted = match self.shared.addresses.lock() {
+            Ok(mut table) => table.admit(peer.ip(), now),
+            Err(_) => Err(AddressRefusal::TooFast),
+        };
+        match admitted {
+            Ok(()) => {}
+            Err(AddressRefusal::TooMany) => {
+                self.stats.dropped_ip_limit += 1;
+                return None;
+            }
+            Err(AddressRefusal::TooFast) => {
+                self.stats.dropped_ip_rate += 1;
+                return None;
+            }
+        }
         let token = self
             .shared
             .new_sessions
@@ -476,10 +496,12 @@ impl ServerDriver {
             .unwrap_or(false);
         if !token {
             self.stats.dropped_rate_limited += 1;
+            self.release_address(peer);
             return None;
         }
         if !accept(peer, conv) {
             self.stats.dropped_refused += 1;
+            self.release_address(peer);
             return None;
         }
         // The config was validated at bind, so this cannot fail.
@@ -582,6 +604,7 @@ impl ServerDriver {
         };
         self.routes.remove(&(session.peer(), session.conv()));
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.release_address(session.peer());
         if self.store.is_empty() {
             // Only stale timer entries are left: drop them, so an empty driver asks
             // for no wake-up.
@@ -600,6 +623,13 @@ impl ServerDriver {
             reason,
             session: Box::new(session),
         });
+    }
+
+    /// A session of `peer`'s address closed (or was never opened after admission).
+    fn release_address(&self, peer: SocketAddr) {
+        if let Ok(mut table) = self.shared.addresses.lock() {
+            table.release(peer.ip());
+        }
     }
 
     /// Closes every session still open, at once (the loop is stopping).
@@ -829,6 +859,9 @@ impl Drop for ServerDriver {
         self.shared
             .sessions
             .fetch_sub(self.store.len(), Ordering::Relaxed);
+        for (_, session) in self.store.iter() {
+            self.release_address(session.peer());
+        }
     }
 }
 

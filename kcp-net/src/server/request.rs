@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::config::ServerConfig;
 use crate::error::NetError;
-use crate::limits::TokenBucket;
+use crate::limits::{AddressTable, TokenBucket};
 use crate::stats::{AtomicLoopStats, SessionStats};
 use crate::store::SessionKey;
 
@@ -72,16 +73,26 @@ pub(crate) struct Shared {
     pub(crate) sessions: AtomicUsize,
     /// The new-session rate cap, over all loops.
     pub(crate) new_sessions: Mutex<TokenBucket>,
+    /// The per-address limits, over all loops (the kernel spreads one address's
+    /// ports over the loops).
+    pub(crate) addresses: Mutex<AddressTable>,
     /// Each loop's published counters.
     pub(crate) stats: Vec<AtomicLoopStats>,
 }
 
 impl Shared {
-    /// Shared state for `loops` loops, with the new-session cap at `rate` per second.
-    pub(crate) fn new(loops: usize, rate: u32, now: Instant) -> Arc<Self> {
+    /// Shared state for the `config.threads` loops of a server.
+    pub(crate) fn new(config: &ServerConfig, now: Instant) -> Arc<Self> {
+        let loops = config.threads;
+        let addresses = AddressTable::new(
+            config.max_sessions_per_ip,
+            config.new_sessions_per_ip_per_sec,
+            config.max_sessions.saturating_mul(2).saturating_add(1024),
+        );
         Arc::new(Self {
             sessions: AtomicUsize::new(0),
-            new_sessions: Mutex::new(TokenBucket::new(rate, now)),
+            new_sessions: Mutex::new(TokenBucket::new(config.new_sessions_per_sec, now)),
+            addresses: Mutex::new(addresses),
             stats: (0..loops).map(|_| AtomicLoopStats::default()).collect(),
         })
     }

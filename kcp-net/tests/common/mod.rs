@@ -85,6 +85,9 @@ pub fn server_config() -> ServerConfig {
     let mut config = ServerConfig::new(Preset::Fast);
     config.flush_on_send = true;
     config.new_sessions_per_sec = 100_000;
+    // Every client of these tests comes from 127.0.0.1.
+    config.max_sessions_per_ip = 100_000;
+    config.new_sessions_per_ip_per_sec = 100_000;
     config
 }
 

@@ -60,6 +60,9 @@ fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     config.engine.rcv_wnd = u32::from(window);
     config.max_sessions = 100_000;
     config.new_sessions_per_sec = 1_000_000;
+    // Every client of the bench comes from 127.0.0.1.
+    config.max_sessions_per_ip = 1_000_000;
+    config.new_sessions_per_ip_per_sec = 1_000_000;
     config.max_queued_bytes_per_session = 64 << 20;
     config.idle_timeout = Duration::from_secs(600);
     let server = KcpServer::bind(listen, config, Echo).context("binding kcp-net")?;
