@@ -205,6 +205,7 @@ impl Kcp {
     /// Counters and current estimates.
     pub fn stats(&self) -> Stats {
         Stats {
+            rtt_samples: self.rtt.samples(),
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
             rto: self.rtt.rto(),

@@ -17,6 +17,8 @@ pub(crate) struct RttEstimator {
     rttvar: i64,
     rto: u32,
     min_rto: u32,
+    /// Samples taken.
+    samples: u64,
 }
 
 impl RttEstimator {
@@ -26,11 +28,13 @@ impl RttEstimator {
             rttvar: 0,
             rto: RTO_DEFAULT,
             min_rto,
+            samples: 0,
         }
     }
 
     /// Feeds one sample (`now - echoed ts`, ≥ 0). `interval` floors the variance term.
     pub(crate) fn on_sample(&mut self, rtt: u32, interval: u32) {
+        self.samples += 1;
         let rtt = i64::from(rtt);
         if self.srtt == 0 {
             self.srtt = rtt;
@@ -42,6 +46,11 @@ impl RttEstimator {
         }
         let rto = self.srtt + (4 * self.rttvar).max(i64::from(interval));
         self.rto = rto.clamp(i64::from(self.min_rto), i64::from(RTO_MAX)) as u32;
+    }
+
+    /// Samples taken so far.
+    pub(crate) const fn samples(&self) -> u64 {
+        self.samples
     }
 
     /// The current retransmission timeout (`rx_rto`).

@@ -33,6 +33,9 @@ pub struct Stats {
     pub out_of_window: u64,
     /// ACKs not recorded because the ack list was at its bound.
     pub acks_dropped: u64,
+    /// RTT samples taken: ACKs that echoed the `ts` of one of our transmissions. A
+    /// host may read a first sample as proof that the peer receives at its address.
+    pub rtt_samples: u64,
     /// Window probes (WASK) sent.
     pub probes_sent: u64,
     /// Window announcements (WINS) sent.

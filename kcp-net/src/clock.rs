@@ -13,18 +13,25 @@ const START_MS: u32 = u32::MAX - 5_000;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Clock {
     origin: Instant,
+    /// The engine time at `origin`.
+    start_ms: u32,
 }
 
 impl Clock {
     pub(crate) fn new(origin: Instant) -> Self {
-        Self { origin }
+        Self::starting_at(origin, START_MS)
+    }
+
+    /// A clock whose engine time reads `start_ms` at `origin`.
+    pub(crate) fn starting_at(origin: Instant, start_ms: u32) -> Self {
+        Self { origin, start_ms }
     }
 
     /// The engine time at `now`. Truncation to whole milliseconds and to 32 bits is
     /// intended: the engine's clock is a wrapping `u32` of ms.
     pub(crate) fn timestamp(&self, now: Instant) -> Timestamp {
         let ms = now.saturating_duration_since(self.origin).as_millis() as u32;
-        Timestamp::from_millis(START_MS.wrapping_add(ms))
+        Timestamp::from_millis(self.start_ms.wrapping_add(ms))
     }
 
     /// The first `Instant` at which the engine clock reads `at`, for an `at` within

@@ -73,6 +73,29 @@ pub enum WireMode {
     Raw,
 }
 
+/// Limits on a server conversation whose peer has not yet proved that it receives at
+/// its address (see [`Conversation::is_confirmed`](crate::Conversation::is_confirmed)).
+/// Until it does, the conversation sends at most three times the bytes it accepted
+/// from the peer, retransmissions included: that bounds what a spoofed address can
+/// draw from us, however often the engine retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnconfirmedLimits {
+    /// Hearing nothing from an unconfirmed peer for this long ends the conversation
+    /// ([`CloseReason::Unconfirmed`](crate::CloseReason::Unconfirmed)). Default 8 s:
+    /// a client that only sends keepalives (every 5 s by default) to a server that
+    /// never replies with data stays.
+    pub idle_timeout: Duration,
+}
+
+impl Default for UnconfirmedLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
 /// Settings of one [`Conversation`](crate::Conversation): the engine and the rules
 /// kept around it. Servers and clients derive theirs from [`ServerConfig`] and
 /// [`ClientConfig`] ([`ServerConfig::conversation`], [`ClientConfig::conversation`]);
@@ -109,6 +132,14 @@ pub struct ConversationConfig {
     /// Count received empty messages as keepalives instead of delivering them.
     /// Default `true`.
     pub swallow_empty_messages: bool,
+    /// Start unconfirmed, under these limits, until the peer proves its address (a
+    /// server's conversations). `None`: the peer is trusted from the start (a client,
+    /// which picked its server's address itself). Default `None`.
+    pub unconfirmed: Option<UnconfirmedLimits>,
+    /// Pad the first datagram we send to 1,200 bytes with window-tell segments (a
+    /// no-op for every KCP peer), so that a server holding to the three-times rule may
+    /// answer with up to 3,600 bytes at once. Default `false`; [`ClientConfig`] sets it.
+    pub pad_opening: bool,
 }
 
 impl ConversationConfig {
@@ -124,6 +155,8 @@ impl ConversationConfig {
             peer_timeout: None,
             idle_timeout: None,
             swallow_empty_messages: true,
+            unconfirmed: None,
+            pad_opening: false,
         }
     }
 
@@ -185,6 +218,15 @@ pub struct ServerConfig {
     /// one second's worth). Beyond it, opening datagrams are dropped and counted
     /// (`dropped_rate_limited`); the peer retransmits and gets in later. Default 1,000.
     pub new_sessions_per_sec: u32,
+    /// Limits on a session whose peer has not proved its address yet (it has not
+    /// acknowledged anything we sent). Default [`UnconfirmedLimits::default`].
+    pub unconfirmed: UnconfirmedLimits,
+    /// Most unconfirmed sessions open at once on each loop, beside `max_sessions`
+    /// (which counts confirmed sessions only, so a spoofed flood cannot fill it).
+    /// When full, the oldest unconfirmed session of the loop is closed
+    /// ([`CloseReason::Evicted`](crate::CloseReason::Evicted)) to make room, so real
+    /// new clients are not refused. Default 1,024.
+    pub max_unconfirmed_sessions: usize,
     /// Most sessions open at once from one source IP (all its ports), over all loops.
     /// Beyond it, opening datagrams are dropped and counted (`dropped_ip_limit`).
     /// Default 512: an office behind one NAT address fits; one host cannot take the
@@ -234,6 +276,8 @@ impl ServerConfig {
             max_queued_bytes_per_session: 1 << 20,
             idle_timeout: Duration::from_secs(30),
             new_sessions_per_sec: 1_000,
+            unconfirmed: UnconfirmedLimits::default(),
+            max_unconfirmed_sessions: 1_024,
             max_sessions_per_ip: 512,
             new_sessions_per_ip_per_sec: 64,
             flush_on_send: false,
@@ -260,6 +304,8 @@ impl ServerConfig {
             peer_timeout: None,
             idle_timeout: Some(self.idle_timeout),
             swallow_empty_messages: self.swallow_empty_messages,
+            unconfirmed: Some(self.unconfirmed),
+            pad_opening: false,
         }
     }
 
@@ -282,6 +328,16 @@ impl ServerConfig {
         }
         if self.new_sessions_per_sec == 0 {
             return Err(NetError::Setting("new_sessions_per_sec must be at least 1"));
+        }
+        if self.max_unconfirmed_sessions == 0 {
+            return Err(NetError::Setting(
+                "max_unconfirmed_sessions must be at least 1",
+            ));
+        }
+        if self.unconfirmed.idle_timeout.is_zero() {
+            return Err(NetError::Setting(
+                "unconfirmed.idle_timeout must be positive",
+            ));
         }
         if self.max_sessions_per_ip == 0 {
             return Err(NetError::Setting("max_sessions_per_ip must be at least 1"));
@@ -334,6 +390,11 @@ pub struct ClientConfig {
     /// Most bytes held unacknowledged (queued or in flight, counted in whole segments);
     /// a send beyond it fails with [`NetError::QueueFull`]. Default 4 MiB.
     pub max_queued_bytes: usize,
+    /// Pad the first datagram to 1,200 bytes (see
+    /// [`ConversationConfig::pad_opening`]), so a server that limits what it sends to
+    /// an unconfirmed address to three times what it received can answer a first
+    /// message of up to 3,600 bytes at once. Default `true`.
+    pub pad_opening: bool,
     /// How datagrams move between socket and memory. Default [`IoBackend::Auto`].
     pub io: IoBackend,
     /// Requested `SO_RCVBUF`. Default 1 MiB.
@@ -356,6 +417,7 @@ impl ClientConfig {
             flush_on_send: false,
             flush_on_input: false,
             max_queued_bytes: 4 << 20,
+            pad_opening: true,
             io: IoBackend::Auto,
             recv_buffer: 1 << 20,
             send_buffer: 1 << 20,
@@ -378,6 +440,8 @@ impl ClientConfig {
             peer_timeout: Some(self.server_timeout),
             idle_timeout: None,
             swallow_empty_messages: true,
+            unconfirmed: None,
+            pad_opening: self.pad_opening,
         }
     }
 

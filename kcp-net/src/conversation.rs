@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcp_core::{InputError, Kcp, PollAt, Transmit};
 
+use crate::amplification::{AMPLIFICATION_FACTOR, Budgeted, Held, PADDED_OPENING, PaddedOpening};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, WireMode};
 use crate::error::{NetError, QueueError};
@@ -94,6 +95,14 @@ pub struct Conversation {
     acks_owed: Option<Instant>,
     /// Engine retransmissions already reported by `drive`.
     retransmits_seen: u64,
+    /// The peer proved it receives at its address (or the config trusts it).
+    confirmed: bool,
+    /// Bytes we sent while unconfirmed (the amplification budget's spending).
+    unconfirmed_out: u64,
+    /// Datagrams the budget could not cover yet.
+    held: Held,
+    /// The first datagram went out padded (`pad_opening`).
+    opening_padded: bool,
 }
 
 impl Conversation {
@@ -104,7 +113,14 @@ impl Conversation {
     pub fn new(conv: u32, config: ConversationConfig, now: Instant) -> Result<Self, NetError> {
         config.validate()?;
         let mut kcp = Kcp::new(conv, config.engine.clone())?;
-        let clock = Clock::new(now);
+        // An unconfirmed peer proves its address by echoing the `ts` of a segment we
+        // sent; an engine clock that starts at a random point makes `ts` unguessable.
+        let clock = if config.unconfirmed.is_some() {
+            Clock::starting_at(now, rand::random())
+        } else {
+            Clock::new(now)
+        };
+        let confirmed = config.unconfirmed.is_none();
         // Start the engine's update grid now (a new engine has nothing to send).
         let Ok(()) = kcp.update(clock.timestamp(now), |_| Ok::<(), Infallible>(()));
         Ok(Self {
@@ -121,6 +137,10 @@ impl Conversation {
             sent: false,
             acks_owed: None,
             retransmits_seen: 0,
+            confirmed,
+            unconfirmed_out: 0,
+            held: Held::default(),
+            opening_padded: false,
         })
     }
 
@@ -173,6 +193,15 @@ impl Conversation {
         self.kcp.wait_send() * self.kcp.config().mss()
     }
 
+    /// Whether the peer has proved that it receives at its address: it acknowledged a
+    /// segment we sent, echoing the `ts` of our transmission (which starts at a random
+    /// point, so a sender that cannot see our datagrams cannot forge it). Until then
+    /// we send at most three times the bytes we accepted from it. Always `true` for a
+    /// conversation without [`ConversationConfig::unconfirmed`] limits.
+    pub const fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
     /// Whether a whole message waits for [`recv`](Self::recv).
     pub fn has_message(&self) -> bool {
         self.kcp.peek_size().is_some()
@@ -210,6 +239,11 @@ impl Conversation {
         self.last_heard = now;
         self.counters.datagrams_in += 1;
         self.counters.bytes_in += datagram.len() as u64;
+        // An RTT sample is taken only from an ACK that echoes the `ts` of one of our
+        // transmissions of that segment: the peer received it.
+        if !self.confirmed && self.kcp.stats().rtt_samples > 0 {
+            self.confirmed = true;
+        }
         // We heard the peer: restart the silence clock if we still wait for it.
         self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
         if self.config.flush_on_input {
@@ -292,7 +326,11 @@ impl Conversation {
     ///
     /// # Errors
     /// The sink's error, which stops the engine's output early (see [`Kcp::flush_into`]).
-    pub fn drive<T: Transmit>(&mut self, now: Instant, out: &mut T) -> Result<u64, T::Error> {
+    pub fn drive<T: Transmit<Buf = Vec<u8>>>(
+        &mut self,
+        now: Instant,
+        out: &mut T,
+    ) -> Result<u64, T::Error> {
         self.keepalive(now);
         let flush = (self.sent && self.config.flush_on_send)
             || self
@@ -307,7 +345,11 @@ impl Conversation {
     ///
     /// # Errors
     /// As [`drive`](Self::drive).
-    pub fn flush<T: Transmit>(&mut self, now: Instant, out: &mut T) -> Result<u64, T::Error> {
+    pub fn flush<T: Transmit<Buf = Vec<u8>>>(
+        &mut self,
+        now: Instant,
+        out: &mut T,
+    ) -> Result<u64, T::Error> {
         self.emit(now, true, out)
     }
 
@@ -327,6 +369,11 @@ impl Conversation {
     pub fn poll_close(&self, now: Instant) -> Option<CloseReason> {
         if self.kcp.is_dead() {
             return Some(CloseReason::DeadLink);
+        }
+        if let Some(limits) = self.unconfirmed_limits() {
+            if now >= self.last_heard + limits.idle_timeout {
+                return Some(CloseReason::Unconfirmed);
+            }
         }
         if self.idle_deadline().is_some_and(|at| now >= at) {
             return Some(CloseReason::IdleTimeout);
@@ -365,11 +412,22 @@ impl Conversation {
             SessionState::Active => None,
         };
         let owed = self.acks_owed.map(|since| since + ACK_HOLD);
-        let timeouts = earliest(self.idle_deadline(), self.peer_deadline());
+        let unconfirmed = self
+            .unconfirmed_limits()
+            .map(|limits| self.last_heard + limits.idle_timeout);
+        let timeouts = earliest(
+            earliest(self.idle_deadline(), self.peer_deadline()),
+            unconfirmed,
+        );
         earliest(
             earliest(engine, self.keepalive_deadline()),
             earliest(closing, earliest(owed, timeouts)),
         )
+    }
+
+    /// The limits in force while the peer is unconfirmed (`None` once confirmed).
+    fn unconfirmed_limits(&self) -> Option<crate::config::UnconfirmedLimits> {
+        self.config.unconfirmed.filter(|_| !self.confirmed)
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
@@ -402,7 +460,7 @@ impl Conversation {
         }
     }
 
-    fn emit<T: Transmit>(
+    fn emit<T: Transmit<Buf = Vec<u8>>>(
         &mut self,
         now: Instant,
         flush: bool,
@@ -414,24 +472,94 @@ impl Conversation {
         if flush {
             self.acks_owed = None;
         }
-        let before = self.kcp.stats();
-        let result = match self.config.wire {
-            WireMode::Raw if flush => self.kcp.flush_into(ts, out),
-            WireMode::Raw => self.kcp.update_into(ts, out),
+        let (wire, kcp) = (self.config.wire, &mut self.kcp);
+        let mut counted = Counted::new(out);
+        let result = if !self.confirmed {
+            let budget = AMPLIFICATION_FACTOR * self.counters.bytes_in;
+            let mut left = Some(budget.saturating_sub(self.unconfirmed_out));
+            self.held.release(&mut counted, &mut left)?;
+            let left = left.unwrap_or(0);
+            let mut guarded = Budgeted::new(&mut counted, left, &mut self.held);
+            let result = run_engine(kcp, wire, ts, flush, &mut guarded);
+            self.counters.withheld += guarded.withheld;
+            result
+        } else if !self.held.is_empty() {
+            // Confirmed since they were held: everything goes, in order.
+            self.held.release(&mut counted, &mut None)?;
+            run_engine(kcp, wire, ts, flush, &mut counted)
+        } else if self.config.pad_opening && !self.opening_padded {
+            let mtu = kcp.config().mtu;
+            let mut padded = PaddedOpening::new(&mut counted, PADDED_OPENING, mtu);
+            let result = run_engine(kcp, wire, ts, flush, &mut padded);
+            self.opening_padded = padded.padded();
+            result
+        } else {
+            run_engine(kcp, wire, ts, flush, &mut counted)
         };
-        let after = self.kcp.stats();
-        let datagrams = after.datagrams_out - before.datagrams_out;
+        let (datagrams, bytes) = (counted.datagrams, counted.bytes);
         self.counters.datagrams_out += datagrams;
-        self.counters.bytes_out += after.bytes_out - before.bytes_out;
+        self.counters.bytes_out += bytes;
+        if !self.confirmed {
+            self.unconfirmed_out += bytes;
+        }
         if datagrams > 0 {
             self.last_out = now;
             // Whenever the engine emits, it flushes whole: every ACK owed went out.
             self.acks_owed = None;
         }
-        let retransmits = after.retransmits_timeout + after.retransmits_fast;
+        let stats = self.kcp.stats();
+        let retransmits = stats.retransmits_timeout + stats.retransmits_fast;
         let new = retransmits - self.retransmits_seen;
         self.retransmits_seen = retransmits;
         result.map(|()| new)
+    }
+}
+
+/// The engine's output at `ts` in `wire` mode: its timer (`update`), or everything
+/// at once (`flush`).
+fn run_engine<T: Transmit>(
+    kcp: &mut Kcp,
+    wire: WireMode,
+    ts: kcp_core::Timestamp,
+    flush: bool,
+    out: &mut T,
+) -> Result<(), T::Error> {
+    match wire {
+        WireMode::Raw if flush => kcp.flush_into(ts, out),
+        WireMode::Raw => kcp.update_into(ts, out),
+    }
+}
+
+/// Counts the datagrams and bytes that pass to the sink underneath.
+struct Counted<'a, T> {
+    inner: &'a mut T,
+    datagrams: u64,
+    bytes: u64,
+}
+
+impl<'a, T> Counted<'a, T> {
+    const fn new(inner: &'a mut T) -> Self {
+        Self {
+            inner,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl<T: Transmit> Transmit for Counted<'_, T> {
+    type Error = T::Error;
+    type Buf = T::Buf;
+
+    fn buffer(&mut self, room: usize) -> &mut T::Buf {
+        self.inner.buffer(room)
+    }
+
+    fn commit(&mut self, len: usize) -> Result<(), T::Error> {
+        self.inner.commit(len)?;
+        self.datagrams += 1;
+        self.bytes += len as u64;
+        Ok(())
     }
 }
 

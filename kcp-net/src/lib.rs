@@ -129,6 +129,7 @@
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+mod amplification;
 mod client;
 mod clock;
 mod config;
@@ -148,7 +149,8 @@ mod udp;
 
 pub use client::KcpClient;
 pub use config::{
-    ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig, WireMode,
+    ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig,
+    UnconfirmedLimits, WireMode,
 };
 pub use conversation::Conversation;
 pub use error::{NetError, QueueError};

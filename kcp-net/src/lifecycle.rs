@@ -18,6 +18,11 @@ pub enum CloseReason {
     Local,
     /// The server shut down.
     Shutdown,
+    /// The peer never proved that it receives at its address and stayed silent for
+    /// the unconfirmed idle timeout (a spoofed source, most likely).
+    Unconfirmed,
+    /// The server needed the room for a newer unconfirmed session.
+    Evicted,
     /// A method of the server's [`EventHandler`](crate::EventHandler) panicked while
     /// handling this session; the panic was caught, the session dropped at once and
     /// the loop went on.

@@ -125,6 +125,14 @@ counters! {
         commands,
         /// Sessions opened.
         sessions_opened,
+        /// Sessions whose peer proved its address (acknowledged what we sent).
+        sessions_confirmed,
+        /// Sessions closed because their peer never proved its address.
+        closed_unconfirmed,
+        /// Unconfirmed sessions closed to make room for newer ones.
+        evicted_unconfirmed,
+        /// Datagrams held back from unconfirmed peers by the three-times rule.
+        withheld_unconfirmed,
         /// Sessions currently open (a gauge, not a counter).
         sessions_active,
         /// Sessions closed by idle timeout.
@@ -167,6 +175,10 @@ counters! {
         keepalives_out,
         /// Sends refused by a limit.
         sends_refused,
+        /// Datagrams held back because they would have sent an unconfirmed peer more
+        /// than three times what it sent us (they leave once it sends more or proves
+        /// its address; beyond 64 KiB held they are dropped and retransmitted later).
+        withheld,
     }
 }
 

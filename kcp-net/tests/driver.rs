@@ -451,9 +451,13 @@ fn max_sessions_refuses_a_second_client_until_the_first_closes() {
     let mut config = config();
     config.max_sessions = 1;
     let mut h = Harness::new(config);
+    // `max_sessions` counts confirmed sessions: the echo is what the client
+    // acknowledges, proving its address.
+    h.echo = true;
     let first = h.client(0x5005);
     let second = h.client(0x5006);
     let a = h.open(first);
+    h.run_until(100, |h| h.driver.stats().sessions_confirmed == 1);
 
     h.client_send(second, b"me too");
     h.run_until(5, |h| h.driver.stats().dropped_session_limit >= 1);

@@ -165,26 +165,49 @@ fn a_bad_datagram_inside_an_open_session_is_rejected_without_harm() {
 }
 
 #[test]
-fn a_flood_of_new_sessions_stops_at_the_limit_and_existing_ones_keep_working() {
+fn a_flood_of_forged_first_segments_churns_the_unconfirmed_pool_and_never_fills_the_cap() {
     let mut config = server_config();
     config.max_sessions = 50;
+    config.max_unconfirmed_sessions = 50;
     let server = KcpServer::bind(localhost(), config, Echo).unwrap();
     let addr = server.local_addr();
     let mut client = KcpClient::connect(addr, client_config()).unwrap();
     echo_once(&mut client, b"first in");
+    // Its acknowledgement of the echo confirms it (a client's next tick sends it).
+    wait_for_stats(&server, &mut client, |t| t.sessions_confirmed == 1);
 
+    // The attacker's socket stands for forged sources: it never acknowledges anything.
     let attacker = raw_socket();
+    attacker.set_nonblocking(true).unwrap();
     let flood: Vec<_> = (1..=300)
         .map(|conv| segment(conv, Command::Push, 0, b"let me in"))
         .collect();
     spray(&attacker, addr, &flood);
-    let total = wait_for_stats(&server, &mut client, |t| {
-        t.sessions_opened + t.dropped_session_limit >= 301
-    });
-    assert_eq!(total.sessions_opened, 50);
-    assert_eq!(total.dropped_session_limit, 251);
-    assert_eq!(server.handle().session_count(), 50);
+    let total = wait_for_stats(&server, &mut client, |t| t.sessions_opened >= 301);
+    assert_eq!(total.dropped_session_limit, 0, "no forged session counts as confirmed");
+    assert_eq!(total.evicted_unconfirmed, 250, "the oldest unconfirmed made room");
+    assert_eq!(total.sessions_confirmed, 1, "only the real client");
+    assert_eq!(server.handle().session_count(), 51);
     echo_once(&mut client, b"still served");
+
+    // A real new client gets in and is served while the pool is full of forgeries.
+    let mut newcomer = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut newcomer, b"me too");
+    wait_for_stats(&server, &mut newcomer, |t| t.sessions_confirmed == 2);
+
+    // What reached the forged source is at most three times what it sent.
+    let sent: usize = flood.iter().map(Vec::len).sum();
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut received = 0;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match attacker.recv_from(&mut buf) {
+            Ok((n, _)) => received += n,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert!(received > 0, "the echoes within budget did arrive");
+    assert!(received <= 3 * sent, "{received} bytes sent for {sent} received");
     server.shutdown(Duration::ZERO).unwrap();
 }
 

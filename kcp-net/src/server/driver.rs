@@ -128,6 +128,10 @@ pub struct ServerDriver {
     events: VecDeque<ServerEvent>,
     /// The drop counters at the last drop log, and when the next may be written.
     drops_logged: (LoopStats, Instant),
+    /// Unconfirmed sessions, oldest first (may hold keys of sessions since confirmed
+    /// or closed: they are skipped), and how many of them are live.
+    unconfirmed: VecDeque<SessionKey>,
+    unconfirmed_live: usize,
 }
 
 impl ServerDriver {
@@ -211,6 +215,8 @@ impl ServerDriver {
             stats: LoopStats::default(),
             events: VecDeque::new(),
             drops_logged: (LoopStats::default(), now),
+            unconfirmed: VecDeque::new(),
+            unconfirmed_live: 0,
         }
     }
 
@@ -447,7 +453,7 @@ impl ServerDriver {
             },
         };
         let (_, datagram) = self.recv.get(i);
-        deliver(
+        let confirmed = deliver(
             &mut self.store,
             &mut self.stats,
             &mut self.events,
@@ -455,6 +461,9 @@ impl ServerDriver {
             datagram,
             now,
         );
+        if confirmed {
+            self.confirmed();
+        }
     }
 
     /// Opens a session for a new (peer, conv) if the limits and `accept` allow.
@@ -469,7 +478,7 @@ impl ServerDriver {
             self.stats.dropped_refused += 1;
             return None;
         }
-        if self.shared.sessions.load(Ordering::Relaxed) >= self.config.max_sessions {
+        if self.shared.confirmed.load(Ordering::Relaxed) >= self.config.max_sessions {
             self.stats.dropped_session_limit += 1;
             return None;
         }
@@ -512,6 +521,7 @@ impl ServerDriver {
         self.routes.insert((peer, conv), key);
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.stats.sessions_opened += 1;
+        self.admit_unconfirmed(key, now);
         tracing::debug!(loop_id = self.id, %key, %peer, conv, "session opened");
         self.events
             .push_back(ServerEvent::Opened { key, peer, conv });
@@ -604,6 +614,11 @@ impl ServerDriver {
         };
         self.routes.remove(&(session.peer(), session.conv()));
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        if session.conversation.is_confirmed() {
+            self.shared.confirmed.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.unconfirmed_live -= 1;
+        }
         self.release_address(session.peer());
         if self.store.is_empty() {
             // Only stale timer entries are left: drop them, so an empty driver asks
@@ -616,6 +631,8 @@ impl ServerDriver {
             CloseReason::Local => self.stats.closed_local += 1,
             CloseReason::Shutdown => self.stats.closed_shutdown += 1,
             CloseReason::HandlerPanicked => self.stats.closed_handler_panicked += 1,
+            CloseReason::Unconfirmed => self.stats.closed_unconfirmed += 1,
+            CloseReason::Evicted => self.stats.evicted_unconfirmed += 1,
         }
         tracing::debug!(loop_id = self.id, %key, peer = %session.peer(), conv = session.conv(), ?reason, "session closed");
         self.events.push_back(ServerEvent::Closed {
@@ -623,6 +640,39 @@ impl ServerDriver {
             reason,
             session: Box::new(session),
         });
+    }
+
+    /// Lists a new (unconfirmed) session, first making room by evicting the oldest
+    /// unconfirmed one if the loop holds `max_unconfirmed_sessions` already.
+    fn admit_unconfirmed(&mut self, key: SessionKey, now: Instant) {
+        while self.unconfirmed_live >= self.config.max_unconfirmed_sessions {
+            let Some(oldest) = self.unconfirmed.pop_front() else {
+                break;
+            };
+            let live = self
+                .store
+                .get(oldest)
+                .is_some_and(|s| !s.conversation.is_confirmed());
+            if live {
+                self.close_now(oldest, CloseReason::Evicted, now);
+            }
+        }
+        self.unconfirmed.push_back(key);
+        self.unconfirmed_live += 1;
+        // Keys of sessions confirmed or closed since pile up behind live ones: drop
+        // them when they outnumber the live ones.
+        if self.unconfirmed.len() > 2 * self.unconfirmed_live + 64 {
+            let store = &self.store;
+            self.unconfirmed
+                .retain(|&k| store.get(k).is_some_and(|s| !s.conversation.is_confirmed()));
+        }
+    }
+
+    /// A session just proved its peer's address: it counts as confirmed from now on.
+    fn confirmed(&mut self) {
+        self.unconfirmed_live -= 1;
+        self.shared.confirmed.fetch_add(1, Ordering::Relaxed);
+        self.stats.sessions_confirmed += 1;
     }
 
     /// A session of `peer`'s address closed (or was never opened after admission).
@@ -778,14 +828,17 @@ fn emit(
     what: Emit,
 ) {
     let out = &mut outbox.to(session.peer());
+    let withheld = session.conversation.counters().withheld;
     let Ok(retransmits) = match what {
         Emit::Due => session.conversation.drive(now, out),
         Emit::All => session.conversation.flush(now, out),
     };
     stats.retransmits += retransmits;
+    stats.withheld_unconfirmed += session.conversation.counters().withheld - withheld;
 }
 
-/// Feeds a datagram to its session and queues the messages it completes.
+/// Feeds a datagram to its session and queues the messages it completes. Returns
+/// whether the datagram confirmed the session's peer.
 fn deliver(
     store: &mut Store<KcpSession>,
     stats: &mut LoopStats,
@@ -793,14 +846,15 @@ fn deliver(
     key: SessionKey,
     datagram: &[u8],
     now: Instant,
-) {
+) -> bool {
     let Some(mut entry) = store.entry(key) else {
-        return;
+        return false;
     };
     let conversation = &mut entry.get_mut().conversation;
+    let was_confirmed = conversation.is_confirmed();
     if conversation.input(now, datagram).is_err() {
         stats.dropped_rejected += 1;
-        return;
+        return false;
     }
     let keepalives = conversation.counters().keepalives_in;
     while let Some(message) = conversation.recv() {
@@ -808,7 +862,9 @@ fn deliver(
         events.push_back(ServerEvent::Message { key, message });
     }
     stats.keepalives_in += conversation.counters().keepalives_in - keepalives;
+    let confirmed = !was_confirmed && conversation.is_confirmed();
     entry.mark_dirty();
+    confirmed
 }
 
 /// What a datagram for no existing session may do.
@@ -860,6 +916,9 @@ impl Drop for ServerDriver {
             .sessions
             .fetch_sub(self.store.len(), Ordering::Relaxed);
         for (_, session) in self.store.iter() {
+            if session.conversation.is_confirmed() {
+                self.shared.confirmed.fetch_sub(1, Ordering::Relaxed);
+            }
             self.release_address(session.peer());
         }
     }

@@ -69,8 +69,10 @@ pub struct SessionInfo {
 /// State every loop of a server shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// Sessions open over all loops (for `max_sessions`).
+    /// Sessions open over all loops, confirmed or not.
     pub(crate) sessions: AtomicUsize,
+    /// Confirmed sessions open over all loops (for `max_sessions`).
+    pub(crate) confirmed: AtomicUsize,
     /// The new-session rate cap, over all loops.
     pub(crate) new_sessions: Mutex<TokenBucket>,
     /// The per-address limits, over all loops (the kernel spreads one address's
@@ -91,6 +93,7 @@ impl Shared {
         );
         Arc::new(Self {
             sessions: AtomicUsize::new(0),
+            confirmed: AtomicUsize::new(0),
             new_sessions: Mutex::new(TokenBucket::new(config.new_sessions_per_sec, now)),
             addresses: Mutex::new(addresses),
             stats: (0..loops).map(|_| AtomicLoopStats::default()).collect(),
