@@ -78,6 +78,7 @@ mod congestion;
 mod engine;
 mod error;
 mod flight;
+mod history;
 mod probe;
 mod recv;
 mod ring;
