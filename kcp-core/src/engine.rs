@@ -87,6 +87,21 @@ impl PollAt {
 ///   segment's RTO ([`Config::max_rto`]) and the fragments a message may claim
 ///   (< `rcv_wnd`) are bounded.
 /// - `flush` works before the first `update` (ikcp's is a no-op then).
+/// - A segment no transmission of ours can have caused is refused whole and counted
+///   (ikcp applies it): one whose `una` is beyond `snd_nxt` (ikcp drops the flight),
+///   an ACK of an `sn` never sent (ikcp takes its window and RTT sample), an ACK
+///   whose `ts` is in the future or outside the first and latest transmission of its
+///   `sn` (ikcp takes the sample, inflating the RTO). Other segments of the datagram
+///   still apply. See the crate's `# Security` notes.
+/// - An ACK of a segment numbered so long ago that its send times are forgotten (over
+///   4 × the send ring's capacity back) is applied without its RTT sample.
+/// - A zero window from a datagram that acknowledged none of our data while the
+///   window was open is probed (WASK) at the next flush, not after ikcp's 7 s timer:
+///   a forged one stalls the sender for a round trip. A zero window that arrives with
+///   an acknowledgement, as a real one does, waits for the timer as in ikcp.
+/// - The receive window does not slide within a datagram: its data segments must lie
+///   in `[rcv_nxt, rcv_nxt + rcv_wnd)` as they stood before it (ikcp slides as
+///   `rcv_nxt` moves, so one datagram may claim `2 × rcv_wnd` segments).
 ///
 /// # Output errors
 ///

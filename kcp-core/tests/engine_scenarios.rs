@@ -446,6 +446,8 @@ fn zero_window_is_probed_and_recovers() {
         .collect();
     assert_eq!(got, (0..200).collect::<Vec<_>>());
     assert!(pair.b.stats().window_tells_sent >= 2);
+    // The zero window came with ACKs of A's data: no early probe, as in ikcp.
+    assert_eq!(pair.a.stats().unconfirmed_zero_windows, 0);
 }
 
 // ============================================================ input validation
