@@ -7,19 +7,20 @@
 
 use alloc::vec::Vec;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::ack::AckList;
 use crate::config::Config;
 use crate::congestion::Congestion;
 use crate::error::{ConfigError, InputError, RecvError, SendError};
 use crate::flight::{FastRule, Payload, SendWindow};
+use crate::history::AckVerdict;
 use crate::probe::WindowProbe;
 use crate::recv::{Arrival, Fragment, RecvWindow};
 use crate::rtt::RttEstimator;
 use crate::segment::{Command, HEADER_LEN, Header, Segments, u32_at};
 use crate::stats::Stats;
-use crate::transmit::{ClosureSink, Transmit};
+use crate::transmit::{ClosureSink, Emitter, Transmit};
 use crate::{Sn, Timestamp};
 
 /// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
@@ -86,6 +87,21 @@ impl PollAt {
 ///   segment's RTO ([`Config::max_rto`]) and the fragments a message may claim
 ///   (< `rcv_wnd`) are bounded.
 /// - `flush` works before the first `update` (ikcp's is a no-op then).
+/// - A segment no transmission of ours can have caused is refused whole and counted
+///   (ikcp applies it): one whose `una` is beyond `snd_nxt` (ikcp drops the flight),
+///   an ACK of an `sn` never sent (ikcp takes its window and RTT sample), an ACK
+///   whose `ts` is in the future or outside the first and latest transmission of its
+///   `sn` (ikcp takes the sample, inflating the RTO). Other segments of the datagram
+///   still apply. See the crate's `# Security` notes.
+/// - An ACK of a segment numbered so long ago that its send times are forgotten (over
+///   4 × the send ring's capacity back) is applied without its RTT sample.
+/// - A zero window from a datagram that acknowledged none of our data while the
+///   window was open is probed (WASK) at the next flush, not after ikcp's 7 s timer:
+///   a forged one stalls the sender for a round trip. A zero window that arrives with
+///   an acknowledgement, as a real one does, waits for the timer as in ikcp.
+/// - The receive window does not slide within a datagram: its data segments must lie
+///   in `[rcv_nxt, rcv_nxt + rcv_wnd)` as they stood before it (ikcp slides as
+///   `rcv_nxt` moves, so one datagram may claim `2 × rcv_wnd` segments).
 ///
 /// # Output errors
 ///
@@ -239,7 +255,7 @@ impl Kcp {
             Some(range) if shape.payloads == 1 => Bytes::copy_from_slice(&datagram[range]),
             Some(_) => Bytes::copy_from_slice(&datagram[..shape.end]),
         };
-        let mut walk = InputWalk::new(self.snd.una());
+        let mut walk = InputWalk::new(self);
         for (h, start) in Segments::new(&datagram[..shape.end]) {
             let payload = match h.cmd {
                 Command::Push if h.len > 0 && shape.payloads == 1 => core::mem::take(&mut copy),
@@ -260,7 +276,7 @@ impl Kcp {
         if let Some(h) = self.lone_push(&datagram) {
             // The usual data datagram, one segment: validated and parsed in one step.
             self.count_accepted(datagram.len(), 1);
-            let mut walk = InputWalk::new(self.snd.una());
+            let mut walk = InputWalk::new(self);
             let mut payload = datagram;
             payload.advance(HEADER_LEN);
             self.apply(now, &h, payload, &mut walk);
@@ -268,7 +284,7 @@ impl Kcp {
             return Ok(());
         }
         let shape = self.accept(&datagram)?;
-        let mut walk = InputWalk::new(self.snd.una());
+        let mut walk = InputWalk::new(self);
         let mut last = None;
         for (h, start) in Segments::new(&datagram[..shape.end]) {
             let end = start + h.len as usize;
@@ -377,40 +393,86 @@ impl Kcp {
     ///
     /// Inlined: a `Bytes` moved through a call is written and read back through memory,
     /// which stalls on store forwarding and cost several ns per datagram.
+    ///
+    /// A segment no transmission of ours can have caused is refused whole, before any
+    /// field of it is applied (see the crate's `# Security` notes): a `una` beyond
+    /// `snd_nxt`, or an ACK of an `sn` never sent or echoing a `ts` no transmission of
+    /// that `sn` carried.
     #[inline(always)]
     fn apply(&mut self, now: Timestamp, h: &Header, payload: Bytes, walk: &mut InputWalk) {
+        let Some(sample) = self.screen(now, h) else {
+            return;
+        };
         self.remote_window = u32::from(h.wnd);
         self.snd.ack_before(h.una);
         match h.cmd {
             Command::Ack => {
-                let rtt = now.since(h.ts);
-                if rtt >= 0 {
-                    self.rtt.on_sample(rtt as u32, self.config.interval);
+                if sample {
+                    // `judge_ack` proved `ts` is not after `now`.
+                    self.rtt
+                        .on_sample(now.since(h.ts) as u32, self.config.interval);
                 }
-                self.snd.ack(h.sn);
+                walk.acked |= self.snd.ack(h.sn);
                 walk.ack(h.sn, h.ts, self.config.fastack_conserve);
             }
-            Command::Push => self.on_push(h, payload),
+            Command::Push => self.on_push(h, payload, walk),
             Command::WindowAsk => self.probe.tell_window(),
             Command::WindowTell => {}
         }
     }
 
-    /// What follows the segments of a datagram: the fast-ACK count and congestion
-    /// growth.
+    /// Refuses (`None`, counted) a segment no transmission of ours can have caused;
+    /// otherwise says whether it carries an RTT sample we can trust.
+    #[inline(always)]
+    fn screen(&mut self, now: Timestamp, h: &Header) -> Option<bool> {
+        if self.snd.nxt().is_before(h.una) {
+            self.stats.refused_una += 1;
+            return None;
+        }
+        if h.cmd != Command::Ack {
+            return Some(false);
+        }
+        match self.snd.judge_ack(h.sn, h.ts, now) {
+            AckVerdict::Plausible => Some(true),
+            AckVerdict::Unverifiable => {
+                self.stats.unverified_rtt_samples += 1;
+                Some(false)
+            }
+            AckVerdict::NeverSent => {
+                self.stats.refused_ack += 1;
+                None
+            }
+            AckVerdict::ImpossibleTs => {
+                self.stats.refused_rtt_sample += 1;
+                None
+            }
+        }
+    }
+
+    /// What follows the segments of a datagram: the fast-ACK count, congestion growth,
+    /// and the check of a zero window that nothing confirmed.
     fn finish_input(&mut self, walk: InputWalk) {
         if let Some((max_ack, latest_ts)) = walk.max_ack {
             let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
             self.snd.count_fast_ack(max_ack, latest_ts, conserve, rule);
         }
-        if walk.prev_una.is_before(self.snd.una()) {
+        let una_moved = walk.prev_una.is_before(self.snd.una());
+        if una_moved {
             self.cc.on_una_advanced(self.remote_window);
+        }
+        // The peer's window can only close because our data reached it, so a genuine
+        // report of a closing window acknowledges some of it. One that does not may be
+        // forged: ask the peer at once instead of stalling until the probe timer.
+        if self.remote_window == 0 && walk.prev_window != 0 && !walk.acked && !una_moved {
+            self.stats.unconfirmed_zero_windows += 1;
+            self.probe.ask_window();
         }
     }
 
     #[inline(always)]
-    fn on_push(&mut self, h: &Header, data: Bytes) {
-        if !self.rcv.acks(h.sn) {
+    fn on_push(&mut self, h: &Header, data: Bytes, walk: &InputWalk) {
+        // The window as it stood before the datagram: it does not slide within one.
+        if !h.sn.is_before(walk.rcv_limit) {
             self.stats.out_of_window += 1;
             return;
         }
@@ -859,14 +921,24 @@ struct Shape {
 struct InputWalk {
     /// `snd_una` before the datagram.
     prev_una: Sn,
+    /// The peer's window before the datagram.
+    prev_window: u32,
+    /// `rcv_nxt + rcv_wnd` before the datagram: data segments at or after it are out
+    /// of the window.
+    rcv_limit: Sn,
+    /// An ACK of the datagram removed a segment in flight.
+    acked: bool,
     /// `(max_ack, latest_ts)` of the datagram's ACKs, for fast retransmit.
     max_ack: Option<(Sn, Timestamp)>,
 }
 
 impl InputWalk {
-    const fn new(prev_una: Sn) -> Self {
+    fn new(kcp: &Kcp) -> Self {
         Self {
-            prev_una,
+            prev_una: kcp.snd.una(),
+            prev_window: kcp.remote_window,
+            rcv_limit: kcp.rcv.limit(),
+            acked: false,
             max_ack: None,
         }
     }
@@ -902,54 +974,4 @@ fn append(data: &mut Bytes, extra: &[u8], mss: usize) {
     };
     grown.extend_from_slice(extra);
     *data = grown.freeze();
-}
-
-/// Packs segments into datagrams of at most `mtu` bytes, written into the
-/// destination's buffer.
-struct Emitter<'a, T: Transmit> {
-    /// Bytes of the datagram being built.
-    len: usize,
-    mtu: usize,
-    out: &'a mut T,
-    /// The destination's first error; after it, datagrams are dropped.
-    error: Option<T::Error>,
-    stats: &'a mut Stats,
-}
-
-impl<T: Transmit> Emitter<'_, T> {
-    /// Appends one segment, first committing the datagram so far if it would overflow
-    /// the MTU. Inlined, so the header is encoded from registers (see `Kcp::apply`).
-    #[inline(always)]
-    fn put(&mut self, header: &Header, payload: &[u8]) {
-        let size = HEADER_LEN + payload.len();
-        if self.len + size > self.mtu {
-            self.emit();
-        }
-        self.stats.segments_out += 1;
-        if self.error.is_some() {
-            return;
-        }
-        let buf = self.out.buffer(self.mtu.saturating_sub(self.len).max(size));
-        buf.put_slice(&header.to_bytes());
-        buf.put_slice(payload);
-        self.len += size;
-    }
-
-    fn emit(&mut self) {
-        if self.len == 0 {
-            return;
-        }
-        match self.out.commit(self.len) {
-            Ok(()) => {
-                self.stats.datagrams_out += 1;
-                self.stats.bytes_out += self.len as u64;
-            }
-            Err(e) => self.error = Some(e),
-        }
-        self.len = 0;
-    }
-
-    fn finish(&mut self) {
-        self.emit();
-    }
 }

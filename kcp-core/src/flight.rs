@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
+use crate::history::{AckVerdict, HISTORY, SendHistory};
 use crate::{PollAt, Sn, Timestamp};
 
 /// Slots per summary block: one bit each in a `u32` live mask.
@@ -190,6 +191,8 @@ pub(crate) struct SendWindow {
     /// Slots after the numbered ones holding queued payloads, not numbered yet.
     queued: usize,
     ts: Vec<Timestamp>,
+    /// Send times of the latest [`HISTORY`] × capacity numbers.
+    history: SendHistory,
     fastack: Vec<u32>,
     state: Vec<State>,
     /// `None` once acknowledged (and in never used slots): storing into an empty slot
@@ -298,6 +301,7 @@ impl SendWindow {
         for offset in from..to {
             let i = self.index(offset);
             self.ts[i] = now;
+            self.history.number(self.una.add(offset as u32), now);
             self.fastack[i] = 0;
             self.state[i] = state;
         }
@@ -336,6 +340,8 @@ impl SendWindow {
                 next.blocks[to / BLOCK].live |= bit(to);
             }
         }
+        next.history = core::mem::take(&mut self.history);
+        next.history.resize(HISTORY * capacity, self.nxt());
         *self = next;
     }
 
@@ -386,6 +392,13 @@ impl SendWindow {
             self.pop_front();
         }
         self.trim_front();
+    }
+
+    /// Whether an ACK of `sn` echoing `ts`, arriving at `now`, can answer a
+    /// transmission of ours (see [`AckVerdict`]).
+    #[inline(always)]
+    pub(crate) fn judge_ack(&self, sn: Sn, ts: Timestamp, now: Timestamp) -> AckVerdict {
+        self.history.judge(sn, ts, now, self.nxt())
     }
 
     /// Removes segment `sn` if it is in flight; returns whether it was.
@@ -512,6 +525,7 @@ impl SendWindow {
         s.resend_at = t.resend_at;
         s.xmit = t.xmit;
         s.rto = t.rto;
+        self.history.resent(sn, t.ts);
     }
 
     /// When [`flush_walk`](Self::flush_walk) next has a segment to act on: now if one

@@ -18,6 +18,41 @@
 //!
 //! The crate is `#![no_std]` (it needs `alloc`) and contains no `unsafe` code.
 //!
+//! # Security
+//!
+//! KCP has no authentication: any datagram with the right `conv` is processed, and
+//! `conv`, `sn` and `una` are small, predictable numbers. `kcp-core` cannot tell a
+//! forger from the peer; it refuses what **no peer of ours can have sent**, and
+//! bounds what the rest can cost. What is enforced, per segment (a refused segment
+//! changes nothing, the others of its datagram still apply; [`Stats`] counts each):
+//!
+//! - `una` beyond `snd_nxt` (it claims data we never sent was received):
+//!   [`Stats::refused_una`]. ikcp would drop everything in flight, unacknowledged.
+//! - An ACK of an `sn` never numbered: [`Stats::refused_ack`].
+//! - An ACK whose echoed `ts` is after `now`, or outside the first and the latest
+//!   transmission of its `sn` (kept, 8 bytes a number, for 4 × the send ring's
+//!   capacity of numbers, so duplicate ACKs are checked too):
+//!   [`Stats::refused_rtt_sample`]. So a forged `ts` cannot inflate the RTO, and an
+//!   ACK of a segment in flight must echo the millisecond of one of its sends.
+//!   An ACK of a number older than that history is applied without a sample
+//!   ([`Stats::unverified_rtt_samples`]).
+//! - A zero window that acknowledges none of our data (a real one always comes with
+//!   the ACKs of the data that filled it) is probed at the next flush
+//!   ([`Stats::unconfirmed_zero_windows`]): a forged `wnd = 0` costs one round trip.
+//! - Data must lie in `[rcv_nxt, rcv_nxt + rcv_wnd)` as it stood before the
+//!   datagram, so one datagram moves `rcv_nxt` by at most `rcv_wnd` and holds nothing
+//!   beyond; the receive side never holds more than `2 × rcv_wnd` segments, the ack
+//!   list is bounded, and [`InputError`] rejects malformed datagrams whole.
+//!
+//! What raw KCP cannot defend against (only an authenticated protocol can): anyone
+//! who sees the traffic, or guesses `conv` and a current `sn`, can inject data in the
+//! receive window (the peer's real segments with those numbers are then discarded as
+//! duplicates), acknowledge data the peer never received (a `una` or `sn` within
+//! `[snd_una, snd_nxt)` with a plausible `ts`, so that data is lost), advertise a
+//! false window (a zero one is re-asked at once, a large one only lets the sender
+//! send up to its own windows), and replay old datagrams. A valid `sn` within the
+//! window is not hard to guess: numbers start at [`Config::initial_sn`] and count up.
+//!
 //! # Example
 //!
 //! Two engines over an in-memory link that loses every third datagram:
@@ -78,6 +113,7 @@ mod congestion;
 mod engine;
 mod error;
 mod flight;
+mod history;
 mod probe;
 mod recv;
 mod ring;

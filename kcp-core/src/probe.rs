@@ -26,6 +26,13 @@ impl WindowProbe {
         self.ask_tell = true;
     }
 
+    /// Send a WASK at the next flush: the peer's window closed without a sign that
+    /// the report is genuine (see [`Kcp`](crate::Kcp)'s differences from ikcp). The
+    /// timer then starts as usual, so a real zero window is probed on its schedule.
+    pub(crate) fn ask_window(&mut self) {
+        self.ask_send = true;
+    }
+
     /// The timer step at the start of every flush.
     pub(crate) fn on_flush(&mut self, now: Timestamp, remote_window: u32) {
         if remote_window != 0 {

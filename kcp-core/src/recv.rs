@@ -84,9 +84,10 @@ impl RecvWindow {
         self.wnd.saturating_sub(self.ready.len() as u32) as u16
     }
 
-    /// `sn` is below `rcv_nxt + rcv_wnd`: the reference ACKs such a segment.
-    pub(crate) fn acks(&self, sn: Sn) -> bool {
-        sn.is_before(self.nxt.add(self.wnd))
+    /// `rcv_nxt + rcv_wnd`: the reference ACKs a data segment before it (and stores
+    /// it if it is not before `rcv_nxt`).
+    pub(crate) const fn limit(&self) -> Sn {
+        self.nxt.add(self.wnd)
     }
 
     /// Stores an arriving data segment and moves what became in order.
@@ -265,9 +266,12 @@ mod tests {
     fn window_edges() {
         let start = Sn::new(10);
         let mut r = RecvWindow::new(128, start);
-        assert!(r.acks(start.add(127)));
-        assert!(!r.acks(start.add(128)));
-        assert!(r.acks(Sn::new(0)), "old duplicates are acked again");
+        assert!(start.add(127).is_before(r.limit()));
+        assert!(!start.add(128).is_before(r.limit()));
+        assert!(
+            Sn::new(0).is_before(r.limit()),
+            "old duplicates are acked again"
+        );
         assert_eq!(r.insert(start.add(128), frag(0, 0)), Arrival::OutOfWindow);
         assert_eq!(r.insert(start.add(127), frag(0, 0)), Arrival::Stored);
     }

@@ -33,9 +33,24 @@ pub struct Stats {
     pub out_of_window: u64,
     /// ACKs not recorded because the ack list was at its bound.
     pub acks_dropped: u64,
-    /// RTT samples taken: ACKs that echoed the `ts` of one of our transmissions. A
-    /// host may read a first sample as proof that the peer receives at its address.
+    /// RTT samples taken: ACKs whose echoed `ts` is a time the segment was sent at
+    /// (forged ones are refused, see `refused_rtt_sample`). A host may read a first
+    /// sample as proof that the peer receives at its address.
     pub rtt_samples: u64,
+    /// Segments refused whole because their `una` is beyond `snd_nxt`: they claim
+    /// data we never sent was received.
+    pub refused_una: u64,
+    /// ACK segments refused whole because their `sn` was never sent.
+    pub refused_ack: u64,
+    /// ACK segments refused whole because their echoed `ts` is no time the segment
+    /// was sent at: in the future, or outside its first and latest transmissions.
+    pub refused_rtt_sample: u64,
+    /// ACKs of segments acknowledged so long ago that their send times are forgotten:
+    /// applied as ikcp does, but without an RTT sample.
+    pub unverified_rtt_samples: u64,
+    /// Zero windows from the peer that acknowledged none of our data, each answered
+    /// with a window probe (WASK) at the next flush.
+    pub unconfirmed_zero_windows: u64,
     /// Window probes (WASK) sent.
     pub probes_sent: u64,
     /// Window announcements (WINS) sent.

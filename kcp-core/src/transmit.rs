@@ -5,6 +5,9 @@ use alloc::vec::Vec;
 
 use bytes::BufMut;
 
+use crate::segment::{HEADER_LEN, Header};
+use crate::stats::Stats;
+
 /// A destination that lends [`Kcp::flush_into`](crate::Kcp::flush_into) the memory to
 /// build datagrams in, so every datagram is written once, where it is sent from: a
 /// send batch, a socket buffer, a simulated link. The closure sink of
@@ -94,5 +97,55 @@ where
         let sent = (self.out)(&self.buf);
         self.buf.clear();
         sent
+    }
+}
+
+/// Packs segments into datagrams of at most `mtu` bytes, written into the
+/// destination's buffer.
+pub(crate) struct Emitter<'a, T: Transmit> {
+    /// Bytes of the datagram being built.
+    pub(crate) len: usize,
+    pub(crate) mtu: usize,
+    pub(crate) out: &'a mut T,
+    /// The destination's first error; after it, datagrams are dropped.
+    pub(crate) error: Option<T::Error>,
+    pub(crate) stats: &'a mut Stats,
+}
+
+impl<T: Transmit> Emitter<'_, T> {
+    /// Appends one segment, first committing the datagram so far if it would overflow
+    /// the MTU. Inlined, so the header is encoded from registers (see `Kcp::apply` in `engine.rs`).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, header: &Header, payload: &[u8]) {
+        let size = HEADER_LEN + payload.len();
+        if self.len + size > self.mtu {
+            self.emit();
+        }
+        self.stats.segments_out += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let buf = self.out.buffer(self.mtu.saturating_sub(self.len).max(size));
+        buf.put_slice(&header.to_bytes());
+        buf.put_slice(payload);
+        self.len += size;
+    }
+
+    fn emit(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        match self.out.commit(self.len) {
+            Ok(()) => {
+                self.stats.datagrams_out += 1;
+                self.stats.bytes_out += self.len as u64;
+            }
+            Err(e) => self.error = Some(e),
+        }
+        self.len = 0;
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.emit();
     }
 }

@@ -384,6 +384,9 @@ fn fast_resend_respects_the_fast_limit() {
     let mut config = eager();
     config.fast_resend = 1;
     config.fast_limit = 2;
+    // Each ACK below echoes the only transmission of its segment (at 0), older than
+    // sn 0's retransmissions: without conserve every such ACK still counts.
+    config.fastack_conserve = false;
     let mut a = engine(config);
     a.send(b"a").unwrap();
     a.send(b"b").unwrap();
@@ -393,10 +396,9 @@ fn fast_resend_respects_the_fast_limit() {
     let mut fast = Vec::new();
     for (k, sn) in (1..=3u32).enumerate() {
         let t = 10 * (k as u32 + 1);
-        // Each ACK acknowledges a transmission no older than sn 0's latest one.
         let ack = datagram(&[Header {
             sn: Sn::new(sn),
-            ts: at(t - 1),
+            ts: at(0),
             ..ACK
         }]);
         a.input(at(t), &ack).unwrap();
@@ -444,6 +446,8 @@ fn zero_window_is_probed_and_recovers() {
         .collect();
     assert_eq!(got, (0..200).collect::<Vec<_>>());
     assert!(pair.b.stats().window_tells_sent >= 2);
+    // The zero window came with ACKs of A's data: no early probe, as in ikcp.
+    assert_eq!(pair.a.stats().unconfirmed_zero_windows, 0);
 }
 
 // ============================================================ input validation

@@ -184,8 +184,14 @@ fn a_flood_of_forged_first_segments_churns_the_unconfirmed_pool_and_never_fills_
         .collect();
     spray(&attacker, addr, &flood);
     let total = wait_for_stats(&server, &mut client, |t| t.sessions_opened >= 301);
-    assert_eq!(total.dropped_session_limit, 0, "no forged session counts as confirmed");
-    assert_eq!(total.evicted_unconfirmed, 250, "the oldest unconfirmed made room");
+    assert_eq!(
+        total.dropped_session_limit, 0,
+        "no forged session counts as confirmed"
+    );
+    assert_eq!(
+        total.evicted_unconfirmed, 250,
+        "the oldest unconfirmed made room"
+    );
     assert_eq!(total.sessions_confirmed, 1, "only the real client");
     assert_eq!(server.handle().session_count(), 51);
     echo_once(&mut client, b"still served");
@@ -207,7 +213,10 @@ fn a_flood_of_forged_first_segments_churns_the_unconfirmed_pool_and_never_fills_
         }
     }
     assert!(received > 0, "the echoes within budget did arrive");
-    assert!(received <= 3 * sent, "{received} bytes sent for {sent} received");
+    assert!(
+        received <= 3 * sent,
+        "{received} bytes sent for {sent} received"
+    );
     server.shutdown(Duration::ZERO).unwrap();
 }
 
