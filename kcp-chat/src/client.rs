@@ -1,7 +1,8 @@
 //! A chat client on a [`KcpClient`]: frames in and out, and what the client must
-//! remember to pick up again after a reconnect (nick, resume token, rooms).
+//! remember to pick up again after a reconnect (nick, resume token, rooms, and the
+//! frames the server may not have received).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -43,6 +44,22 @@ impl ChatError {
 /// its resume token and its rooms, which [`reconnect`](Self::reconnect) uses to take up
 /// where the lost conversation was.
 ///
+/// # Frames a lost conversation may not have delivered
+///
+/// A reconnect starts a new KCP conversation and drops what the old one had not got
+/// acknowledged. So the client keeps the frames sent through [`send`](Self::send) (and
+/// the helpers built on it; hellos and quits excepted) that the server may not have
+/// received, and [`reconnect`](Self::reconnect) hands them back, oldest first, for
+/// the caller to send again. Delivery is then at least once: a frame the server got
+/// but whose acknowledgement the failure swallowed comes back too.
+///
+/// Memory: the log forgets everything once the server has acknowledged everything
+/// sent. While segments wait, only frames that may still hold one are kept. The
+/// server delivers in order, so those are the frames holding the last `w + q`
+/// segments sent (`w` the send window, the most that can be in flight; `q` the
+/// segments still queued). So the log holds at most the frames of
+/// `snd_wnd + max_queued_bytes / mss` segments.
+///
 /// It is driven by its owner's thread, like the [`KcpClient`] under it.
 #[derive(Debug)]
 pub struct ChatClient {
@@ -51,6 +68,18 @@ pub struct ChatClient {
     token: Option<u64>,
     rooms: BTreeSet<String>,
     welcomed: bool,
+    /// Frames sent that the server may not have received, with their segment counts,
+    /// oldest first.
+    unacked: VecDeque<(ClientFrame, usize)>,
+    /// The sum of `unacked`'s segment counts.
+    unacked_segments: usize,
+    /// Payload bytes per segment.
+    mss: usize,
+    /// The engine's send window, in segments: the most that can be in flight.
+    send_window: usize,
+    /// Stream mode merges messages into segments: segment counts are then unknown,
+    /// and the log is only forgotten when everything is acknowledged.
+    stream: bool,
 }
 
 impl ChatClient {
@@ -63,6 +92,9 @@ impl ChatClient {
         nick: &str,
         config: ClientConfig,
     ) -> Result<Self, ChatError> {
+        let mss = config.engine.mss().max(1);
+        let send_window = usize::try_from(config.engine.snd_wnd).unwrap_or(usize::MAX);
+        let stream = config.engine.stream;
         let kcp = KcpClient::connect(server, config)?;
         let mut client = Self {
             kcp,
@@ -70,6 +102,11 @@ impl ChatClient {
             token: None,
             rooms: BTreeSet::new(),
             welcomed: false,
+            unacked: VecDeque::new(),
+            unacked_segments: 0,
+            mss,
+            send_window,
+            stream,
         };
         client.send(&ClientFrame::hello(nick))?;
         Ok(client)
@@ -100,14 +137,58 @@ impl ChatClient {
         &mut self.kcp
     }
 
-    /// Sends one frame.
+    /// Frames sent that the server may not have received yet, oldest first (see the
+    /// type's docs).
+    pub fn unacknowledged(&self) -> impl ExactSizeIterator<Item = &ClientFrame> {
+        self.unacked.iter().map(|(frame, _)| frame)
+    }
+
+    /// Sends one frame, and keeps it until the server has acknowledged it unless it is
+    /// a hello or a quit (see the type's docs).
     ///
     /// # Errors
-    /// [`ChatError::Net`]: queue full, or the link failed.
+    /// [`ChatError::Net`]: queue full, or the link failed; the frame was not sent
+    /// (nor kept).
     pub fn send(&mut self, frame: &ClientFrame) -> Result<(), ChatError> {
+        let bytes = encode(frame)?;
+        let segments = bytes.len().div_ceil(self.mss).max(1);
+        self.kcp.send_bytes(bytes)?;
+        if !matches!(frame, ClientFrame::Hello { .. } | ClientFrame::Quit { .. }) {
+            self.unacked.push_back((frame.clone(), segments));
+            self.unacked_segments += segments;
+        }
+        Ok(())
+    }
+
+    /// Sends a frame of the client's own making (the hello and joins of a reconnect),
+    /// which a later reconnect makes again rather than resends.
+    fn send_control(&mut self, frame: &ClientFrame) -> Result<(), ChatError> {
         let bytes = encode(frame)?;
         self.kcp.send_bytes(bytes)?;
         Ok(())
+    }
+
+    /// Forgets the logged frames the server has certainly received: all of them when
+    /// nothing waits for an acknowledgement, else those older than the last
+    /// `send_window + queued` segments (see the type's docs).
+    fn forget_acknowledged(&mut self) {
+        let waiting = self.kcp.queued_bytes() / self.mss;
+        if waiting == 0 {
+            self.unacked.clear();
+            self.unacked_segments = 0;
+            return;
+        }
+        if self.stream {
+            return;
+        }
+        let keep = waiting.saturating_add(self.send_window);
+        while let Some(&(_, oldest)) = self.unacked.front() {
+            if self.unacked_segments - oldest < keep {
+                break;
+            }
+            self.unacked.pop_front();
+            self.unacked_segments -= oldest;
+        }
     }
 
     /// Says `text` in `room`.
@@ -128,7 +209,7 @@ impl ChatClient {
     /// As [`send`](Self::send).
     pub fn hello(&mut self, nick: &str) -> Result<(), ChatError> {
         self.nick = nick.to_owned();
-        self.send(&ClientFrame::hello(nick))
+        self.send_control(&ClientFrame::hello(nick))
     }
 
     /// Joins `room`.
@@ -148,7 +229,9 @@ impl ChatClient {
     /// [`ChatError::is_link_failure`]); [`ChatError::Codec`] for a frame that does not
     /// decode (skip it and call again).
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<ServerFrame>, ChatError> {
-        match self.kcp.recv(timeout)? {
+        let received = self.kcp.recv(timeout)?;
+        self.forget_acknowledged();
+        match received {
             Some(bytes) => self.observe(&bytes).map(Some),
             None => Ok(None),
         }
@@ -159,7 +242,9 @@ impl ChatClient {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn try_recv(&mut self) -> Result<Option<ServerFrame>, ChatError> {
-        match self.kcp.try_recv()? {
+        let received = self.kcp.try_recv()?;
+        self.forget_acknowledged();
+        match received {
             Some(bytes) => self.observe(&bytes).map(Some),
             None => Ok(None),
         }
@@ -170,7 +255,9 @@ impl ChatClient {
     /// # Errors
     /// As [`recv`](Self::recv).
     pub fn wait_acknowledged(&mut self, timeout: Duration) -> Result<bool, ChatError> {
-        Ok(self.kcp.wait_acknowledged(timeout)?)
+        let all = self.kcp.wait_acknowledged(timeout)?;
+        self.forget_acknowledged();
+        Ok(all)
     }
 
     /// Sends a quit and waits up to `timeout` for it to be acknowledged.
@@ -178,7 +265,7 @@ impl ChatClient {
     /// # Errors
     /// As [`wait_acknowledged`](Self::wait_acknowledged).
     pub fn quit(&mut self, reason: &str, timeout: Duration) -> Result<bool, ChatError> {
-        self.send(&ClientFrame::Quit {
+        self.send_control(&ClientFrame::Quit {
             reason: reason.to_owned(),
         })?;
         self.wait_acknowledged(timeout)
@@ -188,20 +275,40 @@ impl ChatClient {
     /// (so the server hands us our nick back from the lost session), then a join for
     /// each room we were in.
     ///
+    /// Returns the frames the lost conversation may not have delivered, oldest first
+    /// ([`unacknowledged`](Self::unacknowledged) before the call), which are not
+    /// resent: send them again to deliver them (at least once), paced if there are
+    /// many, as the server limits each client's rate; or tell the user they were not
+    /// sent. Joins of rooms the server has since confirmed, and leaves of rooms we are
+    /// no longer in, are left out (they took effect).
+    ///
     /// # Errors
-    /// As [`send`](Self::send).
-    pub fn reconnect(&mut self) -> Result<(), ChatError> {
+    /// As [`send`](Self::send). The frames are lost only if the new conversation
+    /// cannot be started at all.
+    pub fn reconnect(&mut self) -> Result<Vec<ClientFrame>, ChatError> {
+        let rooms = &self.rooms;
+        let lost: Vec<ClientFrame> = self
+            .unacked
+            .drain(..)
+            .map(|(frame, _)| frame)
+            .filter(|frame| match frame {
+                ClientFrame::Join { room } => !rooms.contains(room),
+                ClientFrame::Leave { room } => rooms.contains(room),
+                _ => true,
+            })
+            .collect();
+        self.unacked_segments = 0;
         self.kcp.reconnect()?;
         self.welcomed = false;
-        self.send(&ClientFrame::Hello {
+        self.send_control(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             nick: self.nick.clone(),
             resume: self.token,
         })?;
         for room in self.rooms.clone() {
-            self.join(&room)?;
+            self.send_control(&ClientFrame::Join { room })?;
         }
-        Ok(())
+        Ok(lost)
     }
 
     /// Decodes a frame and updates what we remember from it.

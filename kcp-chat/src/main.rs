@@ -40,7 +40,8 @@ enum Command {
     Server(ServerArgs),
     /// Chat from the terminal (or a pipe): lines are said in the current room,
     /// /commands do the rest (/help lists them). At the end of input it quits and
-    /// exits 0.
+    /// exits 0. Lines typed while the server is unreachable are sent once it is back,
+    /// or reported as not sent.
     Client(ClientArgs),
     /// Server and scripted bots in one process over a lossy simulated link; prints the
     /// conversation and a summary (sent, delivered, lost, latency, retransmissions).
@@ -71,16 +72,28 @@ struct ServerArgs {
     /// Longest nick, in characters.
     #[arg(long, default_value_t = 24)]
     max_nick: usize,
-    /// Frames per second a client may send on average.
+    /// Frames per second a client (one conversation) may send on average.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// Frames a client may send in a burst.
+    /// Frames a client (one conversation) may send in a burst.
     #[arg(long, default_value_t = 40)]
     burst: u32,
-    /// Abuse errors (bad frames, floods, over-long frames) tolerated per 10 s; one
-    /// more disconnects the client.
+    /// Frames per second all conversations from one source IP (an IPv6 /64) may send
+    /// together on average, so a new conversation per burst gains nothing. Raise it
+    /// when many clients share one address (an office behind NAT, a load test).
+    #[arg(long, default_value_t = 100.0)]
+    ip_rate: f64,
+    /// Frames all conversations from one source IP may send in a burst.
+    #[arg(long, default_value_t = 200)]
+    ip_burst: u32,
+    /// Abuse errors (bad frames, floods, over-long frames) tolerated per 10 s from one
+    /// client; one more disconnects it.
     #[arg(long, default_value_t = 5)]
     strikes: u32,
+    /// Abuse errors tolerated per 10 s from all clients of one source IP; beyond it,
+    /// each further abuse error disconnects the client that made it.
+    #[arg(long, default_value_t = 20)]
+    ip_strikes: u32,
     /// Most sessions from one source IP (raise it when many clients share one address,
     /// as a load test on one machine does).
     #[arg(long, default_value_t = 512)]
@@ -130,6 +143,14 @@ struct ClientArgs {
     /// Reconnect when the server has been silent this long while we wait for it.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     server_timeout: Duration,
+    /// Lines kept while the server is unreachable, sent in order once it is back;
+    /// lines beyond are reported as not sent.
+    #[arg(long, default_value_t = kcp_chat::interactive::DEFAULT_OFFLINE_QUEUE)]
+    offline_queue: usize,
+    /// Stop reconnecting when the server has not answered for this long: the lines
+    /// still waiting are reported as not sent and the client exits with status 3.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    give_up_after: Duration,
     /// Log filter (overrides RUST_LOG); default warn.
     #[arg(long)]
     log: Option<String>,
@@ -251,7 +272,10 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     config.rooms.history = args.history;
     config.rate = args.rate;
     config.burst = args.burst;
+    config.ip_rate = args.ip_rate;
+    config.ip_burst = args.ip_burst;
     config.strikes = args.strikes;
+    config.ip_strikes = args.ip_strikes;
     let (tx, signals) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -293,17 +317,20 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     config.keepalive = Some(args.keepalive);
     config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
-    let options = ClientOptions {
-        server: args.server,
-        nick: args.nick,
-        room: args.room.trim_start_matches('#').to_owned(),
+    let mut options = ClientOptions::new(
+        args.server,
+        &args.nick,
+        args.room.trim_start_matches('#'),
         config,
-    };
+    );
+    options.offline_queue = args.offline_queue;
+    options.give_up_after = args.give_up_after;
     let input = BufReader::new(std::io::stdin());
     let exit = run_client(options, input, std::io::stdout()).context("chat client")?;
     Ok(match exit {
         ClientExit::Quit | ClientExit::ServerShutdown => ExitCode::SUCCESS,
         ClientExit::Refused(_) => ExitCode::from(2),
+        ClientExit::Unreachable => ExitCode::from(3),
     })
 }
 

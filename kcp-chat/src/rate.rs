@@ -1,4 +1,5 @@
-//! Per-client flood control: a token bucket for frames and a strike counter for abuse.
+//! Flood control: a token bucket for frames and a strike counter for abuse, kept per
+//! session and per source address by the server (and used by the client to pace).
 //!
 //! Pure logic with the time passed in, so tests need no clock.
 
@@ -38,6 +39,18 @@ impl TokenBucket {
             false
         }
     }
+
+    /// The tokens the bucket would hold at `now` (at most `burst`). Changes nothing.
+    pub fn tokens_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        elapsed.mul_add(self.rate, self.tokens).min(self.burst)
+    }
+
+    /// Whether the bucket would be full at `now` (it has refilled since the last
+    /// token taken). Changes nothing.
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tokens_at(now) >= self.burst
+    }
 }
 
 /// Counts abuse within a sliding window: more than `allowed` strikes within `window`
@@ -71,6 +84,13 @@ impl Strikes {
         self.times.push_back(now);
         self.times.len() > self.allowed
     }
+
+    /// Whether no strike recorded so far still counts at `now`. Changes nothing.
+    pub fn is_clear(&self, now: Instant) -> bool {
+        self.times
+            .back()
+            .is_none_or(|t| now.saturating_duration_since(*t) >= self.window)
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +110,16 @@ mod tests {
     }
 
     #[test]
+    fn bucket_is_full_again_after_burst_over_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5, t0);
+        assert!(b.is_full(t0));
+        assert!(b.take(t0) && b.take(t0));
+        assert!(!b.is_full(t0 + Duration::from_millis(150)));
+        assert!(b.is_full(t0 + Duration::from_millis(200)));
+    }
+
+    #[test]
     fn strikes_expire_after_the_window() {
         let t0 = Instant::now();
         let mut s = Strikes::new(2, Duration::from_secs(10));
@@ -102,5 +132,8 @@ mod tests {
         // The first strike is 10 s old: it no longer counts.
         assert!(!s.strike(t0 + Duration::from_secs(10)));
         assert!(s.strike(t0 + Duration::from_secs(11)));
+        assert!(!s.is_clear(t0 + Duration::from_secs(20)));
+        assert!(s.is_clear(t0 + Duration::from_secs(21)));
+        assert!(Strikes::new(2, Duration::from_secs(10)).is_clear(t0));
     }
 }

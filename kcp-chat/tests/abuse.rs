@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kcp_chat::client::ChatClient;
 use kcp_chat::protocol::{ClientFrame, ErrorCode, ServerFrame, decode_server, encode};
 use kcp_net::KcpClient;
 
@@ -210,4 +211,95 @@ fn a_full_server_says_so_and_closes() {
     assert_disconnected(&mut raw);
     a.say("lobby", "two is company").unwrap();
     expect_message(&mut b, "two is company");
+}
+
+/// A counter from a server `stats` line, e.g. `stat(line, "frames in")`.
+fn stat(line: &str, name: &str) -> u64 {
+    let at = line
+        .find(&format!("{name} "))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    line[at + name.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {name} in {line}"))
+}
+
+/// Opening a new conversation for each burst gains nothing: every conversation from
+/// 127.0.0.1 draws from one per-address budget, beyond which frames are refused with
+/// "slow down", while a client on another address (127.0.0.2) is not affected.
+#[test]
+fn a_new_conversation_per_burst_shares_its_address_budget() {
+    // Each conversation alone stays inside its own burst (12 frames): any refusal is
+    // the per-address budget's (24 frames, then 2/s). Strikes are out of the way.
+    let mut server = Server::start(&[
+        "--rate",
+        "50",
+        "--burst",
+        "12",
+        "--ip-rate",
+        "2",
+        "--ip-burst",
+        "24",
+        "--strikes",
+        "1000",
+        "--ip-strikes",
+        "1000",
+        "--stats-every",
+        "100ms",
+    ]);
+    let mut elsewhere_config = client_config();
+    elsewhere_config.bind = Some("127.0.0.2:0".parse().unwrap());
+    let mut elsewhere = ChatClient::connect(server.addr, "elsewhere", elsewhere_config).unwrap();
+    join(&mut elsewhere, "lobby");
+
+    const BURSTS: usize = 5;
+    const SAYS: usize = 10;
+    let mut convs = Vec::new();
+    for burst in 0..BURSTS {
+        // A new socket and a new conv each time, from the same IP: hello, join, says.
+        let mut conv = server.chat(&format!("flood{burst}"));
+        conv.join("lobby").unwrap();
+        for i in 0..SAYS {
+            conv.say("lobby", &format!("burst {burst} line {i}"))
+                .unwrap();
+        }
+        assert!(conv.wait_acknowledged(WAIT).unwrap());
+        convs.push(conv);
+    }
+    let flood_frames = (BURSTS * (SAYS + 2)) as u64;
+    // The last conversation finds the budget spent and is told why.
+    expect_frame(convs.last_mut().unwrap(), |f| {
+        matches!(f, ServerFrame::Error { code: ErrorCode::RateLimited, text }
+            if text.contains("from your address"))
+    });
+    // Once the server has read every frame (the flood and elsewhere's hello and join).
+    let line = server.proc.expect(WAIT, |l| {
+        l.starts_with("stats ") && stat(l, "frames in") >= flood_frames + 2
+    });
+    let refused = stat(&line, "rate-limited");
+    let by_address = stat(&line, "(per address");
+    assert_eq!(refused, by_address, "{line}");
+    // 60 frames against a budget of 24 plus 2/s: well over 20 refused however slow the
+    // machine (without the shared budget, none would be).
+    assert!(refused >= 20, "{line}");
+    assert!(stat(&line, "messages") <= 30, "{line}");
+
+    // The other address has its own budget: all of its burst gets through.
+    for i in 0..SAYS {
+        elsewhere.say("lobby", &format!("elsewhere {i}")).unwrap();
+    }
+    let mut seen = 0;
+    while seen < SAYS {
+        match expect_frame(&mut elsewhere, |f| {
+            matches!(f, ServerFrame::Message { .. } | ServerFrame::Error { .. })
+        }) {
+            ServerFrame::Message { from, text, .. } if from == "elsewhere" => {
+                assert_eq!(text, format!("elsewhere {seen}"));
+                seen += 1;
+            }
+            ServerFrame::Message { .. } => {}
+            other => panic!("127.0.0.2 was refused: {other:?}"),
+        }
+    }
 }

@@ -297,3 +297,119 @@ fn a_vanished_client_is_reported_lost_to_its_room() {
     alice.type_line("/who");
     alice.expect_text("*** in lobby: alice");
 }
+
+/// Lines typed while the server restarts are not lost: those the dead conversation
+/// swallowed and those typed while the client reconnects wait, and once a new server
+/// on the same port welcomes the client they are all said, in the order typed.
+#[test]
+fn lines_typed_while_the_server_restarts_are_sent_after_the_reconnect() {
+    let mut first = Server::start(&[]);
+    let addr = first.addr.to_string();
+    let mut alice = first.client("alice", &["--keepalive", "200ms", "--server-timeout", "1s"]);
+    alice.expect_text("--> alice joined lobby");
+    first.proc.kill();
+    let typed: Vec<String> = (1..=12).map(|i| format!("typed {i}")).collect();
+    // These go into the dead conversation before the client notices...
+    for line in &typed[..6] {
+        alice.type_line(line);
+    }
+    alice.expect_text("server not responding, reconnecting");
+    // ... and these are typed while it reconnects.
+    for line in &typed[6..] {
+        alice.type_line(line);
+    }
+    alice.expect_text("12 lines queued, will send on reconnect");
+    // The history replays to the listener whatever alice said before it joined.
+    let second = Server::start(&["--listen", &addr, "--history", "50"]);
+    alice.expect_text("*** reconnected: sending 12 lines");
+    let mut listener = second.chat("listener");
+    join(&mut listener, "lobby");
+    let mut said = Vec::new();
+    while said.last() != typed.last() {
+        if let ServerFrame::Message { from, text, .. } =
+            expect_frame(&mut listener, |f| matches!(f, ServerFrame::Message { .. }))
+            && from == "alice"
+        {
+            said.push(text);
+        }
+    }
+    assert_eq!(said, typed);
+    alice.close_stdin();
+    assert!(alice.wait_exit(WAIT).success());
+    assert!(
+        !alice.seen.iter().any(|l| l.contains("not sent")),
+        "{:#?}",
+        alice.seen
+    );
+}
+
+/// The offline queue is bounded, and reconnecting gives up: every line that cannot be
+/// sent is reported, none is dropped without a word.
+#[test]
+fn lines_beyond_the_offline_queue_or_when_giving_up_are_reported_not_sent() {
+    let mut server = Server::start(&[]);
+    let mut alice = server.client(
+        "alice",
+        &[
+            "--keepalive",
+            "200ms",
+            "--server-timeout",
+            "1s",
+            "--offline-queue",
+            "2",
+            "--give-up-after",
+            "3s",
+        ],
+    );
+    alice.expect_text("--> alice joined lobby");
+    server.proc.kill();
+    alice.expect_text("server not responding, reconnecting");
+    for line in ["one", "two", "three", "four"] {
+        alice.type_line(line);
+    }
+    alice.expect_text("*** 2 lines queued, will send on reconnect");
+    alice.expect_text("!!! line not sent: three");
+    alice.expect_text("!!! line not sent: four");
+    alice.expect_text("*** giving up");
+    alice.expect_text("!!! line not sent: one");
+    alice.expect_text("!!! line not sent: two");
+    assert_eq!(alice.wait_exit(WAIT).code(), Some(3));
+}
+
+/// The library client keeps what the server has not acknowledged, and a reconnect
+/// hands it back for the caller to send again.
+#[test]
+fn a_reconnect_hands_back_the_frames_a_dead_conversation_may_not_have_delivered() {
+    let mut server = Server::start(&[]);
+    let mut config = client_config();
+    config.server_timeout = std::time::Duration::from_millis(500);
+    let mut alice = kcp_chat::client::ChatClient::connect(server.addr, "alice", config).unwrap();
+    join(&mut alice, "lobby");
+    alice.say("lobby", "heard").unwrap();
+    expect_message(&mut alice, "heard");
+    assert!(alice.wait_acknowledged(WAIT).unwrap());
+    assert_eq!(alice.unacknowledged().len(), 0);
+    server.proc.kill();
+    let lost: Vec<ClientFrame> = (1..=3)
+        .map(|i| ClientFrame::Say {
+            room: "lobby".into(),
+            text: format!("unheard {i}"),
+        })
+        .collect();
+    for frame in &lost {
+        alice.send(frame).unwrap();
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link never failed"
+        );
+        match alice.recv(std::time::Duration::from_millis(50)) {
+            Err(e) if e.is_link_failure() => break,
+            other => drop(other.unwrap()),
+        }
+    }
+    assert_eq!(alice.reconnect().unwrap(), lost);
+    assert_eq!(alice.unacknowledged().len(), 0);
+}

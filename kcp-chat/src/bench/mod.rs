@@ -252,6 +252,15 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
             config.max_clients = options.clients + 16;
             config.rate = (options.rate * 2.0).max(20.0);
             config.burst = 40;
+            // ... so the per-address budget is every client's budget together.
+            let clients = (options.clients + 16) as f64;
+            config.ip_rate = config.rate * clients;
+            config.ip_burst = config
+                .burst
+                .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
+            config.ip_strikes = config
+                .strikes
+                .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
             let chat = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
             let addr = chat.local_addr();
             (Some(chat), addr)

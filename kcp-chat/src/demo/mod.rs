@@ -263,6 +263,11 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
     let started = Instant::now();
     let mut config = ChatServerConfig::new(options.preset);
     config.net.impair = Some(options.link.to_config());
+    // Every bot comes from 127.0.0.1: the per-address budget is all the bots' together.
+    let bots = u32::try_from(options.bots.max(1)).unwrap_or(u32::MAX);
+    config.ip_rate = config.rate * f64::from(bots);
+    config.ip_burst = config.burst.saturating_mul(bots);
+    config.ip_strikes = config.strikes.saturating_mul(bots);
     let server = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
     let plans = plans(options);
     let (lines_tx, lines) = mpsc::channel();

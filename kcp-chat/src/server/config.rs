@@ -18,13 +18,26 @@ pub struct ChatServerConfig {
     pub rooms: RoomLimits,
     /// Most users at once; a hello beyond it gets `server-full` and is closed.
     pub max_clients: usize,
-    /// Frames per second a client may send on average (keepalives are not counted).
+    /// Frames per second a client (one session) may send on average (keepalives are
+    /// not counted).
     pub rate: f64,
-    /// Frames a client may send in a burst.
+    /// Frames a client (one session) may send in a burst.
     pub burst: u32,
+    /// Frames per second all sessions from one source address (an IPv4 address, an
+    /// IPv6 /64) may send together on average. A client that opens a new conversation
+    /// per burst draws from this budget whatever its conv. Larger than
+    /// [`rate`](Self::rate), because an office behind one NAT address shares it.
+    pub ip_rate: f64,
+    /// Frames all sessions from one source address may send in a burst.
+    pub ip_burst: u32,
     /// Abuse errors (bad frames, floods, over-long frames) tolerated per
-    /// [`strike_window`](Self::strike_window); one more and the client is kicked.
+    /// [`strike_window`](Self::strike_window) from one session; one more and the
+    /// client is kicked.
     pub strikes: u32,
+    /// Abuse errors tolerated per [`strike_window`](Self::strike_window) from all
+    /// sessions of one source address; beyond it, each further abuse error kicks the
+    /// session that made it, whichever conversation it is on.
+    pub ip_strikes: u32,
     /// The window in which strikes count.
     pub strike_window: Duration,
 }
@@ -32,7 +45,9 @@ pub struct ChatServerConfig {
 impl ChatServerConfig {
     /// Defaults for `preset`: flush on send and on input (chat is interactive, and
     /// prompt ACKs spare clients spurious retransmissions), 1,000 clients,
-    /// 20 frames/s with bursts of 40, 5 strikes per 10 s, 30 s idle timeout.
+    /// 20 frames/s with bursts of 40 per session, 100 frames/s with bursts of 200 per
+    /// source address, 5 strikes per 10 s per session and 20 per address, 30 s idle
+    /// timeout.
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
         net.flush_on_send = true;
@@ -43,7 +58,10 @@ impl ChatServerConfig {
             max_clients: 1000,
             rate: 20.0,
             burst: 40,
+            ip_rate: 100.0,
+            ip_burst: 200,
             strikes: 5,
+            ip_strikes: 20,
             strike_window: Duration::from_secs(10),
         }
     }

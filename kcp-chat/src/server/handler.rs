@@ -1,7 +1,14 @@
 //! The chat server's `EventHandler`: one clone per event loop, with the per-session
 //! state of that loop's clients, and the shared [`Hub`] behind a lock.
+//!
+//! Flood control is two token buckets per frame: the session's own (`rate`/`burst`,
+//! so one client behind a shared address cannot spend its neighbours' budget), then
+//! its source address's, shared by every conversation from that address on every loop
+//! (`ip_rate`/`ip_burst`, so a new conv per burst gets no fresh budget). Strikes are
+//! counted both ways too; either limit exceeded kicks the session that erred.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +29,8 @@ use crate::room::{RoomError, UserId};
 #[derive(Debug)]
 struct Client {
     user: Option<UserId>,
+    /// The peer's address, whose shared budget the session draws from.
+    ip: IpAddr,
     bucket: TokenBucket,
     strikes: Strikes,
     /// Closed by us (kicked, refused, quit): further frames are ignored.
@@ -55,10 +64,13 @@ impl ChatHandler {
     }
 }
 
-/// A new session's state: a full bucket, no strikes, not welcomed.
-fn new_client(config: &ChatServerConfig, now: Instant) -> Client {
+/// A new session's state: a full bucket, no strikes, not welcomed. Counts the
+/// session in its address's entry (released in `on_close`).
+fn new_client(hub: &Hub, config: &ChatServerConfig, ip: IpAddr, now: Instant) -> Client {
+    hub.ip_open(ip, now);
     Client {
         user: None,
+        ip,
         bucket: TokenBucket::new(config.rate, config.burst, now),
         strikes: Strikes::new(config.strikes, config.strike_window),
         closing: false,
@@ -90,17 +102,20 @@ fn close(session: &SessionCtx<'_>) {
 impl EventHandler for ChatHandler {
     fn on_open(&mut self, session: &mut SessionCtx<'_>) {
         debug!(peer = %session.peer(), conv = session.conv(), "session opened");
-        let client = new_client(&self.config, Instant::now());
-        self.clients.insert(session.key(), client);
+        let client = new_client(&self.hub, &self.config, session.peer().ip(), Instant::now());
+        if let Some(old) = self.clients.insert(session.key(), client) {
+            self.hub.ip_close(old.ip, Instant::now());
+        }
     }
 
     fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
         let now = Instant::now();
         let config = &self.config;
+        let hub = &self.hub;
         let client = self
             .clients
             .entry(session.key())
-            .or_insert_with(|| new_client(config, now));
+            .or_insert_with(|| new_client(hub, config, session.peer().ip(), now));
         if !client.closing {
             let mut turn = Turn {
                 hub: &self.hub,
@@ -119,6 +134,7 @@ impl EventHandler for ChatHandler {
         let Some(client) = self.clients.remove(&session.key()) else {
             return;
         };
+        self.hub.ip_close(client.ip, Instant::now());
         let Some(id) = client.user else {
             return;
         };
@@ -170,6 +186,16 @@ impl Turn<'_, '_, '_> {
         if !self.client.bucket.take(self.now) {
             AtomicCounters::bump(&self.hub.counters.rate_limited);
             let text = format!("slow down: at most {} frames per second", self.config.rate);
+            return self.error(ErrorCode::RateLimited, text);
+        }
+        if !self.hub.ip_take(self.client.ip, self.now) {
+            AtomicCounters::bump(&self.hub.counters.rate_limited);
+            AtomicCounters::bump(&self.hub.counters.ip_rate_limited);
+            let text = format!(
+                "slow down: at most {} frames per second from your address, over all \
+                 its conversations",
+                self.config.ip_rate
+            );
             return self.error(ErrorCode::RateLimited, text);
         }
         match decode_client(message) {
@@ -415,16 +441,29 @@ impl Turn<'_, '_, '_> {
     fn error(&mut self, code: ErrorCode, text: String) {
         AtomicCounters::bump(&self.hub.counters.errors);
         self.reply(&ServerFrame::Error { code, text });
-        if code.is_abuse() && self.client.strikes.strike(self.now) {
-            warn!(peer = %self.session.peer(), last = %code, "kicked for abuse");
+        if !code.is_abuse() {
+            return;
+        }
+        // Both are counted: the address's strikes must see every session's abuse.
+        let session_out = self.client.strikes.strike(self.now);
+        let address_out = self.hub.ip_strike(self.client.ip, self.now);
+        if session_out || address_out {
+            warn!(peer = %self.session.peer(), last = %code, address_out, "kicked for abuse");
             AtomicCounters::bump(&self.hub.counters.kicked);
             AtomicCounters::bump(&self.hub.counters.errors);
             self.reply(&ServerFrame::Error {
                 code: ErrorCode::Kicked,
-                text: format!(
-                    "more than {} errors in {:?}: disconnected",
-                    self.config.strikes, self.config.strike_window
-                ),
+                text: if session_out {
+                    format!(
+                        "more than {} errors in {:?}: disconnected",
+                        self.config.strikes, self.config.strike_window
+                    )
+                } else {
+                    format!(
+                        "more than {} errors in {:?} from your address: disconnected",
+                        self.config.ip_strikes, self.config.strike_window
+                    )
+                },
             });
             self.client.closing = true;
             self.client.leave_reason = Some(LeaveReason::Kicked);

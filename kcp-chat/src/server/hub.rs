@@ -1,13 +1,19 @@
 //! State every event loop of a chat server shares: the room model, which session
-//! each user is on, and the chat-level counters.
+//! each user is on, the per-address flood control and the chat-level counters.
+//!
+//! Two locks, never held together: the room state's ([`Hub::lock`]) and the address
+//! table's (taken inside the `ip_*` methods only, for a few map operations).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use kcp_net::{ServerHandle, SessionKey};
 
+use super::ip_table::{IpPolicy, IpTable};
 use crate::protocol::{ServerFrame, encode};
 use crate::room::{RoomLimits, Rooms, UserId};
 
@@ -25,8 +31,10 @@ pub struct ChatCounters {
     pub errors: u64,
     /// Frames that did not decode.
     pub bad_frames: u64,
-    /// Frames dropped by the rate limit.
+    /// Frames dropped by a rate limit (the session's or its address's).
     pub rate_limited: u64,
+    /// Of those, frames dropped by the per-address limit.
+    pub ip_rate_limited: u64,
     /// Clients disconnected for abuse.
     pub kicked: u64,
     /// Users welcomed.
@@ -41,6 +49,7 @@ pub(crate) struct AtomicCounters {
     pub(crate) errors: AtomicU64,
     pub(crate) bad_frames: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
+    pub(crate) ip_rate_limited: AtomicU64,
     pub(crate) kicked: AtomicU64,
     pub(crate) welcomed: AtomicU64,
 }
@@ -58,6 +67,7 @@ impl AtomicCounters {
             errors: self.errors.load(Relaxed),
             bad_frames: self.bad_frames.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),
+            ip_rate_limited: self.ip_rate_limited.load(Relaxed),
             kicked: self.kicked.load(Relaxed),
             welcomed: self.welcomed.load(Relaxed),
         }
@@ -90,19 +100,51 @@ impl HubState {
 #[derive(Debug)]
 pub(crate) struct Hub {
     state: Mutex<HubState>,
+    /// Per-address buckets and strikes. A lock of its own, so a frame's rate check does
+    /// not wait for the room lock; never taken while that one is held, or the reverse.
+    ips: Mutex<IpTable>,
     pub(crate) counters: AtomicCounters,
 }
 
 impl Hub {
-    pub(crate) fn new(limits: RoomLimits) -> Self {
+    /// A hub with empty rooms and an address table of at most `ip_cap` entries (see
+    /// [`IpTable`] for the bound).
+    pub(crate) fn new(limits: RoomLimits, ip_policy: IpPolicy, ip_cap: usize) -> Self {
         Self {
             state: Mutex::new(HubState {
                 rooms: Rooms::new(limits),
                 members: HashMap::new(),
                 next_id: 0,
             }),
+            ips: Mutex::new(IpTable::new(ip_policy, ip_cap)),
             counters: AtomicCounters::default(),
         }
+    }
+
+    /// The address table, for one short operation. Its operations change one entry
+    /// each (or sweep whole entries), so a poisoned lock is taken over.
+    fn ips(&self) -> MutexGuard<'_, IpTable> {
+        self.ips.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A session from `ip` opened.
+    pub(crate) fn ip_open(&self, ip: IpAddr, now: Instant) {
+        self.ips().open(ip, now);
+    }
+
+    /// A session from `ip` closed.
+    pub(crate) fn ip_close(&self, ip: IpAddr, now: Instant) {
+        self.ips().close(ip, now);
+    }
+
+    /// Takes a token from `ip`'s shared bucket; `false` when it is empty.
+    pub(crate) fn ip_take(&self, ip: IpAddr, now: Instant) -> bool {
+        self.ips().take(ip, now)
+    }
+
+    /// Records an abuse strike against `ip`; `true` when it is one too many.
+    pub(crate) fn ip_strike(&self, ip: IpAddr, now: Instant) -> bool {
+        self.ips().strike(ip, now)
     }
 
     /// Locks the state. A handler that panicked while holding the lock leaves the

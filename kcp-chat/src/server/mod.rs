@@ -2,12 +2,14 @@
 //!
 //! Rooms, nicks and history live in one [`Rooms`](crate::room::Rooms) model behind a
 //! lock shared by every event loop; each loop keeps its own clients' rate limits and
-//! strikes. A room message is encoded once and queued to every member's session
+//! strikes, and a table shared by the loops keeps a second budget per source address
+//! (so new conversations from one address do not get fresh buckets). A room message is encoded once and queued to every member's session
 //! through the server handle, so broadcast crosses loops.
 
 mod config;
 mod handler;
 mod hub;
+mod ip_table;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ pub use hub::ChatCounters;
 use crate::protocol::{ServerFrame, encode};
 use handler::ChatHandler;
 use hub::Hub;
+use ip_table::IpPolicy;
 
 /// A running chat server. Dropping it stops it at once; call
 /// [`shutdown`](Self::shutdown) to tell the clients and let queued frames drain.
@@ -55,7 +58,7 @@ impl fmt::Display for ChatStats {
         write!(
             f,
             "sessions {} users {} rooms {} | frames in {} out {} messages {} errors {} \
-             bad {} rate-limited {} kicked {} | datagrams in {} out {} retransmits {} \
+             bad {} rate-limited {} (per address {}) kicked {} | datagrams in {} out {} retransmits {} \
              dropped {}",
             self.sessions,
             self.users,
@@ -66,6 +69,7 @@ impl fmt::Display for ChatStats {
             c.errors,
             c.bad_frames,
             c.rate_limited,
+            c.ip_rate_limited,
             c.kicked,
             n.datagrams_in,
             n.datagrams_out,
@@ -90,7 +94,20 @@ impl ChatServer {
         let mut config = config;
         // Room for hellos beyond the limit to be told `server-full` instead of dropped.
         config.net.max_sessions = config.max_clients.saturating_add(64);
-        let hub = Arc::new(Hub::new(config.rooms.clone()));
+        let ip_policy = IpPolicy {
+            rate: config.ip_rate,
+            burst: config.ip_burst,
+            strikes: config.ip_strikes,
+            window: config.strike_window,
+        };
+        // As kcp-net's own per-IP table: room for every session's address and as many
+        // recently gone ones.
+        let ip_cap = config
+            .net
+            .max_sessions
+            .saturating_mul(2)
+            .saturating_add(1024);
+        let hub = Arc::new(Hub::new(config.rooms.clone(), ip_policy, ip_cap));
         let net = config.net.clone();
         let handler = ChatHandler::new(Arc::clone(&hub), Arc::new(config));
         let server = KcpServer::bind(addr, net, handler)?;
