@@ -56,6 +56,7 @@ impl Clock {
     }
 
     /// Milliseconds since the origin, for the link simulator's `SimTime`.
+    #[cfg_attr(not(feature = "impair"), allow(dead_code))]
     pub(crate) fn sim_millis(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.origin).as_millis() as u64
     }

@@ -321,7 +321,7 @@ impl Conversation {
     /// Does what is due at `now`: queues a keepalive if one is due, then runs the
     /// engine's timer, or flushes it at once when a rule asks for it (`flush_on_send`
     /// after a send; `flush_on_input` once received messages were taken, or after
-    /// [`ACK_HOLD`] of holding the ACKs for the application's reply). Datagrams go to
+    /// a millisecond of holding the ACKs for the application's reply). Datagrams go to
     /// `out`. Returns the engine's retransmissions since the last drive.
     ///
     /// # Errors

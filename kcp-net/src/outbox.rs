@@ -17,6 +17,8 @@ use crate::udp::{BatchTransmit, DatagramIo, SendBatch, SendOutcome, send_all};
 #[derive(Debug)]
 pub(crate) struct Outbox {
     batch: SendBatch,
+    /// Turns instants into the impaired link's milliseconds.
+    #[cfg_attr(not(feature = "impair"), allow(dead_code))]
     clock: Clock,
     /// The time datagrams are stamped with for the link (set once per turn).
     now: Instant,

@@ -361,7 +361,7 @@ impl ServerDriver {
 
     // ---------------------------------------------------------------- input
 
-    /// Reads what the socket holds (at most [`MAX_DATAGRAMS_PER_TURN`] datagrams;
+    /// Reads what the socket holds (at most 256 datagrams a call;
     /// `next_deadline` says "now" while more may wait) into the sessions, opening new
     /// ones within the limits. Returns the datagrams read.
     ///

@@ -77,7 +77,7 @@ impl ServerHandle {
     ///
     /// # Errors
     /// [`NetError::SessionClosed`] for a closed or closing session, the limits of
-    /// [`SessionCtx::send`], [`NetError::Shutdown`] after shutdown.
+    /// [`SessionCtx::send`](crate::SessionCtx::send), [`NetError::Shutdown`] after shutdown.
     pub fn send(&self, key: SessionKey, message: impl Into<Bytes>) -> Result<(), NetError> {
         let message = message.into();
         if on_loop_thread() {
@@ -246,8 +246,8 @@ impl ServerHandle {
     }
 
     /// Starts a graceful shutdown: no new sessions; every session closes once its
-    /// queued data is acknowledged, or with [`CloseReason::Shutdown`] when `deadline`
-    /// passes; then the loops exit. Returns at once; [`KcpServer::join`] waits.
+    /// queued data is acknowledged, or with [`CloseReason::Shutdown`](crate::CloseReason::Shutdown) when `deadline`
+    /// passes; then the loops exit. Returns at once; [`KcpServer::join`](crate::KcpServer::join) waits.
     pub fn shutdown(&self, deadline: Duration) {
         let deadline = Instant::now() + deadline;
         for loop_id in 0..self.remotes.len() {

@@ -1,0 +1,729 @@
+//! Datagrams forged from other hosts' addresses, as an attacker who cannot see the
+//! server's replies (or, in the first test, one who can) would send them: control
+//! segments from a real client's exact address and conv, and floods of first segments
+//! from thousands of spoofed sources.
+//!
+//! The forgeries leave through a raw IPv4 socket that writes its own IP and UDP
+//! headers (`IP_HDRINCL`), so they need root (or `CAP_NET_RAW`); without it these
+//! tests fail and say so. Every address used, forged or real, is in 127.0.0.0/8.
+
+mod common;
+
+use std::io::{ErrorKind, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use kcp_core::segment::{Command, HEADER_LEN, Header};
+use kcp_core::{Sn, Timestamp};
+use kcp_net::{
+    EventHandler, KcpClient, KcpServer, LoopStats, Preset, ServerConfig, SessionCtx, SessionKey,
+};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+// ------------------------------------------------------------------- forging
+
+const IPV4_HEADER: usize = 20;
+const UDP_HEADER: usize = 8;
+
+/// Creates a raw IPv4 socket for UDP, or fails the test saying why.
+#[track_caller]
+fn raw_udp_socket(purpose: &str) -> Socket {
+    Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap_or_else(|e| {
+        panic!(
+            "{purpose} needs a raw IPv4 socket (root or CAP_NET_RAW), and creating one failed: \
+             {e}. These tests forge source addresses; they fail rather than skip."
+        )
+    })
+}
+
+fn is_loopback(addr: SocketAddrV4) -> bool {
+    addr.ip().octets()[0] == 127
+}
+
+fn v4(addr: SocketAddr) -> SocketAddrV4 {
+    match addr {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => panic!("an IPv4 address expected, got {a}"),
+    }
+}
+
+/// Sends UDP datagrams with any 127.0.0.0/8 source address and port: it builds the
+/// IPv4 and UDP headers itself. The kernel fills in the IP checksum and id (left
+/// zero); the UDP checksum is 0, "none", which IPv4 allows.
+struct Forger {
+    socket: Socket,
+    packet: Vec<u8>,
+}
+
+impl Forger {
+    #[track_caller]
+    fn new() -> Self {
+        let socket = raw_udp_socket("forging datagrams");
+        socket
+            .set_header_included_v4(true)
+            .unwrap_or_else(|e| panic!("IP_HDRINCL refused on the raw socket: {e}"));
+        // A raw UDP socket also receives a copy of every UDP datagram; this one is
+        // never read, so keep its receive buffer small.
+        let _ = socket.set_recv_buffer_size(4096);
+        let _ = socket.set_send_buffer_size(4 << 20);
+        Self {
+            socket,
+            packet: Vec::with_capacity(2048),
+        }
+    }
+
+    /// Sends `payload` from `from` to `to`, both in 127.0.0.0/8. Returns whether the
+    /// kernel took it (`false`: no buffer space, as a flood may meet).
+    fn send(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> bool {
+        assert!(
+            is_loopback(from) && is_loopback(to),
+            "only loopback addresses are ever forged: {from} -> {to}"
+        );
+        let udp_len = u16::try_from(UDP_HEADER + payload.len()).expect("a UDP datagram");
+        let total =
+            u16::try_from(IPV4_HEADER + UDP_HEADER + payload.len()).expect("an IPv4 packet");
+        let p = &mut self.packet;
+        p.clear();
+        p.extend_from_slice(&[0x45, 0]); // version 4, 5 words of header; TOS 0
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0]); // id: the kernel fills it in
+        p.extend_from_slice(&[0x40, 0]); // don't fragment, offset 0
+        p.extend_from_slice(&[64, 17]); // TTL, protocol UDP
+        p.extend_from_slice(&[0, 0]); // header checksum: the kernel fills it in
+        p.extend_from_slice(&from.ip().octets());
+        p.extend_from_slice(&to.ip().octets());
+        p.extend_from_slice(&from.port().to_be_bytes());
+        p.extend_from_slice(&to.port().to_be_bytes());
+        p.extend_from_slice(&udp_len.to_be_bytes());
+        p.extend_from_slice(&[0, 0]); // no UDP checksum
+        p.extend_from_slice(payload);
+        let dest = SockAddr::from(SocketAddrV4::new(*to.ip(), 0));
+        loop {
+            match self.socket.send_to(p, &dest) {
+                Ok(n) => {
+                    assert_eq!(n, p.len(), "a raw send is whole");
+                    return true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // ENOBUFS: the flood outran the loopback queue.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return false,
+                Err(e) => panic!("raw send {from} -> {to} failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Sees every UDP datagram delivered on this host (a raw socket gets a copy of each):
+/// an on-path attacker's view.
+struct Sniffer {
+    socket: Socket,
+}
+
+impl Sniffer {
+    #[track_caller]
+    fn new() -> Self {
+        let socket = raw_udp_socket("sniffing datagrams");
+        let _ = socket.set_recv_buffer_size(1 << 20);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        Self { socket }
+    }
+
+    /// The first `Push` segment from `from` to `to` seen within `timeout`: its `sn`
+    /// and `ts`.
+    fn push_between(
+        &mut self,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        timeout: Duration,
+    ) -> Option<(Sn, Timestamp)> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline {
+            let n = match (&self.socket).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => panic!("sniffing: {e}"),
+            };
+            let packet = &buf[..n];
+            if n < IPV4_HEADER || packet[9] != 17 {
+                continue;
+            }
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            if n < ihl + UDP_HEADER {
+                continue;
+            }
+            let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+            let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+            let udp = &packet[ihl..];
+            let sport = u16::from_be_bytes([udp[0], udp[1]]);
+            let dport = u16::from_be_bytes([udp[2], udp[3]]);
+            if SocketAddrV4::new(src, sport) != from || SocketAddrV4::new(dst, dport) != to {
+                continue;
+            }
+            let mut rest = &udp[UDP_HEADER..];
+            while rest.len() >= HEADER_LEN {
+                let Ok((header, payload)) = Header::parse(rest) else {
+                    break;
+                };
+                if header.cmd == Command::Push {
+                    return Some((header.sn, header.ts));
+                }
+                rest = &rest[HEADER_LEN + payload.len()..];
+            }
+        }
+        None
+    }
+}
+
+// ------------------------------------------------------------------- helpers
+
+/// The tests measure times and run floods: one at a time, so they do not disturb
+/// each other on a 2-core machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A small deterministic generator (xorshift64*): convs, ports and timestamps of the
+/// forgeries.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn u32(&mut self) -> u32 {
+        (self.next() >> 32) as u32
+    }
+}
+
+fn first_push(conv: u32, ts: u32, payload: &[u8]) -> Vec<u8> {
+    Header {
+        ts: Timestamp::from_millis(ts),
+        ..Header::new(conv, Command::Push, Sn::new(0))
+    }
+    .encode(payload)
+}
+
+/// Polls the server's counters (published once per loop turn) until `done`, within
+/// [`WAIT`], keeping `client` alive meanwhile.
+#[track_caller]
+fn wait_for_stats(
+    server: &KcpServer,
+    client: &mut KcpClient,
+    mut done: impl FnMut(&LoopStats) -> bool,
+) -> LoopStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let total = server.handle().stats().total;
+        if done(&total) {
+            return total;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters never got there: {total:?}"
+        );
+        client.tick().unwrap();
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reads everything `socket` (nonblocking) receives until `until`; returns the bytes.
+fn drain_until(socket: &UdpSocket, until: Instant) -> usize {
+    let mut buf = [0u8; 2048];
+    let mut received = 0;
+    loop {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => received += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if Instant::now() >= until {
+                    return received;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading a forged source's socket: {e}"),
+        }
+    }
+}
+
+/// A nonblocking UDP socket on `ip` (a port the OS picks): an address we forge from
+/// and listen at.
+fn listener(ip: Ipv4Addr) -> (UdpSocket, SocketAddrV4) {
+    let socket = UdpSocket::bind((ip, 0)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let addr = v4(socket.local_addr().unwrap());
+    (socket, addr)
+}
+
+// ------------------------------------------------------------------- 1. control fields
+
+/// One echo: `message` back within `bound`, or the test fails. Returns the time taken.
+#[track_caller]
+fn timed_echo(client: &mut KcpClient, message: &[u8], bound: Duration) -> Duration {
+    let start = Instant::now();
+    client.send(message).unwrap();
+    let reply = client
+        .recv(bound)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no echo within {bound:?}: the session stalled"));
+    assert_eq!(&reply[..], message);
+    start.elapsed()
+}
+
+/// Well above an echo's time on loopback even on a loaded 2-core machine, far below
+/// the stalls forged control fields would cause without the engine's checks (a
+/// forged zero window waits for the probe timer, 7 s; a forged RTT sample inflates the
+/// RTO to seconds; a forged `una` drops data unacknowledged).
+const ECHO_BOUND: Duration = Duration::from_secs(1);
+
+#[test]
+fn forged_control_fields_from_the_victims_address_change_nothing() {
+    let _serial = serial();
+    let (server, events) = reporting_server(server_config());
+    let server_addr = v4(server.local_addr());
+    let mut config = client_config();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
+    let mut client = KcpClient::connect(server.local_addr(), config).unwrap();
+    let victim = v4(client.local_addr().unwrap());
+    let conv = client.conv();
+    let (key, peer, _) = {
+        for i in 0..5 {
+            timed_echo(&mut client, format!("warm-up {i}").as_bytes(), WAIT);
+        }
+        expect_opened(&events)
+    };
+    assert_eq!(v4(peer), victim, "the server sees the client's own address");
+    wait_for_stats(&server, &mut client, |t| t.sessions_confirmed == 1);
+    let handle = server.handle();
+    let before = handle.session_stats(key).unwrap().engine;
+
+    // An on-path attacker reads the `sn` and `ts` of a segment the server sent.
+    let mut sniffer = Sniffer::new();
+    client.send(b"sniffed").unwrap();
+    let (sn, ts) = sniffer
+        .push_between(server_addr, victim, WAIT)
+        .expect("the server's echo seen on the wire");
+    assert_eq!(&client.recv(WAIT).unwrap().expect("echo")[..], b"sniffed");
+    drop(sniffer);
+
+    let mut rng = Rng(0x5eed_0001);
+    let ack = |sn: Sn, una: Sn, ts: Timestamp| {
+        Header {
+            una,
+            ts,
+            ..Header::new(conv, Command::Ack, sn)
+        }
+        .encode(&[])
+    };
+    let mut forgeries = |rng: &mut Rng| {
+        vec![
+            // `una` far beyond anything the server sent.
+            ack(sn, sn.add(1_000_000), ts),
+            // An ACK of a number never sent.
+            ack(sn.add(1_000_000), Sn::new(0), ts),
+            // ACKs of a segment sent, echoing a `ts` in the future, one a second before
+            // its transmission (a 1-s RTT sample if believed), and a random one.
+            ack(sn, Sn::new(0), ts.add_millis(60_000)),
+            ack(
+                sn,
+                Sn::new(0),
+                Timestamp::from_millis(ts.as_millis().wrapping_sub(1_000)),
+            ),
+            ack(sn, Sn::new(0), Timestamp::from_millis(rng.u32())),
+            // "My window is closed."
+            Header {
+                wnd: 0,
+                ..Header::new(conv, Command::WindowTell, Sn::new(0))
+            }
+            .encode(&[]),
+        ]
+    };
+    let mut forger = Forger::new();
+    let mut forge_round = |rng: &mut Rng| {
+        for datagram in forgeries(rng) {
+            assert!(forger.send(victim, server_addr, &datagram), "forged");
+        }
+    };
+    forge_round(&mut rng);
+    // The session counts them before the real client goes on.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let engine = handle.session_stats(key).unwrap().engine;
+        if engine.refused_una >= 1 && engine.refused_ack >= 1 && engine.refused_rtt_sample >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "forgeries not seen: {engine:?}");
+        client.tick().unwrap();
+        thread::sleep(Duration::from_millis(2));
+    }
+
+    let mut rounds = 1;
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        if i % 10 == 5 {
+            forge_round(&mut rng);
+            rounds += 1;
+        }
+        let took = timed_echo(&mut client, format!("echo {i}").as_bytes(), ECHO_BOUND);
+        slowest = slowest.max(took);
+    }
+    let after = handle.session_stats(key).unwrap();
+    let engine = after.engine;
+    eprintln!(
+        "forged control fields: {rounds} rounds; slowest of 50 echoes {slowest:?}; \
+         refused_una {} refused_ack {} refused_rtt_sample {} unconfirmed_zero_windows {}; \
+         rto {} -> {} ms, srtt {} -> {} ms",
+        engine.refused_una,
+        engine.refused_ack,
+        engine.refused_rtt_sample,
+        engine.unconfirmed_zero_windows,
+        before.rto,
+        engine.rto,
+        before.srtt,
+        engine.srtt
+    );
+    assert!(engine.refused_una >= 1, "{engine:?}");
+    assert!(engine.refused_ack >= 1, "{engine:?}");
+    assert!(engine.refused_rtt_sample >= 1, "{engine:?}");
+    assert!(
+        engine.unconfirmed_zero_windows >= 1,
+        "a forged zero window is probed at once: {engine:?}"
+    );
+    assert!(
+        engine.rto <= 3 * before.rto.max(Preset::Fast.config().min_rto),
+        "the RTO jumped: {} -> {} ms",
+        before.rto,
+        engine.rto
+    );
+    assert!(engine.srtt < 500, "srtt {} ms", engine.srtt);
+    assert_eq!(engine.in_flight, 0, "every echo acknowledged, none dropped");
+    let total = server.handle().stats().total;
+    assert_eq!(total.sessions_opened, 1, "{total:?}");
+    assert_eq!(total.dropped_rejected, 0, "{total:?}");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+// ------------------------------------------------------------------- 2. spoofed flood
+
+const FLOOD: usize = 20_000;
+/// Every `LISTENED_EVERY`th forged first segment comes from one of the listened
+/// addresses.
+const LISTENED_EVERY: usize = 50;
+const LISTENERS: u8 = 8;
+
+/// What the flood thread sent.
+#[derive(Debug, Default)]
+struct Flooded {
+    /// Datagrams and bytes the kernel took.
+    datagrams: usize,
+    bytes: usize,
+    /// Refused by the kernel (no buffer space).
+    refused: usize,
+    /// Bytes sent from each listened address.
+    from_listened: Vec<usize>,
+    distinct_sources: usize,
+}
+
+/// Forges `FLOOD` first segments (sn 0, random convs) to `server` from distinct
+/// addresses in 127.1.0.0/16, every `LISTENED_EVERY`th from one of `listened`.
+/// Reports on `progress` after the first quarter.
+fn flood(server: SocketAddrV4, listened: &[SocketAddrV4], progress: &Sender<()>) -> Flooded {
+    let mut forger = Forger::new();
+    let mut rng = Rng(0x5eed_0002);
+    let mut out = Flooded {
+        from_listened: vec![0; listened.len()],
+        ..Flooded::default()
+    };
+    let mut unlistened = 0usize;
+    for i in 0..FLOOD {
+        let datagram = first_push(rng.u32(), rng.u32(), b"let me in, please");
+        let (from, listened_index) = if i % LISTENED_EVERY == 0 {
+            let l = (i / LISTENED_EVERY) % listened.len();
+            (listened[l], Some(l))
+        } else {
+            // 127.1.1.1 onwards, one address each, never .0 or .255.
+            let ip = Ipv4Addr::new(
+                127,
+                1,
+                1 + (unlistened / 250) as u8,
+                1 + (unlistened % 250) as u8,
+            );
+            unlistened += 1;
+            let port = 1024 + (rng.u32() % 60_000) as u16;
+            (SocketAddrV4::new(ip, port), None)
+        };
+        if forger.send(from, server, &datagram) {
+            out.datagrams += 1;
+            out.bytes += datagram.len();
+            if let Some(l) = listened_index {
+                out.from_listened[l] += datagram.len();
+            }
+        } else {
+            out.refused += 1;
+            thread::yield_now();
+        }
+        if i == FLOOD / 4 {
+            let _ = progress.send(());
+        }
+    }
+    out.distinct_sources = unlistened + listened.len();
+    out
+}
+
+#[test]
+fn a_spoofed_flood_from_many_addresses_neither_locks_out_a_new_client_nor_amplifies() {
+    let _serial = serial();
+    let mut config = server_config();
+    // The per-IP limits as shipped: the flood comes from ~19,600 addresses, one
+    // session each (50 each from the listened ones), so they do not stop it.
+    let shipped = ServerConfig::new(Preset::Fast);
+    config.max_sessions_per_ip = shipped.max_sessions_per_ip;
+    config.new_sessions_per_ip_per_sec = shipped.new_sessions_per_ip_per_sec;
+    let pool = config.max_unconfirmed_sessions * config.threads;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let server_addr = v4(server.local_addr());
+
+    let (sockets, listened): (Vec<_>, Vec<_>) = (1..=LISTENERS)
+        .map(|i| listener(Ipv4Addr::new(127, 1, 0, i)))
+        .unzip();
+    let (progress_tx, progress) = mpsc::channel();
+    let started = Instant::now();
+    let flooder = {
+        let listened = listened.clone();
+        thread::spawn(move || flood(server_addr, &listened, &progress_tx))
+    };
+    progress
+        .recv_timeout(WAIT)
+        .expect("the flood got a quarter through");
+
+    // A real new client connects in the middle of the flood.
+    let mut config = client_config();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
+    let connect_start = Instant::now();
+    let mut client = KcpClient::connect(server.local_addr(), config).unwrap();
+    client.send(b"a real client").unwrap();
+    let reply = client
+        .recv(WAIT)
+        .unwrap()
+        .expect("the real client's first echo within WAIT, under the flood");
+    let connect_time = connect_start.elapsed();
+    assert_eq!(&reply[..], b"a real client");
+    let flooded = flooder.join().expect("the flood thread");
+    let flood_time = started.elapsed();
+
+    // Behind the flood in the socket's queue: once it is echoed, the server has read
+    // every forgery.
+    echo_once(&mut client, b"after the flood");
+    let total = wait_for_stats(&server, &mut client, |t| t.sessions_confirmed >= 1);
+    // The counters are published per turn: take them once they stop moving.
+    let mut total = total;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        client.tick().unwrap();
+        thread::sleep(Duration::from_millis(30));
+        let now = server.handle().stats().total;
+        if now.datagrams_in == total.datagrams_in && now.sessions_opened == total.sessions_opened {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never settled");
+        total = now;
+    }
+    let sessions = server.handle().session_count();
+
+    // What reached the listened forged sources.
+    let until = Instant::now() + Duration::from_millis(500);
+    let received: Vec<usize> = sockets.iter().map(|s| drain_until(s, until)).collect();
+
+    let client_stats = client.stats().counters;
+    let forged_in = total.bytes_in.saturating_sub(client_stats.bytes_out);
+    let forged_out = total.bytes_out.saturating_sub(client_stats.bytes_in);
+    let closed = total.closed_idle
+        + total.closed_dead_link
+        + total.closed_local
+        + total.closed_shutdown
+        + total.closed_handler_panicked
+        + total.closed_unconfirmed
+        + total.evicted_unconfirmed;
+    eprintln!(
+        "spoofed flood: {} forged first segments ({} refused by the kernel) from {} \
+         addresses in {flood_time:?}; the real client's first echo took {connect_time:?}",
+        flooded.datagrams, flooded.refused, flooded.distinct_sources
+    );
+    eprintln!(
+        "spoofed flood: server read {} datagrams; opened {} sessions, {} open at the end \
+         (pool {pool}), confirmed {}, evicted {}, closed unconfirmed {}; dropped: ip_limit \
+         {} ip_rate {} rate_limited {} session_limit {} malformed {} unknown {}",
+        total.datagrams_in,
+        total.sessions_opened,
+        sessions,
+        total.sessions_confirmed,
+        total.evicted_unconfirmed,
+        total.closed_unconfirmed,
+        total.dropped_ip_limit,
+        total.dropped_ip_rate,
+        total.dropped_rate_limited,
+        total.dropped_session_limit,
+        total.dropped_malformed,
+        total.dropped_unknown_session
+    );
+    eprintln!(
+        "spoofed flood: toward forged sources {forged_out} bytes for {forged_in} received \
+         (ratio {:.2}); listened sources received/sent: {}",
+        forged_out as f64 / forged_in.max(1) as f64,
+        received
+            .iter()
+            .zip(&flooded.from_listened)
+            .map(|(r, s)| format!("{r}/{s} ({:.2})", *r as f64 / (*s).max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    assert_eq!(
+        total.sessions_confirmed, 1,
+        "only the real client: {total:?}"
+    );
+    assert!(
+        sessions <= pool + total.sessions_confirmed as usize,
+        "{sessions} sessions open, beyond {pool} unconfirmed + {} confirmed",
+        total.sessions_confirmed
+    );
+    assert_eq!(
+        total.sessions_opened,
+        sessions as u64 + closed,
+        "every session opened is open or closed under a reason: {total:?}"
+    );
+    assert!(
+        total.evicted_unconfirmed + total.closed_unconfirmed
+            >= total.sessions_opened - (pool as u64 + total.sessions_confirmed),
+        "the rest were evicted or closed unconfirmed: {total:?}"
+    );
+    assert!(
+        total.sessions_opened as usize > 4 * pool,
+        "the flood did get in (else this test tests nothing): {total:?}"
+    );
+    assert_eq!(total.dropped_session_limit, 0, "{total:?}");
+    assert!(
+        forged_out <= 3 * forged_in,
+        "{forged_out} bytes sent toward forged sources for {forged_in} received"
+    );
+    assert!(
+        received.iter().sum::<usize>() > 0,
+        "the replies within budget reached the listened sources"
+    );
+    for (i, (&r, &s)) in received.iter().zip(&flooded.from_listened).enumerate() {
+        assert!(
+            r <= 3 * s,
+            "listened source {}: received {r} bytes for {s} sent",
+            listened[i]
+        );
+    }
+    echo_once(&mut client, b"still served");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+// ------------------------------------------------------------------- 3. big replies
+
+const BIG_REPLY: usize = 10 * 1024;
+
+/// Answers every message with 10 KiB, and reports each session opened.
+#[derive(Clone)]
+struct BigReply {
+    opened: Sender<(SessionKey, SocketAddr)>,
+}
+
+impl EventHandler for BigReply {
+    fn on_open(&mut self, session: &mut SessionCtx<'_>) {
+        let _ = self.opened.send((session.key(), session.peer()));
+    }
+
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, _message: Bytes) {
+        let _ = session.send_bytes(Bytes::from(vec![0x5a; BIG_REPLY]));
+    }
+}
+
+#[test]
+fn a_forged_first_segment_never_gets_more_than_three_times_back() {
+    let _serial = serial();
+    let (opened_tx, opened) = mpsc::channel();
+    let server =
+        KcpServer::bind(localhost(), server_config(), BigReply { opened: opened_tx }).unwrap();
+    let server_addr = v4(server.local_addr());
+    let handle = server.handle();
+    let (socket, listened) = listener(Ipv4Addr::new(127, 1, 0, 20));
+    let nobody = SocketAddrV4::new(Ipv4Addr::new(127, 1, 200, 1), 4242);
+
+    // A 1,024-byte first segment from each: a 10 KiB reply is ~10 times that.
+    let mut forger = Forger::new();
+    let opening = |conv| first_push(conv, 12_345, &[0x33; 1024 - HEADER_LEN]);
+    let sent = opening(0xF0_0001).len();
+    assert_eq!(sent, 1024);
+    assert!(forger.send(listened, server_addr, &opening(0xF0_0001)));
+    assert!(forger.send(nobody, server_addr, &opening(0xF0_0002)));
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let (key, peer) = opened.recv_timeout(WAIT).expect("a forged session opened");
+        keys.push((key, v4(peer)));
+    }
+    let key_of = |addr| {
+        keys.iter()
+            .find(|(_, peer)| *peer == addr)
+            .map(|(key, _)| *key)
+            .unwrap()
+    };
+
+    // Long enough for the engine to retransmit several times (they are held too).
+    let received = drain_until(&socket, Instant::now() + Duration::from_millis(1_500));
+    let total = handle.stats().total;
+    let listened_stats = handle.session_stats(key_of(listened)).unwrap().counters;
+    let nobody_stats = handle.session_stats(key_of(nobody)).unwrap().counters;
+    eprintln!(
+        "big reply: the listened forged source received {received} bytes for {sent} sent \
+         (ratio {:.2}); server sessions: listened out {} / in {} withheld {}, unlistened \
+         out {} / in {} withheld {}; withheld_unconfirmed {}",
+        received as f64 / sent as f64,
+        listened_stats.bytes_out,
+        listened_stats.bytes_in,
+        listened_stats.withheld,
+        nobody_stats.bytes_out,
+        nobody_stats.bytes_in,
+        nobody_stats.withheld,
+        total.withheld_unconfirmed
+    );
+    assert!(received > 0, "the part within budget did arrive");
+    assert!(
+        received <= 3 * sent,
+        "{received} bytes reached the forged source for {sent} sent"
+    );
+    assert!(total.withheld_unconfirmed > 0, "{total:?}");
+    for stats in [listened_stats, nobody_stats] {
+        assert_eq!(stats.bytes_in, sent as u64, "{stats:?}");
+        assert!(stats.bytes_out <= 3 * stats.bytes_in, "{stats:?}");
+        assert!(stats.withheld > 0, "{stats:?}");
+    }
+    assert_eq!(total.sessions_confirmed, 0, "{total:?}");
+
+    // A real client proves its address with its ACKs and gets the whole reply.
+    let mut config = client_config();
+    config.bind = Some("127.0.0.1:0".parse().unwrap());
+    let mut client = KcpClient::connect(server.local_addr(), config).unwrap();
+    client.send(b"hi").unwrap();
+    let reply = client.recv(WAIT).unwrap().expect("the 10 KiB reply");
+    assert_eq!(reply.len(), BIG_REPLY);
+    server.shutdown(Duration::ZERO).unwrap();
+}
