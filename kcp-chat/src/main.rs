@@ -101,6 +101,10 @@ struct ServerArgs {
     /// New sessions per second from one source IP.
     #[arg(long, default_value_t = 64)]
     new_sessions_per_ip: u32,
+    /// Sessions whose client has not proved its address yet (acknowledged something
+    /// the server sent), per event loop; the oldest is evicted when full.
+    #[arg(long, default_value_t = 1024)]
+    max_unconfirmed: usize,
     /// Close sessions silent this long (clients send keepalives every 3 s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     idle_timeout: Duration,
@@ -265,6 +269,7 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     config.net.idle_timeout = args.idle_timeout;
     config.net.max_sessions_per_ip = args.max_sessions_per_ip;
     config.net.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
+    config.net.max_unconfirmed_sessions = args.max_unconfirmed;
     config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
     config.max_clients = args.max_clients;
     config.rooms.max_message = args.max_message;

@@ -42,6 +42,16 @@ struct Args {
     /// Close sessions silent for this many seconds.
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
+    /// Most sessions from one source IP (raise it to load-test from one machine).
+    #[arg(long, default_value_t = 512)]
+    max_sessions_per_ip: u32,
+    /// New sessions per second from one source IP.
+    #[arg(long, default_value_t = 64)]
+    new_sessions_per_ip: u32,
+    /// Sessions whose peer has not proved its address yet (acknowledged something we
+    /// sent), per loop; the oldest is evicted when full.
+    #[arg(long, default_value_t = 1024)]
+    max_unconfirmed: usize,
     /// Use the reference's timing (flush on the interval tick) instead of flushing
     /// each echo and each batch of input (the ACKs it owes) at once.
     #[arg(long)]
@@ -101,6 +111,9 @@ fn main() -> anyhow::Result<()> {
     config.engine.rcv_wnd = args.window.max(128);
     config.threads = args.threads;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.max_sessions_per_ip = args.max_sessions_per_ip;
+    config.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
+    config.max_unconfirmed_sessions = args.max_unconfirmed;
     config.flush_on_send = !args.no_flush;
     config.flush_on_input = !args.no_flush;
     config.swallow_empty_messages = !args.echo_empty;
@@ -130,13 +143,16 @@ fn main() -> anyhow::Result<()> {
     let stats = server.shutdown(Duration::from_secs(1))?;
     let t = stats.total;
     println!(
-        "sessions opened {} active {} closed idle {} dead {} local {} shutdown {}",
+        "sessions opened {} confirmed {} active {} closed idle {} dead {} local {} shutdown {} unconfirmed {} evicted {}",
         t.sessions_opened,
+        t.sessions_confirmed,
         t.sessions_active,
         t.closed_idle,
         t.closed_dead_link,
         t.closed_local,
-        t.closed_shutdown
+        t.closed_shutdown,
+        t.closed_unconfirmed,
+        t.evicted_unconfirmed
     );
     println!(
         "datagrams in {} out {} bytes in {} out {} messages in {} out {} keepalives {} retransmits {}",
@@ -150,15 +166,18 @@ fn main() -> anyhow::Result<()> {
         t.retransmits
     );
     println!(
-        "dropped malformed {} truncated {} unknown-session {} rejected {} limit {} rate {} refused {} send-full {}",
+        "dropped malformed {} truncated {} unknown-session {} rejected {} limit {} rate {} ip-limit {} ip-rate {} refused {} send-full {}; withheld from unconfirmed peers {}",
         t.dropped_malformed,
         t.dropped_truncated,
         t.dropped_unknown_session,
         t.dropped_rejected,
         t.dropped_session_limit,
         t.dropped_rate_limited,
+        t.dropped_ip_limit,
+        t.dropped_ip_rate,
         t.dropped_refused,
-        t.dropped_send_full
+        t.dropped_send_full,
+        t.withheld_unconfirmed
     );
     Ok(())
 }

@@ -52,8 +52,8 @@
 //! A datagram for an unknown (address, conv) opens a session only if it is valid KCP
 //! and carries the *first* data segment of a conversation (`sn` equal to the engine's
 //! `initial_sn`, 0 as in the C reference), and only within the limits of
-//! [`ServerConfig`] (`max_sessions`, `new_sessions_per_sec`) and the handler's
-//! [`EventHandler::accept`]. Everything else is counted by reason in [`LoopStats`] and
+//! [`ServerConfig`] (`max_sessions`, `new_sessions_per_sec`, the per-IP limits, the
+//! unconfirmed pool; see *Security*) and the handler's [`EventHandler::accept`]. Everything else is counted by reason in [`LoopStats`] and
 //! dropped. A session ends ([`CloseReason`]) after the idle timeout, on a dead link,
 //! when closed locally, or at shutdown; see [`SessionState`] for the lifecycle.
 //!
@@ -109,6 +109,45 @@
 //! 10 ms and an idle one only at its idle deadline: 10,000 idle sessions cost nothing
 //! until they time out (or until a keepalive moves the deadline, which costs one
 //! wake-up per idle period).
+//!
+//! # Security
+//!
+//! Raw KCP has no authentication: any datagram carrying the right `conv` is processed,
+//! and `conv`, `sn` and `una` are small, predictable numbers. What this crate and
+//! [`kcp_core`] defend against, and what they cannot:
+//!
+//! - **Forged control fields.** The engine refuses, segment by segment and without
+//!   changing any state, what no genuine peer can have sent: a `una` beyond what we
+//!   sent, an ACK of a sequence number we never sent, an ACK whose echoed timestamp is
+//!   in the future or outside the times that segment was actually sent. A forged
+//!   timestamp cannot inflate the RTO, a forged cumulative ACK cannot throw away data
+//!   in flight, and a zero window that acknowledges none of our data is asked again at
+//!   once (one round trip, not ikcp's 7 s probe timer). One datagram can claim at most
+//!   one receive window of data. Each refusal is counted in [`kcp_core::Stats`].
+//! - **Amplification.** A server session is *unconfirmed* until its peer acknowledges
+//!   a segment we sent, echoing the `ts` of our transmission; a server conversation's
+//!   engine clock starts at a random point, so a sender that cannot see our datagrams
+//!   cannot guess it ([`Conversation::is_confirmed`]). Until then the session sends at
+//!   most three times the bytes it accepted from that address, retransmissions
+//!   included; the rest is held (at most 64 KiB) until the peer sends more or is
+//!   confirmed. Our [`KcpClient`] pads its first datagram to 1,200 bytes, so that a
+//!   first reply of up to 3,600 bytes leaves at once.
+//! - **Session floods.** Unconfirmed sessions have their own small pool per loop
+//!   ([`ServerConfig::max_unconfirmed_sessions`]) and idle timeout
+//!   ([`UnconfirmedLimits`]); when the pool is full the oldest unconfirmed session is
+//!   evicted, so spoofed first segments churn the pool instead of filling
+//!   [`ServerConfig::max_sessions`], which counts confirmed sessions only. Each source
+//!   IP may hold [`ServerConfig::max_sessions_per_ip`] sessions and open
+//!   [`ServerConfig::new_sessions_per_ip_per_sec`].
+//!
+//! What raw KCP cannot prevent: an attacker who sees the traffic, or guesses `conv`
+//! and a current sequence number, can inject data into the receive window (the peer's
+//! real segments with those numbers are then discarded as duplicates), acknowledge
+//! data the peer never received, advertise a false window, or replay old datagrams; an
+//! on-path attacker can also confirm a spoofed session. A flood of spoofed first
+//! segments faster than the pool turns over can evict a real client that has not
+//! confirmed yet (on a long round trip). Only an authenticated session protocol on top
+//! defends against that.
 //!
 //! # Handlers that fail
 //!

@@ -331,7 +331,7 @@ fn forged_control_fields_from_the_victims_address_change_nothing() {
         }
         .encode(&[])
     };
-    let mut forgeries = |rng: &mut Rng| {
+    let forgeries = |rng: &mut Rng| {
         vec![
             // `una` far beyond anything the server sent.
             ack(sn, sn.add(1_000_000), ts),
@@ -529,7 +529,17 @@ fn a_spoofed_flood_from_many_addresses_neither_locks_out_a_new_client_nor_amplif
 
     // Behind the flood in the socket's queue: once it is echoed, the server has read
     // every forgery.
-    echo_once(&mut client, b"after the flood");
+    eprintln!("first echo after {connect_time:?}; flood done after {flood_time:?}: {flooded:?}");
+    client.send(b"after the flood").unwrap();
+    let after = client.recv(WAIT).unwrap();
+    if after.is_none() {
+        let infos = server.handle().sessions().unwrap();
+        let mine = infos.iter().find(|i| i.conv == client.conv() && i.peer == client.local_addr().unwrap());
+        eprintln!("client: {:?}", client.stats());
+        eprintln!("server: {:?}", server.handle().stats().total);
+        eprintln!("session: {:?}", mine.map(|i| server.handle().session_stats(i.key)));
+        panic!("no echo after the flood");
+    }
     let total = wait_for_stats(&server, &mut client, |t| t.sessions_confirmed >= 1);
     // The counters are published per turn: take them once they stop moving.
     let mut total = total;

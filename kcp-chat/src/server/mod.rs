@@ -59,7 +59,7 @@ impl fmt::Display for ChatStats {
             f,
             "sessions {} users {} rooms {} | frames in {} out {} messages {} errors {} \
              bad {} rate-limited {} (per address {}) kicked {} | datagrams in {} out {} retransmits {} \
-             dropped {}",
+             dropped {} (per-IP limits {}) | unconfirmed: confirmed {} evicted {} closed {} withheld {}",
             self.sessions,
             self.users,
             self.rooms,
@@ -80,7 +80,14 @@ impl fmt::Display for ChatStats {
                 + n.dropped_session_limit
                 + n.dropped_rate_limited
                 + n.dropped_refused
-                + n.dropped_send_full,
+                + n.dropped_send_full
+                + n.dropped_ip_limit
+                + n.dropped_ip_rate,
+            n.dropped_ip_limit + n.dropped_ip_rate,
+            n.sessions_confirmed,
+            n.evicted_unconfirmed,
+            n.closed_unconfirmed,
+            n.withheld_unconfirmed,
         )
     }
 }
