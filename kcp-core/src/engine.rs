@@ -201,6 +201,20 @@ impl Kcp {
 
     // ---------------------------------------------------------------- getters
 
+    /// The next sequence number expected in order (`rcv_nxt`): a data segment with
+    /// another `sn` that arrives now is held out of order (or dropped). A host that
+    /// bounds what its sessions buffer uses it to tell the two apart before `input`.
+    pub fn rcv_nxt(&self) -> Sn {
+        self.rcv.nxt()
+    }
+
+    /// Received segments the engine holds: out of order, or in order but not yet taken
+    /// by `recv` (each may keep its whole datagram's allocation alive). Bounded by the
+    /// receive window.
+    pub fn held_segments(&self) -> usize {
+        self.rcv.buffered() + self.rcv.ready_len()
+    }
+
     /// Size of the next complete message, or `None` if none is complete yet.
     pub fn peek_size(&self) -> Option<usize> {
         self.rcv.peek_size()

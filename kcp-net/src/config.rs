@@ -86,12 +86,21 @@ pub struct UnconfirmedLimits {
     /// a client that only sends keepalives (every 5 s by default) to a server that
     /// never replies with data stays.
     pub idle_timeout: Duration,
+    /// An unconfirmed session is not evicted for a newer one before it is this old,
+    /// so that a real client has time to confirm (its acknowledgement may wait in the
+    /// socket queue behind a flood). While the pool is full of younger ones, new
+    /// unconfirmed sessions are refused (`dropped_unconfirmed_full`; the client
+    /// retransmits its first segment and gets in when a slot ages out). Default
+    /// 500 ms: well above a round trip, plus the time an acknowledgement can wait
+    /// behind a full socket queue of forged datagrams (tens of ms).
+    pub min_age: Duration,
 }
 
 impl Default for UnconfirmedLimits {
     fn default() -> Self {
         Self {
             idle_timeout: Duration::from_secs(8),
+            min_age: Duration::from_millis(500),
         }
     }
 }
@@ -191,11 +200,18 @@ impl Default for ConversationConfig {
 /// Settings of a [`KcpServer`](crate::KcpServer). Start from [`ServerConfig::new`] and
 /// change what you need.
 ///
-/// Memory bound: a session holds at most `max_queued_bytes_per_session` of our
-/// outgoing data plus its engine's receive window (`engine.rcv_wnd` × `engine.mtu`,
-/// 175 KiB at the defaults) of the peer's, so the defaults bound a full server at about
-/// 10,000 × (1 MiB + 175 KiB) ≈ 11.5 GiB in the worst case where every peer fills every
-/// window; lower `max_sessions` or the windows for smaller machines.
+/// # Memory
+///
+/// What one session can hold, measured (`tests/memory.rs`, fast preset): about 1.4 KiB
+/// when fresh; each received segment it holds (out of order, or a message not yet
+/// complete) keeps its datagram's allocation alive, `engine.mtu` + ~40 bytes, so a
+/// receive window filled out of order costs `engine.rcv_wnd` × (`engine.mtu` + 40),
+/// 180 KiB at the defaults (128 × 1,440 B), whoever sent it; plus, on the sending
+/// side, what *our* application queued, at most `max_queued_bytes_per_session`; plus
+/// up to 64 KiB held for an unconfirmed peer. The peers' side is also bounded server
+/// wide by `max_buffered_bytes`: past it, data segments that would be held out of
+/// order are dropped (counted as `dropped_memory_budget`; the peer retransmits them
+/// once memory is free again) instead of allocated.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -218,14 +234,21 @@ pub struct ServerConfig {
     /// one second's worth). Beyond it, opening datagrams are dropped and counted
     /// (`dropped_rate_limited`); the peer retransmits and gets in later. Default 1,000.
     pub new_sessions_per_sec: u32,
+    /// Most bytes of received data the server's sessions may hold together (estimated
+    /// from the segments they hold, each counted as a whole datagram, see *Memory*),
+    /// shared evenly by the loops. Default: a quarter of the machine's memory
+    /// (`/proc/meminfo`), 1 GiB where that cannot be read.
+    pub max_buffered_bytes: usize,
     /// Limits on a session whose peer has not proved its address yet (it has not
     /// acknowledged anything we sent). Default [`UnconfirmedLimits::default`].
     pub unconfirmed: UnconfirmedLimits,
     /// Most unconfirmed sessions open at once on each loop, beside `max_sessions`
     /// (which counts confirmed sessions only, so a spoofed flood cannot fill it).
     /// When full, the oldest unconfirmed session of the loop is closed
-    /// ([`CloseReason::Evicted`](crate::CloseReason::Evicted)) to make room, so real
-    /// new clients are not refused. Default 1,024.
+    /// ([`CloseReason::Evicted`](crate::CloseReason::Evicted)) to make room once it is
+    /// [`UnconfirmedLimits::min_age`] old, so a spoofed flood turns the pool over at
+    /// most `max_unconfirmed_sessions` per `min_age` and every session that got in has
+    /// time to confirm. Default 1,024.
     pub max_unconfirmed_sessions: usize,
     /// Most sessions open at once from one source IP (all its ports), over all loops.
     /// Beyond it, opening datagrams are dropped and counted (`dropped_ip_limit`).
@@ -276,6 +299,7 @@ impl ServerConfig {
             max_queued_bytes_per_session: 1 << 20,
             idle_timeout: Duration::from_secs(30),
             new_sessions_per_sec: 1_000,
+            max_buffered_bytes: default_buffer_budget(),
             unconfirmed: UnconfirmedLimits::default(),
             max_unconfirmed_sessions: 1_024,
             max_sessions_per_ip: 512,
@@ -328,6 +352,9 @@ impl ServerConfig {
         }
         if self.new_sessions_per_sec == 0 {
             return Err(NetError::Setting("new_sessions_per_sec must be at least 1"));
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(NetError::Setting("max_buffered_bytes must be at least 1"));
         }
         if self.max_unconfirmed_sessions == 0 {
             return Err(NetError::Setting(
@@ -463,6 +490,21 @@ impl ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self::new(Preset::default())
+    }
+}
+
+/// A quarter of the machine's memory as `/proc/meminfo` tells it; 1 GiB where it
+/// cannot be read.
+fn default_buffer_budget() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+    match total_kib {
+        Some(kib) => usize::try_from(kib.saturating_mul(1024) / 4).unwrap_or(usize::MAX),
+        None => 1 << 30,
     }
 }
 

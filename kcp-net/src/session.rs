@@ -21,6 +21,8 @@ pub struct KcpSession {
     pub(crate) conversation: Conversation,
     /// The live timer entry, if any (see `timer.rs`).
     pub(crate) next_wake: Option<Instant>,
+    /// What the received segments it holds count against the loop's buffer budget.
+    pub(crate) held_bytes: usize,
 }
 
 impl KcpSession {
@@ -30,6 +32,7 @@ impl KcpSession {
             peer,
             conversation,
             next_wake: None,
+            held_bytes: 0,
         }
     }
 

@@ -98,6 +98,11 @@ counters! {
         dropped_session_limit,
         /// Would have opened a session beyond the new-session rate cap.
         dropped_rate_limited,
+        /// Would have opened an unconfirmed session while the loop's pool was full of
+        /// sessions younger than `unconfirmed.min_age`.
+        dropped_unconfirmed_full,
+        /// Data the server would have held out of order past `max_buffered_bytes`.
+        dropped_memory_budget,
         /// Would have opened a session beyond `max_sessions_per_ip` for its source IP.
         dropped_ip_limit,
         /// Would have opened a session beyond `new_sessions_per_ip_per_sec` for its

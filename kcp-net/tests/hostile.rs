@@ -165,7 +165,7 @@ fn a_bad_datagram_inside_an_open_session_is_rejected_without_harm() {
 }
 
 #[test]
-fn a_flood_of_forged_first_segments_churns_the_unconfirmed_pool_and_never_fills_the_cap() {
+fn a_flood_of_forged_first_segments_fills_only_the_unconfirmed_pool_and_ages_out() {
     let mut config = server_config();
     config.max_sessions = 50;
     config.max_unconfirmed_sessions = 50;
@@ -183,23 +183,28 @@ fn a_flood_of_forged_first_segments_churns_the_unconfirmed_pool_and_never_fills_
         .map(|conv| segment(conv, Command::Push, 0, b"let me in"))
         .collect();
     spray(&attacker, addr, &flood);
-    let total = wait_for_stats(&server, &mut client, |t| t.sessions_opened >= 301);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.sessions_opened + t.dropped_unconfirmed_full >= 301
+    });
     assert_eq!(
         total.dropped_session_limit, 0,
         "no forged session counts as confirmed"
     );
+    assert_eq!(total.sessions_opened, 51, "the real client and a full pool");
     assert_eq!(
-        total.evicted_unconfirmed, 250,
-        "the oldest unconfirmed made room"
+        total.dropped_unconfirmed_full, 250,
+        "no session younger than min_age is evicted"
     );
     assert_eq!(total.sessions_confirmed, 1, "only the real client");
     assert_eq!(server.handle().session_count(), 51);
     echo_once(&mut client, b"still served");
 
-    // A real new client gets in and is served while the pool is full of forgeries.
+    // A real new client gets in once the oldest forgeries age out (its first segment
+    // is retransmitted until then), and is served.
     let mut newcomer = KcpClient::connect(addr, client_config()).unwrap();
     echo_once(&mut newcomer, b"me too");
-    wait_for_stats(&server, &mut newcomer, |t| t.sessions_confirmed == 2);
+    let total = wait_for_stats(&server, &mut newcomer, |t| t.sessions_confirmed == 2);
+    assert!(total.evicted_unconfirmed >= 1, "{total:?}");
 
     // What reached the forged source is at most three times what it sent.
     let sent: usize = flood.iter().map(Vec::len).sum();
@@ -373,5 +378,34 @@ fn one_address_opens_at_most_its_rate_of_new_sessions() {
     // to arrive, so at most one more token can have refilled.
     assert!((11..=12).contains(&total.sessions_opened), "{total:?}");
     assert_eq!(total.sessions_opened + total.dropped_ip_rate, 61);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn out_of_order_data_past_the_buffer_budget_is_dropped_not_allocated() {
+    let mut config = server_config();
+    // Room for 20 held datagrams (each counted as a whole 1,500-byte datagram).
+    config.max_buffered_bytes = 20 * 1500;
+    let server = KcpServer::bind(localhost(), config, Echo).unwrap();
+    let addr = server.local_addr();
+    let mut client = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut client, b"first in");
+
+    // One session whose sn 1 never comes: everything after it is held, up to the budget.
+    let attacker = raw_socket();
+    let mut datagrams = vec![segment(77, Command::Push, 0, b"open")];
+    datagrams.extend((2..=100).map(|sn| segment(77, Command::Push, sn, &[0xa5; 1000])));
+    spray(&attacker, addr, &datagrams);
+    let total = wait_for_stats(&server, &mut client, |t| {
+        t.dropped_memory_budget + t.messages_in >= 1 + 99 - 25
+    });
+    assert!(
+        total.dropped_memory_budget >= 99 - 21,
+        "at most ~20 held: {total:?}"
+    );
+    // In-order data still flows, for this client and for a new one.
+    echo_once(&mut client, b"still served");
+    let mut newcomer = KcpClient::connect(addr, client_config()).unwrap();
+    echo_once(&mut newcomer, b"me too");
     server.shutdown(Duration::ZERO).unwrap();
 }

@@ -31,6 +31,9 @@ pub struct Counting;
 thread_local! {
     /// Per thread, so tests running in parallel do not count each other.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// Bytes allocated minus bytes freed on this thread (memory freed on another
+    /// thread than it was allocated on shows up on that thread).
+    static LIVE: Cell<i64> = const { Cell::new(0) };
 }
 
 /// Set by the first allocation through [`Counting`]: a crate that forgot to register
@@ -43,19 +46,26 @@ fn count_one() {
     let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
 }
 
+fn live_add(bytes: i64) {
+    let _ = LIVE.try_with(|c| c.set(c.get() + bytes));
+}
+
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_one();
+        live_add(layout.size() as i64);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live_add(-(layout.size() as i64));
         // SAFETY: as for `alloc`.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_one();
+        live_add(new_size as i64 - layout.size() as i64);
         // SAFETY: as for `alloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -71,6 +81,16 @@ pub fn allocations() -> u64 {
         "kcp_ref::counting::Counting is not the #[global_allocator]"
     );
     ALLOCATIONS.with(Cell::get)
+}
+
+/// Bytes allocated and not yet freed on this thread (requested sizes, not what the
+/// system allocator rounds them up to).
+///
+/// # Panics
+/// As [`allocations`].
+pub fn live_bytes() -> i64 {
+    let _ = allocations();
+    LIVE.with(Cell::get)
 }
 
 /// Runs `f` and returns its result with the allocations made on this thread meanwhile.

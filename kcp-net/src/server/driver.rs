@@ -9,8 +9,8 @@ use std::sync::{Arc, atomic::Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kcp_core::conv_of;
 use kcp_core::segment::{Command as SegmentCommand, HEADER_LEN, Header};
+use kcp_core::{Sn, conv_of};
 use mio::net::UdpSocket;
 
 use crate::clock::Clock;
@@ -132,6 +132,17 @@ pub struct ServerDriver {
     /// or closed: they are skipped), and how many of them are live.
     unconfirmed: VecDeque<SessionKey>,
     unconfirmed_live: usize,
+    /// Received bytes the loop's sessions hold (estimated, see `Buffers`).
+    buffers: Buffers,
+}
+
+/// The loop's share of `max_buffered_bytes` and what its sessions hold: each held
+/// segment counts as a whole datagram of `max_datagram` bytes (it may keep one alive).
+#[derive(Clone, Copy, Debug)]
+struct Buffers {
+    held: usize,
+    budget: usize,
+    per_segment: usize,
 }
 
 impl ServerDriver {
@@ -191,6 +202,11 @@ impl ServerDriver {
                 })
                 .as_ref(),
         );
+        let buffers = Buffers {
+            held: 0,
+            budget: config.max_buffered_bytes / config.threads.max(1),
+            per_segment: max_datagram(&config.engine),
+        };
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
@@ -217,6 +233,7 @@ impl ServerDriver {
             drops_logged: (LoopStats::default(), now),
             unconfirmed: VecDeque::new(),
             unconfirmed_live: 0,
+            buffers,
         }
     }
 
@@ -457,6 +474,7 @@ impl ServerDriver {
             &mut self.store,
             &mut self.stats,
             &mut self.events,
+            &mut self.buffers,
             key,
             datagram,
             now,
@@ -508,6 +526,11 @@ impl ServerDriver {
             self.release_address(peer);
             return None;
         }
+        if !self.room_for_unconfirmed(now) {
+            self.stats.dropped_unconfirmed_full += 1;
+            self.release_address(peer);
+            return None;
+        }
         if !accept(peer, conv) {
             self.stats.dropped_refused += 1;
             self.release_address(peer);
@@ -521,7 +544,7 @@ impl ServerDriver {
         self.routes.insert((peer, conv), key);
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.stats.sessions_opened += 1;
-        self.admit_unconfirmed(key, now);
+        self.admit_unconfirmed(key);
         tracing::debug!(loop_id = self.id, %key, %peer, conv, "session opened");
         self.events
             .push_back(ServerEvent::Opened { key, peer, conv });
@@ -614,6 +637,7 @@ impl ServerDriver {
         };
         self.routes.remove(&(session.peer(), session.conv()));
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
+        self.buffers.held -= session.held_bytes;
         if session.conversation.is_confirmed() {
             self.shared.confirmed.fetch_sub(1, Ordering::Relaxed);
         } else {
@@ -642,21 +666,40 @@ impl ServerDriver {
         });
     }
 
-    /// Lists a new (unconfirmed) session, first making room by evicting the oldest
-    /// unconfirmed one if the loop holds `max_unconfirmed_sessions` already.
-    fn admit_unconfirmed(&mut self, key: SessionKey, now: Instant) {
+    /// Makes room for one more unconfirmed session if the loop holds
+    /// `max_unconfirmed_sessions` already: the oldest unconfirmed session is evicted,
+    /// but only once it is `unconfirmed.min_age` old, so that a real client that got
+    /// in has a round trip's time to confirm however fast a flood churns the pool.
+    /// Returns `false` (the new session is refused) when every unconfirmed session is
+    /// younger than that.
+    fn room_for_unconfirmed(&mut self, now: Instant) -> bool {
         while self.unconfirmed_live >= self.config.max_unconfirmed_sessions {
-            let Some(oldest) = self.unconfirmed.pop_front() else {
-                break;
+            let Some(&oldest) = self.unconfirmed.front() else {
+                return false;
             };
             let live = self
                 .store
                 .get(oldest)
-                .is_some_and(|s| !s.conversation.is_confirmed());
-            if live {
-                self.close_now(oldest, CloseReason::Evicted, now);
+                .filter(|s| !s.conversation.is_confirmed());
+            match live {
+                None => {
+                    // Confirmed or closed since it was listed.
+                    self.unconfirmed.pop_front();
+                }
+                Some(s) if now < s.opened_at() + self.config.unconfirmed.min_age => {
+                    return false;
+                }
+                Some(_) => {
+                    self.unconfirmed.pop_front();
+                    self.close_now(oldest, CloseReason::Evicted, now);
+                }
             }
         }
+        true
+    }
+
+    /// Lists a new (unconfirmed) session; room was made for it.
+    fn admit_unconfirmed(&mut self, key: SessionKey) {
         self.unconfirmed.push_back(key);
         self.unconfirmed_live += 1;
         // Keys of sessions confirmed or closed since pile up behind live ones: drop
@@ -838,11 +881,14 @@ fn emit(
 }
 
 /// Feeds a datagram to its session and queues the messages it completes. Returns
-/// whether the datagram confirmed the session's peer.
+/// whether the datagram confirmed the session's peer. Over the buffer budget, a
+/// datagram whose data would be held out of order is dropped instead.
+#[allow(clippy::too_many_arguments)] // the driver's parts it works on, borrowed apart
 fn deliver(
     store: &mut Store<KcpSession>,
     stats: &mut LoopStats,
     events: &mut VecDeque<ServerEvent>,
+    buffers: &mut Buffers,
     key: SessionKey,
     datagram: &[u8],
     now: Instant,
@@ -850,7 +896,14 @@ fn deliver(
     let Some(mut entry) = store.entry(key) else {
         return false;
     };
-    let conversation = &mut entry.get_mut().conversation;
+    let session = entry.get_mut();
+    if buffers.held >= buffers.budget
+        && would_hold(datagram, session.conversation.engine().rcv_nxt())
+    {
+        stats.dropped_memory_budget += 1;
+        return false;
+    }
+    let conversation = &mut session.conversation;
     let was_confirmed = conversation.is_confirmed();
     if conversation.input(now, datagram).is_err() {
         stats.dropped_rejected += 1;
@@ -863,8 +916,29 @@ fn deliver(
     }
     stats.keepalives_in += conversation.counters().keepalives_in - keepalives;
     let confirmed = !was_confirmed && conversation.is_confirmed();
+    let held = conversation.engine().held_segments() * buffers.per_segment;
+    buffers.held = buffers.held - session.held_bytes + held;
+    session.held_bytes = held;
     entry.mark_dirty();
     confirmed
+}
+
+/// Whether `datagram` carries data the engine would hold out of order: a `Push` with
+/// a payload beyond `rcv_nxt` (the datagram was validated as KCP by then or is
+/// rejected whole anyway).
+fn would_hold(datagram: &[u8], rcv_nxt: Sn) -> bool {
+    let mut rest = datagram;
+    while rest.len() >= HEADER_LEN {
+        let Ok((header, payload)) = Header::parse(rest) else {
+            return false;
+        };
+        if header.cmd == SegmentCommand::Push && !payload.is_empty() && rcv_nxt.is_before(header.sn)
+        {
+            return true;
+        }
+        rest = &rest[HEADER_LEN + payload.len()..];
+    }
+    false
 }
 
 /// What a datagram for no existing session may do.
