@@ -363,6 +363,16 @@ impl Conversation {
         retransmits
     }
 
+    /// [`flush`](Self::flush) into a `Vec` of datagrams.
+    pub fn flush_to_vec(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) -> u64 {
+        let mut sink = VecSink {
+            out,
+            buf: Vec::new(),
+        };
+        let Ok(retransmits) = self.flush(now, &mut sink);
+        retransmits
+    }
+
     /// Why the conversation must end now, if it must: a dead link, the idle timeout,
     /// the peer timeout (we wait and it is silent), or a close whose data is all
     /// acknowledged or whose deadline passed.

@@ -168,6 +168,7 @@
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod admission;
 mod amplification;
 mod client;
 mod clock;
@@ -184,6 +185,7 @@ mod session;
 mod stats;
 mod store;
 mod timer;
+mod trim;
 mod udp;
 
 pub use client::KcpClient;

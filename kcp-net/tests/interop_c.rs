@@ -4,67 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kcp_core::conv_of;
 use kcp_net::{KcpClient, KcpServer, Preset, ServerConfig};
 use kcp_ref::CKcp;
-
-/// How the C side is configured: the reference's defaults, its README's "fastest", or
-/// stream mode.
-#[derive(Clone, Copy, Debug)]
-enum CSetup {
-    Default,
-    Fast,
-    Stream,
-}
-
-impl CSetup {
-    fn apply(self, kcp: &mut CKcp) {
-        match self {
-            Self::Default => {}
-            Self::Fast => {
-                kcp.nodelay(1, 10, 2, 1);
-                kcp.wndsize(128, 128);
-            }
-            Self::Stream => {
-                kcp.nodelay(1, 10, 2, 1);
-                kcp.wndsize(128, 128);
-                kcp.set_stream(true);
-            }
-        }
-    }
-}
-
-/// Milliseconds since `start`, the C engine's clock.
-fn millis(start: Instant) -> u32 {
-    start.elapsed().as_millis() as u32
-}
-
-/// Sends every datagram the C engine emitted.
-fn send_output(kcp: &mut CKcp, socket: &UdpSocket, to: SocketAddr) {
-    for d in kcp.drain_output() {
-        socket.send_to(&d, to).unwrap();
-    }
-}
-
-/// Every whole message (or, in stream mode, every chunk) the C engine has ready.
-fn c_recv_all(kcp: &mut CKcp) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Ok(size) = usize::try_from(kcp.peek_size()) {
-        let mut buf = vec![0u8; size];
-        let n = kcp.recv(&mut buf);
-        assert_eq!(usize::try_from(n), Ok(size), "recv after peek_size");
-        out.push(buf);
-    }
-    out
-}
+use kcp_ref::udp_peers::{CSetup, echo_server, millis, recv_all, send_output};
 
 /// A C client: sends `count` messages of varied size to `server`, at most 16 unanswered,
 /// and checks every echo. Returns the number of echoes verified.
@@ -109,7 +57,7 @@ fn c_client(server: SocketAddr, setup: CSetup, count: usize) -> usize {
             socket.set_nonblocking(true).unwrap();
         }
         socket.set_nonblocking(false).unwrap();
-        for chunk in c_recv_all(&mut kcp) {
+        for chunk in recv_all(&mut kcp) {
             if stream {
                 assert!(chunk.len() <= expected.len());
                 assert_eq!(
@@ -148,43 +96,6 @@ fn c_reference_clients_use_our_server() {
     }
 }
 
-/// A C echo server on its own thread: any conv from any peer, one C engine per (peer,
-/// conv), every message (empty ones too) echoed. Runs until `stop` is set.
-fn c_echo_server(setup: CSetup, stop: Arc<AtomicBool>) -> (SocketAddr, thread::JoinHandle<()>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1)))
-        .unwrap();
-    let addr = socket.local_addr().unwrap();
-    let thread = thread::spawn(move || {
-        let start = Instant::now();
-        let mut sessions: HashMap<(SocketAddr, u32), CKcp> = HashMap::new();
-        let mut buf = [0u8; 2_048];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let Some(conv) = conv_of(&buf[..n]) else {
-                    continue;
-                };
-                let kcp = sessions.entry((from, conv)).or_insert_with(|| {
-                    let mut kcp = CKcp::new(conv);
-                    setup.apply(&mut kcp);
-                    kcp
-                });
-                kcp.input(&buf[..n]);
-            }
-            let now = millis(start);
-            for ((peer, _), kcp) in &mut sessions {
-                for m in c_recv_all(kcp) {
-                    assert!(kcp.send(&m) >= 0);
-                }
-                kcp.update(now);
-                send_output(kcp, &socket, *peer);
-            }
-        }
-    });
-    (addr, thread)
-}
-
 #[test]
 fn our_client_uses_a_c_reference_echo_server() {
     for (setup, preset) in [
@@ -193,7 +104,7 @@ fn our_client_uses_a_c_reference_echo_server() {
         (CSetup::Fast, Preset::Normal),
     ] {
         let stop = Arc::new(AtomicBool::new(false));
-        let (addr, server) = c_echo_server(setup, Arc::clone(&stop));
+        let (addr, server) = echo_server(setup, Arc::clone(&stop));
         let mut config = kcp_net::ClientConfig::new(preset);
         config.flush_on_send = true;
         config.keepalive = Some(Duration::from_millis(50)); // the C server echoes them

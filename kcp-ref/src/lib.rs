@@ -76,6 +76,7 @@ use kcp_core::sim::reference::ReferenceMode;
 use kcp_sys as _;
 
 pub mod counting;
+pub mod udp_peers;
 
 #[repr(C)]
 struct QueueHead {

@@ -13,18 +13,19 @@ use kcp_core::segment::{Command as SegmentCommand, HEADER_LEN, Header};
 use kcp_core::{Sn, conv_of};
 use mio::net::UdpSocket;
 
+use crate::admission::{Opening, Refusal, Room, UnconfirmedPool};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, ServerConfig, max_datagram};
 use crate::conversation::Conversation;
 use crate::error::{NetError, QueueError};
 use crate::lifecycle::{CloseReason, SessionState};
-use crate::limits::AddressRefusal;
 use crate::outbox::Outbox;
 use crate::server::request::{SessionInfo, Shared};
 use crate::session::KcpSession;
 use crate::stats::LoopStats;
 use crate::store::{Entry, SessionKey, Store};
 use crate::timer::{TimerHeap, earliest};
+use crate::trim;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
 
 /// Datagrams received in one [`ServerDriver::poll_io`] after which no further read
@@ -128,10 +129,8 @@ pub struct ServerDriver {
     events: VecDeque<ServerEvent>,
     /// The drop counters at the last drop log, and when the next may be written.
     drops_logged: (LoopStats, Instant),
-    /// Unconfirmed sessions, oldest first (may hold keys of sessions since confirmed
-    /// or closed: they are skipped), and how many of them are live.
-    unconfirmed: VecDeque<SessionKey>,
-    unconfirmed_live: usize,
+    /// The loop's unconfirmed sessions, oldest first.
+    unconfirmed: UnconfirmedPool<SessionKey>,
     /// Received bytes the loop's sessions hold (estimated, see `Buffers`).
     buffers: Buffers,
 }
@@ -143,6 +142,8 @@ struct Buffers {
     held: usize,
     budget: usize,
     per_segment: usize,
+    /// Held data closed sessions freed since the heap was last trimmed.
+    freed: usize,
 }
 
 impl ServerDriver {
@@ -206,7 +207,9 @@ impl ServerDriver {
             held: 0,
             budget: config.max_buffered_bytes / config.threads.max(1),
             per_segment: max_datagram(&config.engine),
+            freed: 0,
         };
+        let unconfirmed = UnconfirmedPool::new(&config);
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
@@ -231,8 +234,7 @@ impl ServerDriver {
             stats: LoopStats::default(),
             events: VecDeque::new(),
             drops_logged: (LoopStats::default(), now),
-            unconfirmed: VecDeque::new(),
-            unconfirmed_live: 0,
+            unconfirmed,
             buffers,
         }
     }
@@ -496,44 +498,26 @@ impl ServerDriver {
             self.stats.dropped_refused += 1;
             return None;
         }
-        if self.shared.confirmed.load(Ordering::Relaxed) >= self.config.max_sessions {
-            self.stats.dropped_session_limit += 1;
+        if let Err(refusal) = self.shared.admission.admit(peer.ip(), now) {
+            refusal.count(&mut self.stats);
             return None;
         }
-        let admitted = match self.shared.addresses.lock() {
-            Ok(mut table) => table.admit(peer.ip(), now),
-            Err(_) => Err(AddressRefusal::TooFast),
-        };
-        match admitted {
-            Ok(()) => {}
-            Err(AddressRefusal::TooMany) => {
-                self.stats.dropped_ip_limit += 1;
-                return None;
+        loop {
+            let store = &self.store;
+            let unconfirmed = |k| store.get(k).is_some_and(|s| !s.conversation.is_confirmed());
+            match self.unconfirmed.make_room(now, unconfirmed) {
+                Room::Free => break,
+                Room::Evict(oldest) => self.close_now(oldest, CloseReason::Evicted, now),
+                _ => {
+                    Refusal::UnconfirmedFull.count(&mut self.stats);
+                    self.shared.admission.release(peer.ip(), false);
+                    return None;
+                }
             }
-            Err(AddressRefusal::TooFast) => {
-                self.stats.dropped_ip_rate += 1;
-                return None;
-            }
-        }
-        let token = self
-            .shared
-            .new_sessions
-            .lock()
-            .map(|mut bucket| bucket.take(now))
-            .unwrap_or(false);
-        if !token {
-            self.stats.dropped_rate_limited += 1;
-            self.release_address(peer);
-            return None;
-        }
-        if !self.room_for_unconfirmed(now) {
-            self.stats.dropped_unconfirmed_full += 1;
-            self.release_address(peer);
-            return None;
         }
         if !accept(peer, conv) {
             self.stats.dropped_refused += 1;
-            self.release_address(peer);
+            self.shared.admission.release(peer.ip(), false);
             return None;
         }
         // The config was validated at bind, so this cannot fail.
@@ -544,7 +528,10 @@ impl ServerDriver {
         self.routes.insert((peer, conv), key);
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.stats.sessions_opened += 1;
-        self.admit_unconfirmed(key);
+        let store = &self.store;
+        self.unconfirmed.push(key, now, |k| {
+            store.get(k).is_some_and(|s| !s.conversation.is_confirmed())
+        });
         tracing::debug!(loop_id = self.id, %key, %peer, conv, "session opened");
         self.events
             .push_back(ServerEvent::Opened { key, peer, conv });
@@ -562,6 +549,10 @@ impl ServerDriver {
         self.service_dirty(now);
         self.send_datagrams(now);
         self.log_drops(now);
+        if self.buffers.freed >= trim::TRIM_AFTER {
+            self.buffers.freed = 0;
+            trim::release_free_memory();
+        }
     }
 
     /// [`poll_io`](Self::poll_io) then [`tick`](Self::tick): one call a frame.
@@ -638,12 +629,14 @@ impl ServerDriver {
         self.routes.remove(&(session.peer(), session.conv()));
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
         self.buffers.held -= session.held_bytes;
-        if session.conversation.is_confirmed() {
-            self.shared.confirmed.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            self.unconfirmed_live -= 1;
+        self.buffers.freed += session.held_bytes;
+        let confirmed = session.conversation.is_confirmed();
+        if !confirmed {
+            self.unconfirmed.left();
         }
-        self.release_address(session.peer());
+        self.shared
+            .admission
+            .release(session.peer().ip(), confirmed);
         if self.store.is_empty() {
             // Only stale timer entries are left: drop them, so an empty driver asks
             // for no wake-up.
@@ -666,63 +659,11 @@ impl ServerDriver {
         });
     }
 
-    /// Makes room for one more unconfirmed session if the loop holds
-    /// `max_unconfirmed_sessions` already: the oldest unconfirmed session is evicted,
-    /// but only once it is `unconfirmed.min_age` old, so that a real client that got
-    /// in has a round trip's time to confirm however fast a flood churns the pool.
-    /// Returns `false` (the new session is refused) when every unconfirmed session is
-    /// younger than that.
-    fn room_for_unconfirmed(&mut self, now: Instant) -> bool {
-        while self.unconfirmed_live >= self.config.max_unconfirmed_sessions {
-            let Some(&oldest) = self.unconfirmed.front() else {
-                return false;
-            };
-            let live = self
-                .store
-                .get(oldest)
-                .filter(|s| !s.conversation.is_confirmed());
-            match live {
-                None => {
-                    // Confirmed or closed since it was listed.
-                    self.unconfirmed.pop_front();
-                }
-                Some(s) if now < s.opened_at() + self.config.unconfirmed.min_age => {
-                    return false;
-                }
-                Some(_) => {
-                    self.unconfirmed.pop_front();
-                    self.close_now(oldest, CloseReason::Evicted, now);
-                }
-            }
-        }
-        true
-    }
-
-    /// Lists a new (unconfirmed) session; room was made for it.
-    fn admit_unconfirmed(&mut self, key: SessionKey) {
-        self.unconfirmed.push_back(key);
-        self.unconfirmed_live += 1;
-        // Keys of sessions confirmed or closed since pile up behind live ones: drop
-        // them when they outnumber the live ones.
-        if self.unconfirmed.len() > 2 * self.unconfirmed_live + 64 {
-            let store = &self.store;
-            self.unconfirmed
-                .retain(|&k| store.get(k).is_some_and(|s| !s.conversation.is_confirmed()));
-        }
-    }
-
     /// A session just proved its peer's address: it counts as confirmed from now on.
     fn confirmed(&mut self) {
-        self.unconfirmed_live -= 1;
-        self.shared.confirmed.fetch_add(1, Ordering::Relaxed);
+        self.unconfirmed.left();
+        self.shared.admission.confirm();
         self.stats.sessions_confirmed += 1;
-    }
-
-    /// A session of `peer`'s address closed (or was never opened after admission).
-    fn release_address(&self, peer: SocketAddr) {
-        if let Ok(mut table) = self.shared.addresses.lock() {
-            table.release(peer.ip());
-        }
     }
 
     /// Closes every session still open, at once (the loop is stopping).
@@ -941,44 +882,6 @@ fn would_hold(datagram: &[u8], rcv_nxt: Sn) -> bool {
     false
 }
 
-/// What a datagram for no existing session may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Opening {
-    /// It is not KCP as a whole (a bad segment, mixed convs).
-    Malformed,
-    /// Valid KCP, but not the start of a conversation.
-    NotFirst,
-    /// It carries the first data segment of a conversation: a `Push` with
-    /// `sn == initial_sn`.
-    Opens,
-}
-
-impl Opening {
-    /// Stragglers of a closed or forgotten conversation (after a server restart, say)
-    /// carry later sequence numbers and are dropped, so their client sees a dead link
-    /// and reconnects instead of talking to a session that can never deliver its data.
-    fn of(datagram: &[u8], initial_sn: u32) -> Self {
-        let Some(conv) = conv_of(datagram) else {
-            return Self::Malformed;
-        };
-        let mut rest = datagram;
-        let mut opens = false;
-        while rest.len() >= HEADER_LEN {
-            let Ok((header, payload)) = Header::parse(rest) else {
-                return Self::Malformed;
-            };
-            if header.conv != conv {
-                return Self::Malformed;
-            }
-            if header.cmd == SegmentCommand::Push && header.sn.get() == initial_sn {
-                opens = true;
-            }
-            rest = &rest[HEADER_LEN + payload.len()..];
-        }
-        if opens { Self::Opens } else { Self::NotFirst }
-    }
-}
-
 /// A driver that goes away (its loop stopped, or its thread died) takes its
 /// sessions off the server's count, so [`ServerHandle::session_count`] agrees with
 /// what the loops still serve.
@@ -990,10 +893,10 @@ impl Drop for ServerDriver {
             .sessions
             .fetch_sub(self.store.len(), Ordering::Relaxed);
         for (_, session) in self.store.iter() {
-            if session.conversation.is_confirmed() {
-                self.shared.confirmed.fetch_sub(1, Ordering::Relaxed);
-            }
-            self.release_address(session.peer());
+            let confirmed = session.conversation.is_confirmed();
+            self.shared
+                .admission
+                .release(session.peer().ip(), confirmed);
         }
     }
 }
@@ -1003,35 +906,4 @@ impl Drop for ServerDriver {
 /// [`ServerDriver::next_deadline`].
 impl mio::event::Source for ServerDriver {
     crate::udp::delegate_source!(socket);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kcp_core::Sn;
-
-    fn segment(conv: u32, cmd: SegmentCommand, sn: u32, payload: &[u8]) -> Vec<u8> {
-        Header::new(conv, cmd, Sn::new(sn)).encode(payload)
-    }
-
-    #[test]
-    fn only_the_first_push_of_a_conversation_opens_a_session() {
-        use SegmentCommand::{Ack, Push};
-        assert_eq!(Opening::of(&segment(7, Push, 0, b"hi"), 0), Opening::Opens);
-        assert_eq!(
-            Opening::of(&segment(7, Push, 5, b"hi"), 0),
-            Opening::NotFirst
-        );
-        assert_eq!(Opening::of(&segment(7, Ack, 0, b""), 0), Opening::NotFirst);
-        let mut two = segment(7, Ack, 3, b"");
-        two.extend(segment(7, Push, 0, b"x"));
-        assert_eq!(Opening::of(&two, 0), Opening::Opens);
-        let mut mixed = segment(7, Push, 0, b"x");
-        mixed.extend(segment(8, Push, 0, b"x"));
-        assert_eq!(Opening::of(&mixed, 0), Opening::Malformed);
-        let mut garbage = segment(7, Push, 0, b"x");
-        garbage[4] = 99;
-        assert_eq!(Opening::of(&garbage, 0), Opening::Malformed);
-        assert_eq!(Opening::of(b"abc", 0), Opening::Malformed);
-    }
 }

@@ -2,16 +2,16 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::admission::Admission;
 use crate::config::ServerConfig;
 use crate::error::NetError;
-use crate::limits::{AddressTable, TokenBucket};
 use crate::stats::{AtomicLoopStats, SessionStats};
 use crate::store::SessionKey;
 
@@ -71,13 +71,9 @@ pub struct SessionInfo {
 pub(crate) struct Shared {
     /// Sessions open over all loops, confirmed or not.
     pub(crate) sessions: AtomicUsize,
-    /// Confirmed sessions open over all loops (for `max_sessions`).
-    pub(crate) confirmed: AtomicUsize,
-    /// The new-session rate cap, over all loops.
-    pub(crate) new_sessions: Mutex<TokenBucket>,
-    /// The per-address limits, over all loops (the kernel spreads one address's
+    /// Who may open a session, over all loops (the kernel spreads one address's
     /// ports over the loops).
-    pub(crate) addresses: Mutex<AddressTable>,
+    pub(crate) admission: Admission,
     /// Each loop's published counters.
     pub(crate) stats: Vec<AtomicLoopStats>,
 }
@@ -86,16 +82,9 @@ impl Shared {
     /// Shared state for the `config.threads` loops of a server.
     pub(crate) fn new(config: &ServerConfig, now: Instant) -> Arc<Self> {
         let loops = config.threads;
-        let addresses = AddressTable::new(
-            config.max_sessions_per_ip,
-            config.new_sessions_per_ip_per_sec,
-            config.max_sessions.saturating_mul(2).saturating_add(1024),
-        );
         Arc::new(Self {
             sessions: AtomicUsize::new(0),
-            confirmed: AtomicUsize::new(0),
-            new_sessions: Mutex::new(TokenBucket::new(config.new_sessions_per_sec, now)),
-            addresses: Mutex::new(addresses),
+            admission: Admission::new(config, now),
             stats: (0..loops).map(|_| AtomicLoopStats::default()).collect(),
         })
     }

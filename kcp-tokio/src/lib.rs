@@ -1,0 +1,126 @@
+//! KCP for tokio: a listener and streams on `kcp-net`'s [`Conversation`] core.
+//!
+//! - [`KcpListener::bind`] opens one UDP socket and one driver task;
+//!   [`accept`](KcpListener::accept) yields a [`KcpStream`] per new (peer, conv),
+//!   admitted by `kcp-net`'s rules and limits ([`ServerConfig`]).
+//! - [`KcpStream::connect`] starts a conversation on a socket and a task of its own
+//!   ([`ClientConfig`]).
+//! - A [`KcpStream`] is a byte stream ([`tokio::io::AsyncRead`] and
+//!   [`tokio::io::AsyncWrite`]: writes become messages, reads may split them) and a
+//!   message socket ([`send`](KcpStream::send), [`recv`](KcpStream::recv): boundaries
+//!   kept). [`split`](KcpStream::split) gives owned halves.
+//!
+//! Each conversation is a `kcp_net::Conversation`: the same engine, wire mode,
+//! keepalive, liveness, queue limit and counters as `kcp-net`'s threaded server and
+//! blocking client, so this crate and `kcp-net` interoperate with each other and with
+//! any raw-mode KCP peer (the C reference included). It is not built on `kcp-net`'s
+//! threads: the driver is a tokio task, and works on the current-thread and the
+//! multi-thread runtime. It has no `unsafe`.
+//!
+//! # Example: loopback echo
+//!
+//! ```
+//! use bytes::Bytes;
+//! use kcp_tokio::{ClientConfig, KcpListener, KcpStream, Preset, ServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = KcpListener::bind("127.0.0.1:0", ServerConfig::new(Preset::Fast)).await?;
+//! let addr = listener.local_addr();
+//! tokio::spawn(async move {
+//!     while let Ok((mut stream, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Some(message) = stream.recv().await {
+//!                 if stream.send(message).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut client = KcpStream::connect(addr, ClientConfig::new(Preset::Fast)).await?;
+//! client.send(Bytes::from_static(b"hello")).await?;
+//! let echo = client.recv().await.expect("an echo");
+//! assert_eq!(&echo[..], b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Timers and idle cost
+//!
+//! A driver keeps one tokio timer: the earliest [`Conversation::next_deadline`] of
+//! its sessions. A session whose conversation has no deadline registers nothing, so
+//! idle sessions cost no wake-ups until their idle timeout (or a keepalive) is due.
+//! A stream wakes its driver only when it queued something or needs the engine sooner
+//! than its timer says (a window update after a read, held ACKs).
+//!
+//! # Backpressure
+//!
+//! A write waits (`Poll::Pending`) while the conversation holds its queue limit
+//! (`max_queued_bytes`), and is woken when an incoming datagram (an ACK) arrives; no
+//! data is buffered beyond the limit and nothing spins.
+//!
+//! # Ending
+//!
+//! KCP has no FIN. A stream reads EOF once its conversation ended (idle timeout,
+//! dead link, peer timeout, its listener dropped); [`KcpStream::close_reason`] says
+//! why. Dropping a stream closes its conversation after what is queued is
+//! acknowledged (at most the linger); dropping a listener does the same for all its
+//! sessions, then its task stops.
+//!
+//! # Current behaviour, not guaranteed
+//!
+//! - Datagrams are sent one `send_to` each (no `sendmmsg`/GSO batching as in
+//!   `kcp-net`), and a failed send is dropped (KCP retransmits it).
+//! - The admission rules are a copy of `kcp-net`'s private ones, kept equal by hand.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod driver;
+mod listener;
+mod session;
+mod stream;
+
+use std::io;
+use std::net::SocketAddr;
+
+pub use kcp_net::{
+    ClientConfig, CloseReason, Conversation, ConversationConfig, LoopStats, Preset, ServerConfig,
+    SessionStats,
+};
+pub use listener::KcpListener;
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};
+
+/// The socket layer, re-exported so users need one dependency.
+pub use kcp_net;
+
+/// The first address `addr` resolves to.
+async fn resolve(addr: impl tokio::net::ToSocketAddrs) -> io::Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))
+}
+
+/// A non-blocking UDP socket bound to `addr` with the requested buffer sizes (the OS
+/// may grant less; a refusal is not an error).
+fn bind_udp(
+    addr: SocketAddr,
+    recv_buffer: usize,
+    send_buffer: usize,
+) -> io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(recv_buffer);
+    let _ = socket.set_send_buffer_size(send_buffer);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// A configuration error as an `io::Error`.
+fn invalid(e: kcp_net::NetError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
+}

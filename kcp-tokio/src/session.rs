@@ -1,0 +1,312 @@
+//! The state a stream and its driver task share: one [`Conversation`] behind a std
+//! `Mutex` (held for short, non-async sections only), the wakers of the stream's
+//! reader and writer, and the driver's "come and look" list.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats};
+use tokio::sync::Notify;
+
+/// What the streams of one driver tell it: which sessions to look at, and whether
+/// the owner (listener or client stream) is gone.
+#[derive(Debug, Default)]
+pub(crate) struct DriverShared {
+    /// Ids of sessions touched by their streams since the driver last looked. Each
+    /// id is listed at most once (the session's `dirty` flag), so the list is bounded
+    /// by the number of sessions.
+    dirty: Mutex<Vec<u64>>,
+    /// Wakes the driver; a notification sent while it is busy is kept (one permit).
+    pub(crate) notify: Notify,
+    /// The listener was dropped: close every session and stop.
+    pub(crate) shutdown: AtomicBool,
+}
+
+impl DriverShared {
+    /// Takes the touched ids.
+    pub(crate) fn take_dirty(&self, into: &mut Vec<u64>) {
+        into.append(&mut lock(&self.dirty));
+    }
+
+    /// Lists `id` for the driver and wakes it.
+    pub(crate) fn mark(&self, id: u64) {
+        lock(&self.dirty).push(id);
+        self.notify.notify_one();
+    }
+
+    /// Asks the driver to close everything and stop.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}
+
+/// Locks a mutex; a poisoned lock (a panic while held, which our sections do not do
+/// on peer input) still yields its data.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One session as its stream and its driver share it.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) conv: u32,
+    /// How long a stream dropped with data queued keeps delivering it.
+    pub(crate) linger: Duration,
+    pub(crate) span: tracing::Span,
+    pub(crate) state: Mutex<State>,
+    pub(crate) driver: Arc<DriverShared>,
+}
+
+/// The mutable part of a [`Session`].
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) conversation: Conversation,
+    /// The deadline the driver's timer holds for this session (`None`: no timer).
+    pub(crate) next_wake: Option<Instant>,
+    /// Listed in the driver's dirty list and not yet looked at.
+    pub(crate) dirty: bool,
+    /// The stream asked for everything to leave at once (flush, shutdown).
+    pub(crate) flush: bool,
+    /// The session ended and the driver forgot it: reads see EOF, writes fail.
+    pub(crate) ended: Option<CloseReason>,
+    /// The writer's half was shut down.
+    pub(crate) write_shut: bool,
+    pub(crate) read_waker: Option<Waker>,
+    pub(crate) write_waker: Option<Waker>,
+}
+
+impl State {
+    pub(crate) fn new(conversation: Conversation) -> Self {
+        Self {
+            conversation,
+            next_wake: None,
+            dirty: false,
+            flush: false,
+            ended: None,
+            write_shut: false,
+            read_waker: None,
+            write_waker: None,
+        }
+    }
+
+    /// Wakes whoever waits on the stream (data arrived, ACKs freed room, it ended).
+    pub(crate) fn wake(&mut self, read: bool, write: bool) {
+        if read {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+        if write {
+            if let Some(w) = self.write_waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// The largest message one `poll_write` queues: 64 segments, well inside the
+/// receive windows of every preset (the engine refuses more fragments than the
+/// peer's window holds).
+const WRITE_CHUNK_SEGMENTS: usize = 64;
+
+impl Session {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Lists the session for its driver once. `flush` asks for everything to leave
+    /// at once.
+    fn touch(&self, state: &mut State, flush: bool) {
+        state.flush |= flush;
+        if !state.dirty {
+            state.dirty = true;
+            self.driver.mark(self.id);
+        }
+    }
+
+    /// Lists the session for its driver if the conversation now needs it sooner than
+    /// the driver's timer says (a message was taken: a window update or the held
+    /// ACKs are due).
+    fn touch_if_sooner(&self, state: &mut State, now: Instant) {
+        let due = state.conversation.next_deadline(now);
+        let sooner = due.is_some_and(|at| state.next_wake.is_none_or(|wake| at < wake));
+        if sooner || state.conversation.config().flush_on_input {
+            self.touch(state, false);
+        }
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// The next whole message, `None` once the session ended.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut state = self.lock();
+        if let Some(message) = state.conversation.recv() {
+            self.touch_if_sooner(&mut state, Instant::now());
+            return Poll::Ready(Some(message));
+        }
+        if state.ended.is_some() {
+            return Poll::Ready(None);
+        }
+        state.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    // ---------------------------------------------------------------- writing
+
+    /// Queues `message` whole, waiting for room while the queue limit is reached.
+    pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &Bytes) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
+        if let Some(error) = closed_error(&state) {
+            return Poll::Ready(Err(error));
+        }
+        let limit = state.conversation.config().max_queued_bytes;
+        match state.conversation.send(Instant::now(), message.clone()) {
+            Ok(()) => {
+                self.touch(&mut state, false);
+                Poll::Ready(Ok(()))
+            }
+            Err(QueueError::Full { .. }) if message.len() <= limit => {
+                state.write_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(queue_error(e))),
+        }
+    }
+
+    /// Queues a prefix of `buf` as one message: as much as the queue limit leaves
+    /// room for, at most [`WRITE_CHUNK_SEGMENTS`] segments. Pending while the queue is
+    /// full.
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut state = self.lock();
+        if let Some(error) = closed_error(&state) {
+            return Poll::Ready(Err(error));
+        }
+        let conversation = &state.conversation;
+        let mss = conversation.engine().config().mss();
+        let room = conversation
+            .config()
+            .max_queued_bytes
+            .saturating_sub(conversation.queued_bytes());
+        // Whole segments only: the queue counts in segments.
+        let room = room / mss * mss;
+        let len = buf.len().min(room).min(WRITE_CHUNK_SEGMENTS * mss);
+        if len == 0 {
+            state.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let message = Bytes::copy_from_slice(&buf[..len]);
+        match state.conversation.send(Instant::now(), message) {
+            Ok(()) => {
+                self.touch(&mut state, false);
+                Poll::Ready(Ok(len))
+            }
+            Err(QueueError::Full { .. }) => {
+                state.write_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(queue_error(e))),
+        }
+    }
+
+    /// Asks the driver to send everything queued now; does not wait for ACKs.
+    pub(crate) fn poll_flush(&self) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
+        if state.ended.is_none() {
+            self.touch(&mut state, true);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Flushes, refuses further writes, and waits until everything queued is
+    /// acknowledged (or the session ended).
+    pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
+        if state.ended.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if !state.write_shut {
+            state.write_shut = true;
+            self.touch(&mut state, true);
+        }
+        if state.conversation.queued_bytes() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        state.write_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    // ---------------------------------------------------------------- closing
+
+    /// Closes the conversation: what is queued is still delivered, for at most the
+    /// linger; then the driver forgets it.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if state.ended.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        state
+            .conversation
+            .close(CloseReason::Local, now + self.linger);
+        self.touch(&mut state, true);
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub(crate) fn stats(&self) -> SessionStats {
+        self.lock().conversation.stats()
+    }
+
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.lock().conversation.queued_bytes()
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        let state = self.lock();
+        state.ended.or(match state.conversation.state() {
+            SessionState::Closing { reason, .. } => Some(reason),
+            _ => None,
+        })
+    }
+}
+
+/// Why the stream cannot take data, if it cannot.
+fn closed_error(state: &State) -> Option<io::Error> {
+    if let Some(reason) = state.ended {
+        return Some(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            format!("KCP session closed: {reason:?}"),
+        ));
+    }
+    if state.write_shut {
+        return Some(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the stream's write half was shut down",
+        ));
+    }
+    None
+}
+
+fn queue_error(e: QueueError) -> io::Error {
+    let kind = match e {
+        QueueError::Closed => io::ErrorKind::BrokenPipe,
+        _ => io::ErrorKind::InvalidInput,
+    };
+    io::Error::new(kind, e)
+}
