@@ -232,6 +232,13 @@ impl Kcp {
         self.dead
     }
 
+    /// Data segments retransmitted so far, by timeout and by fast resend together:
+    /// what [`stats`](Self::stats) reports as `retransmits_timeout +
+    /// retransmits_fast`, without building the whole snapshot.
+    pub const fn retransmits(&self) -> u64 {
+        self.stats.retransmits_timeout + self.stats.retransmits_fast
+    }
+
     /// Counters and current estimates.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -212,6 +212,11 @@ impl Conversation {
         self.counters
     }
 
+    /// Our counters, borrowed (the hot paths read one field).
+    pub(crate) const fn counters_ref(&self) -> &SessionCounters {
+        &self.counters
+    }
+
     /// Our counters and the engine's.
     pub fn stats(&self) -> SessionStats {
         SessionStats {
@@ -517,8 +522,7 @@ impl Conversation {
             // Whenever the engine emits, it flushes whole: every ACK owed went out.
             self.acks_owed = None;
         }
-        let stats = self.kcp.stats();
-        let retransmits = stats.retransmits_timeout + stats.retransmits_fast;
+        let retransmits = self.kcp.retransmits();
         let new = retransmits - self.retransmits_seen;
         self.retransmits_seen = retransmits;
         result.map(|()| new)

@@ -812,13 +812,13 @@ fn emit(
     what: Emit,
 ) {
     let out = &mut outbox.to(session.peer());
-    let withheld = session.conversation.counters().withheld;
+    let withheld = session.conversation.counters_ref().withheld;
     let Ok(retransmits) = match what {
         Emit::Due => session.conversation.drive(now, out),
         Emit::All => session.conversation.flush(now, out),
     };
     stats.retransmits += retransmits;
-    stats.withheld_unconfirmed += session.conversation.counters().withheld - withheld;
+    stats.withheld_unconfirmed += session.conversation.counters_ref().withheld - withheld;
 }
 
 /// Feeds a datagram to its session and queues the messages it completes. Returns
@@ -850,12 +850,12 @@ fn deliver(
         stats.dropped_rejected += 1;
         return false;
     }
-    let keepalives = conversation.counters().keepalives_in;
+    let keepalives = conversation.counters_ref().keepalives_in;
     while let Some(message) = conversation.recv() {
         stats.messages_in += 1;
         events.push_back(ServerEvent::Message { key, message });
     }
-    stats.keepalives_in += conversation.counters().keepalives_in - keepalives;
+    stats.keepalives_in += conversation.counters_ref().keepalives_in - keepalives;
     let confirmed = !was_confirmed && conversation.is_confirmed();
     let held = conversation.engine().held_segments() * buffers.per_segment;
     buffers.held = buffers.held - session.held_bytes + held;
