@@ -98,9 +98,7 @@ impl<T: Transmit<Buf = Vec<u8>>> Transmit for Budgeted<'_, T> {
     type Buf = Vec<u8>;
 
     fn buffer(&mut self, room: usize) -> &mut Vec<u8> {
-        let buf = self.inner.buffer(room);
-        self.start.get_or_insert(buf.len());
-        buf
+        lend(self.inner, &mut self.start, room)
     }
 
     fn commit(&mut self, len: usize) -> Result<(), T::Error> {
@@ -157,9 +155,7 @@ impl<T: Transmit<Buf = Vec<u8>>> Transmit for PaddedOpening<'_, T> {
     type Buf = Vec<u8>;
 
     fn buffer(&mut self, room: usize) -> &mut Vec<u8> {
-        let buf = self.inner.buffer(room);
-        self.start.get_or_insert(buf.len());
-        buf
+        lend(self.inner, &mut self.start, room)
     }
 
     fn commit(&mut self, len: usize) -> Result<(), T::Error> {
@@ -190,6 +186,19 @@ impl<T: Transmit<Buf = Vec<u8>>> Transmit for PaddedOpening<'_, T> {
         }
         self.inner.commit(total)
     }
+}
+
+/// The inner sink's buffer for a datagram being built, noting in `start` where the
+/// datagram began (at the first call after a commit), so a wrapper can take it back
+/// or read it at `commit`.
+fn lend<'a, T: Transmit<Buf = Vec<u8>>>(
+    inner: &'a mut T,
+    start: &mut Option<usize>,
+    room: usize,
+) -> &'a mut Vec<u8> {
+    let buf = inner.buffer(room);
+    start.get_or_insert(buf.len());
+    buf
 }
 
 #[cfg(test)]
