@@ -201,9 +201,8 @@ impl Kcp {
 
     // ---------------------------------------------------------------- getters
 
-    /// The next sequence number expected in order (`rcv_nxt`): a data segment with
-    /// another `sn` that arrives now is held out of order (or dropped). A host that
-    /// bounds what its sessions buffer uses it to tell the two apart before `input`.
+    /// The next sequence number expected in order (`rcv_nxt`): a data segment beyond
+    /// it that arrives now is held out of order.
     pub fn rcv_nxt(&self) -> Sn {
         self.rcv.nxt()
     }
@@ -232,11 +231,14 @@ impl Kcp {
         self.dead
     }
 
-    /// Data segments retransmitted so far, by timeout and by fast resend together:
-    /// what [`stats`](Self::stats) reports as `retransmits_timeout +
-    /// retransmits_fast`, without building the whole snapshot.
+    /// `retransmits_timeout + retransmits_fast` of [`stats`](Self::stats), cheaply.
     pub const fn retransmits(&self) -> u64 {
         self.stats.retransmits_timeout + self.stats.retransmits_fast
+    }
+
+    /// `rtt_samples` of [`stats`](Self::stats), cheaply.
+    pub const fn rtt_samples(&self) -> u64 {
+        self.rtt.samples()
     }
 
     /// Counters and current estimates.

@@ -248,10 +248,22 @@ impl KcpClient {
     /// # Errors
     /// The link failure that ended the conversation, or a socket error.
     pub fn tick(&mut self) -> Result<(), NetError> {
+        let now = self.read_phase()?;
+        self.drive_phase(now)
+    }
+
+    /// The first half of a tick: fails if the conversation has failed, else reads the
+    /// socket. Returns the time it read at.
+    fn read_phase(&mut self) -> Result<Instant, NetError> {
         self.check_failure()?;
         let now = Instant::now();
         self.outbox.set_now(now);
         self.read_socket(now)?;
+        Ok(now)
+    }
+
+    /// The second half: drives the conversation, sends, and notes a failure.
+    fn drive_phase(&mut self, now: Instant) -> Result<(), NetError> {
         // With `flush_on_input`, the ACKs for what we read leave now, unless messages
         // wait: then the application is about to take them and perhaps reply, and
         // the ACKs leave with that reply, or at the first tick that finds nothing
@@ -314,10 +326,7 @@ impl KcpClient {
     pub fn wait_acknowledged(&mut self, timeout: Duration) -> Result<bool, NetError> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.check_failure()?;
-            let now = Instant::now();
-            self.outbox.set_now(now);
-            self.read_socket(now)?;
+            let now = self.read_phase()?;
             // Asked before the drive, which may queue a keepalive: a keepalive of
             // ours is not what the caller waits for.
             if self.conversation.engine().wait_send() == 0 {
@@ -327,10 +336,7 @@ impl KcpClient {
                 self.flush_socket(now);
                 return Ok(true);
             }
-            self.drive(now);
-            self.flush_socket(now);
-            self.detect_failure(now);
-            self.check_failure()?;
+            self.drive_phase(now)?;
             if now >= deadline {
                 return Ok(false);
             }

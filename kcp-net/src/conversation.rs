@@ -246,7 +246,7 @@ impl Conversation {
         self.counters.bytes_in += datagram.len() as u64;
         // An RTT sample is taken only from an ACK that echoes the `ts` of one of our
         // transmissions of that segment: the peer received it.
-        if !self.confirmed && self.kcp.stats().rtt_samples > 0 {
+        if !self.confirmed && self.kcp.rtt_samples() > 0 {
             self.confirmed = true;
         }
         // We heard the peer: restart the silence clock if we still wait for it.

@@ -21,8 +21,8 @@ use common::*;
 use kcp_core::segment::{Command, HEADER_LEN, Header};
 use kcp_core::{Sn, Timestamp};
 use kcp_net::{
-    CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, LoopStats, Preset, ServerConfig,
-    SessionCtx, SessionKey,
+    CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, Preset, ServerConfig, SessionCtx,
+    SessionKey,
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -219,29 +219,6 @@ fn first_push(conv: u32, ts: u32, payload: &[u8]) -> Vec<u8> {
         ..Header::new(conv, Command::Push, Sn::new(0))
     }
     .encode(payload)
-}
-
-/// Polls the server's counters (published once per loop turn) until `done`, within
-/// [`WAIT`], keeping `client` alive meanwhile.
-#[track_caller]
-fn wait_for_stats(
-    server: &KcpServer,
-    client: &mut KcpClient,
-    mut done: impl FnMut(&LoopStats) -> bool,
-) -> LoopStats {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let total = server.handle().stats().total;
-        if done(&total) {
-            return total;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counters never got there: {total:?}"
-        );
-        client.tick().unwrap();
-        thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Reads everything `socket` (nonblocking) receives until `until`; returns the bytes.

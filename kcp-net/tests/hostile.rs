@@ -28,29 +28,6 @@ fn spray(socket: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) {
     }
 }
 
-/// Waits until the server's counters satisfy `done` (they are published once per
-/// loop turn), keeping `client` alive meanwhile.
-#[track_caller]
-fn wait_for_stats(
-    server: &KcpServer,
-    client: &mut KcpClient,
-    mut done: impl FnMut(&kcp_net::LoopStats) -> bool,
-) -> kcp_net::LoopStats {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let total = server.handle().stats().total;
-        if done(&total) {
-            return total;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counters never got there: {total:?}"
-        );
-        client.tick().unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn garbage_and_foreign_datagrams_are_counted_and_change_nothing() {
     let server = KcpServer::bind(localhost(), server_config(), Echo).unwrap();

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcp_net::{
-    ClientConfig, CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, Preset, ServerConfig,
-    SessionCtx, SessionKey,
+    ClientConfig, CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, LoopStats, Preset,
+    ServerConfig, SessionCtx, SessionKey,
 };
 use mio::{Events, Interest, Poll, Token};
 
@@ -252,5 +252,28 @@ fn drive_clients(
                 done += 1;
             }
         }
+    }
+}
+
+/// Waits until the server's counters satisfy `done` (they are published once per
+/// loop turn), keeping `client` alive meanwhile.
+#[track_caller]
+pub fn wait_for_stats(
+    server: &KcpServer,
+    client: &mut KcpClient,
+    mut done: impl FnMut(&LoopStats) -> bool,
+) -> LoopStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let total = server.handle().stats().total;
+        if done(&total) {
+            return total;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters never got there: {total:?}"
+        );
+        client.tick().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
