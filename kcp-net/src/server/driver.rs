@@ -352,11 +352,7 @@ impl ServerDriver {
     pub fn close(&mut self, now: Instant, key: SessionKey) -> Result<(), NetError> {
         let linger = self.config.close_linger;
         let mut entry = self.store.entry(key).ok_or(NetError::SessionClosed)?;
-        entry
-            .get_mut()
-            .conversation
-            .close(CloseReason::Local, now + linger);
-        entry.mark_dirty();
+        begin_close(&mut entry, CloseReason::Local, now + linger);
         Ok(())
     }
 
@@ -369,11 +365,7 @@ impl ServerDriver {
         self.shutdown = Some(deadline);
         for key in self.store.keys() {
             if let Some(mut entry) = self.store.entry(key) {
-                entry
-                    .get_mut()
-                    .conversation
-                    .close(CloseReason::Shutdown, deadline);
-                entry.mark_dirty();
+                begin_close(&mut entry, CloseReason::Shutdown, deadline);
             }
         }
     }
@@ -773,6 +765,17 @@ impl ServerDriver {
     pub(crate) const fn loop_id(&self) -> u16 {
         self.id
     }
+}
+
+/// Starts closing `entry`'s session (see [`Conversation::close`]) and marks it dirty:
+/// the one path every close takes (driver, handler context, shutdown).
+pub(crate) fn begin_close(
+    entry: &mut Entry<'_, KcpSession>,
+    reason: CloseReason,
+    deadline: Instant,
+) {
+    entry.get_mut().conversation.close(reason, deadline);
+    entry.mark_dirty();
 }
 
 /// Queues `message` on `entry`'s session, counts it in `stats` and marks the session

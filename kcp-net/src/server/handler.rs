@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::error::QueueError;
 use crate::lifecycle::CloseReason;
-use crate::server::driver::queue;
+use crate::server::driver::{begin_close, queue};
 use crate::server::handle::ServerHandle;
 use crate::session::KcpSession;
 use crate::stats::LoopStats;
@@ -132,12 +132,7 @@ impl SessionCtx<'_> {
     /// Closes the session once what it has queued is acknowledged, or after the
     /// configured `close_linger`.
     pub fn close(&mut self) {
-        let deadline = self.now + self.linger;
-        self.entry
-            .get_mut()
-            .conversation
-            .close(CloseReason::Local, deadline);
-        self.entry.mark_dirty();
+        begin_close(&mut self.entry, CloseReason::Local, self.now + self.linger);
     }
 
     /// The server's handle: send to other sessions, broadcast, stats. Calls on it from
