@@ -180,6 +180,7 @@ pub mod impair;
 mod lifecycle;
 mod limits;
 mod outbox;
+pub mod secure;
 mod server;
 mod session;
 mod stats;
