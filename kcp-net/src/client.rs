@@ -13,6 +13,10 @@ use crate::conversation::{ACK_HOLD, Conversation};
 use crate::error::NetError;
 use crate::lifecycle::CloseReason;
 use crate::outbox::Outbox;
+use crate::secure::{
+    ClientSecurity, FIRST_RETRY, HandshakeError, Initiator, PeerClose, RejectReason, Reply,
+    SecureChannel, VERSION,
+};
 use crate::stats::SessionStats;
 use crate::timer::earliest;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
@@ -21,10 +25,11 @@ use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions
 const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
 
 /// Why a conversation ended (kept so every later call reports it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Failure {
     DeadLink,
     ServerGone(Duration),
+    Closed(PeerClose),
 }
 
 /// A KCP client over UDP: one socket, one conversation with one server.
@@ -94,6 +99,7 @@ impl KcpClient {
     ) -> Result<Self, NetError> {
         config.validate()?;
         let now = Instant::now();
+        // Secure mode: a placeholder until the handshake below gives the real one.
         let conversation = Conversation::new(conv, config.conversation(), now)?;
         let bind = config.bind.unwrap_or_else(|| {
             let ip = match server.ip() {
@@ -119,7 +125,7 @@ impl KcpClient {
         let outbox = Outbox::new(Clock::new(now), now);
         #[cfg(feature = "impair")]
         let outbox = outbox.impaired(config.impair.as_ref());
-        Ok(Self {
+        let mut client = Self {
             socket: PolledSocket::new(socket),
             io,
             server,
@@ -134,7 +140,211 @@ impl KcpClient {
             readable: true,
             last_read: now,
             poll: None,
-        })
+        };
+        if let Some(security) = client.config.secure.clone() {
+            client.handshake(conv, &security)?;
+        }
+        Ok(client)
+    }
+
+    /// Runs the secure handshake on the socket (blocking up to the handshake
+    /// timeout) and starts the sealed conversation.
+    fn handshake(&mut self, conv: u32, security: &ClientSecurity) -> Result<(), NetError> {
+        let timeout = security.handshake_timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let new_attempt = || {
+            Initiator::new(
+                &security.server_key,
+                security.psk.as_ref(),
+                conv,
+                random_conv(0),
+            )
+            .map_err(|_| NetError::Setting("the server key is not a valid X25519 key"))
+        };
+        let mut attempt = new_attempt()?;
+        let mut retry = FIRST_RETRY;
+        let mut send_at = start;
+        let mut received: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if attempt.has_cookie() {
+                    HandshakeError::CookieTimeout(timeout)
+                } else {
+                    HandshakeError::Timeout(timeout)
+                }
+                .into());
+            }
+            if now >= send_at {
+                self.outbox.set_now(now);
+                let initiation = attempt.initiation(now);
+                let mut sink = self.outbox.to(self.server);
+                let buf = kcp_core::Transmit::buffer(&mut sink, initiation.len());
+                buf.extend_from_slice(initiation);
+                let Ok(()) = kcp_core::Transmit::commit(&mut sink, initiation.len());
+                self.flush_socket(now);
+                send_at = now + retry;
+                retry = (retry * 2).min(Duration::from_secs(1));
+            }
+            self.wait(send_at.min(deadline).saturating_duration_since(now))?;
+            self.read_raw(&mut received)?;
+            let now = Instant::now();
+            for datagram in received.drain(..) {
+                match attempt.handle(now, &datagram) {
+                    Reply::Established(established) => {
+                        let channel = SecureChannel::new(*established, security.rekey, now);
+                        self.conversation = Conversation::secure(
+                            conv,
+                            self.config.conversation(),
+                            channel,
+                            None,
+                            now,
+                        )?;
+                        self.failure = None;
+                        return Ok(());
+                    }
+                    Reply::Cookie => send_at = now,
+                    Reply::Rejected {
+                        reason,
+                        server_version,
+                    } => {
+                        return Err(match reason {
+                            RejectReason::Version => HandshakeError::VersionMismatch {
+                                ours: VERSION,
+                                server: server_version,
+                            },
+                            RejectReason::WrongKey => HandshakeError::WrongServerKey {
+                                pinned: security.server_key.fingerprint(),
+                            },
+                            RejectReason::HandshakeFailed => HandshakeError::PskMismatch,
+                            RejectReason::Full => HandshakeError::ServerFull,
+                        }
+                        .into());
+                    }
+                    Reply::Ignored if attempt.is_spoiled() => {
+                        let cookie = attempt.take_cookie();
+                        attempt = new_attempt()?.with_cookie(cookie);
+                        send_at = now;
+                    }
+                    Reply::Ignored => {}
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket holds from the server, as copies (the handshake).
+    fn read_raw(&mut self, into: &mut Vec<Vec<u8>>) -> Result<(), NetError> {
+        loop {
+            let n = match self.io.recv(&self.socket, &mut self.recv) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(NetError::io("receiving", e)),
+            };
+            for i in 0..n {
+                let (meta, datagram) = self.recv.get(i);
+                if meta.addr == self.server && !meta.truncated && into.len() < 64 {
+                    into.push(datagram.to_vec());
+                } else {
+                    self.foreign += 1;
+                }
+            }
+            if !self.recv.may_hold_more() {
+                self.readable = false;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Closes the conversation: waits up to `timeout` for what was sent to be
+    /// acknowledged, then (secure mode) tells the server, which closes its session at
+    /// once instead of after its idle timeout. The client cannot send afterwards
+    /// (call [`reconnect`](Self::reconnect) to start again). Returns whether
+    /// everything was acknowledged.
+    ///
+    /// # Errors
+    /// As [`wait_acknowledged`](Self::wait_acknowledged).
+    pub fn close(&mut self, timeout: Duration) -> Result<bool, NetError> {
+        let acknowledged = self.wait_acknowledged(timeout)?;
+        let now = Instant::now();
+        self.conversation
+            .announce_close(CloseReason::Local, "client closed");
+        self.conversation.close(CloseReason::Local, now);
+        self.outbox.set_now(now);
+        let Ok(_) = self
+            .conversation
+            .flush(now, &mut self.outbox.to(self.server));
+        self.flush_socket(now);
+        Ok(acknowledged)
+    }
+
+    /// Sends an unreliable datagram (secure mode): no retransmission, no order, at
+    /// most [`Conversation::max_datagram_size`] bytes.
+    ///
+    /// # Errors
+    /// [`NetError::Datagram`], or the failure that ended the conversation.
+    pub fn send_datagram(&mut self, datagram: Bytes) -> Result<(), NetError> {
+        self.check_failure()?;
+        let now = Instant::now();
+        self.conversation.send_datagram(datagram)?;
+        self.drive(now);
+        self.flush_socket(now);
+        Ok(())
+    }
+
+    /// The next unreliable datagram from the server, without blocking (reads the
+    /// socket if none is waiting).
+    ///
+    /// # Errors
+    /// As [`tick`](Self::tick).
+    pub fn try_recv_datagram(&mut self) -> Result<Option<Bytes>, NetError> {
+        if let Some(d) = self.conversation.recv_datagram() {
+            return Ok(Some(d));
+        }
+        let ticked = self.tick();
+        if let Some(d) = self.conversation.recv_datagram() {
+            return Ok(Some(d));
+        }
+        ticked.map(|()| None)
+    }
+
+    /// Moves the client to a new local port, keeping its conversation, as a NAT
+    /// rebinding would: in the secure mode the server follows (the session is named by
+    /// its index, not by our address); a raw KCP server would see a stranger. Returns
+    /// the new local address.
+    ///
+    /// # Errors
+    /// The new socket cannot be bound; [`NetError::ExternallyPolled`] if the client is
+    /// registered with another poll (deregister it first).
+    pub fn rebind(&mut self) -> Result<SocketAddr, NetError> {
+        if self.socket.is_registered() {
+            return Err(NetError::ExternallyPolled);
+        }
+        let local = self.local_addr()?;
+        let socket = udp::bind(
+            SocketAddr::new(local.ip(), 0),
+            SocketOptions {
+                reuse_port: false,
+                recv_buffer: self.config.recv_buffer,
+                send_buffer: self.config.send_buffer,
+            },
+        )?;
+        self.io = udp::datagram_io(self.config.io, &socket);
+        self.socket = PolledSocket::new(socket);
+        self.poll = None;
+        self.readable = true;
+        self.local_addr()
     }
 
     /// The conversation id.
@@ -207,12 +417,16 @@ impl KcpClient {
     }
 
     fn check_failure(&self) -> Result<(), NetError> {
-        match self.failure {
+        match &self.failure {
             None => Ok(()),
             Some(Failure::DeadLink) => Err(NetError::DeadLink { conv: self.conv() }),
             Some(Failure::ServerGone(silent_for)) => Err(NetError::ServerGone {
                 conv: self.conv(),
-                silent_for,
+                silent_for: *silent_for,
+            }),
+            Some(Failure::Closed(close)) => Err(NetError::ClosedByServer {
+                reason: close.reason,
+                text: close.text.clone(),
             }),
         }
     }
@@ -368,6 +582,9 @@ impl KcpClient {
         let conv = random_conv(self.conversation.conv());
         self.conversation = Conversation::new(conv, self.config.conversation(), Instant::now())?;
         self.failure = None;
+        if let Some(security) = self.config.secure.clone() {
+            self.handshake(conv, &security)?;
+        }
         Ok(conv)
     }
 
@@ -431,6 +648,9 @@ impl KcpClient {
             Some(CloseReason::PeerGone) => Some(Failure::ServerGone(
                 self.conversation.silent_for(now).unwrap_or_default(),
             )),
+            Some(CloseReason::PeerClosed) => {
+                self.conversation.peer_close().cloned().map(Failure::Closed)
+            }
             // A client sets no idle timeout and never closes its conversation.
             _ => None,
         };

@@ -71,6 +71,8 @@ pub enum WireMode {
     /// Plain ikcp datagrams, as every KCP peer (the C reference included) speaks them.
     #[default]
     Raw,
+    /// The secure session protocol ([`crate::secure`]): both ends ours.
+    Secure,
 }
 
 /// Limits on a server conversation whose peer has not yet proved that it receives at
@@ -114,8 +116,6 @@ impl Default for UnconfirmedLimits {
 pub struct ConversationConfig {
     /// The engine settings. Default: [`Preset::Fast`].
     pub engine: Config,
-    /// How datagrams look on the wire. Default [`WireMode::Raw`].
-    pub wire: WireMode,
     /// Most bytes held unacknowledged (queued or in flight, counted in whole segments
     /// of `mtu - 24` bytes); a send beyond it fails with
     /// [`QueueError::Full`](crate::QueueError::Full). Default 1 MiB.
@@ -156,7 +156,6 @@ impl ConversationConfig {
     pub fn new(preset: Preset) -> Self {
         Self {
             engine: preset.config(),
-            wire: WireMode::Raw,
             max_queued_bytes: 1 << 20,
             flush_on_send: false,
             flush_on_input: false,
@@ -217,6 +216,10 @@ impl Default for ConversationConfig {
 pub struct ServerConfig {
     /// The engine settings of every session. Default: [`Preset::Fast`].
     pub engine: Config,
+    /// The secure wire mode ([`crate::secure`]): every session starts with a
+    /// handshake and every datagram is sealed. Default `None`: raw KCP, which every
+    /// KCP peer speaks.
+    pub secure: Option<crate::secure::ServerSecurity>,
     /// Event loops (threads), each with its own socket bound to the same port with
     /// `SO_REUSEPORT`. Default 1.
     pub threads: usize,
@@ -294,6 +297,7 @@ impl ServerConfig {
     pub fn new(preset: Preset) -> Self {
         Self {
             engine: preset.config(),
+            secure: None,
             threads: 1,
             max_sessions: 10_000,
             max_queued_bytes_per_session: 1 << 20,
@@ -320,7 +324,6 @@ impl ServerConfig {
     pub fn conversation(&self) -> ConversationConfig {
         ConversationConfig {
             engine: self.engine.clone(),
-            wire: WireMode::Raw,
             max_queued_bytes: self.max_queued_bytes_per_session,
             flush_on_send: self.flush_on_send,
             flush_on_input: self.flush_on_input,
@@ -391,6 +394,9 @@ pub struct ClientConfig {
     /// The engine settings; the server's must match in `mtu` and `stream`.
     /// Default: [`Preset::Fast`].
     pub engine: Config,
+    /// The secure wire mode ([`crate::secure`]), pinning the server's key. Default
+    /// `None`: raw KCP.
+    pub secure: Option<crate::secure::ClientSecurity>,
     /// Local address to bind. Default `None`: an ephemeral port on the unspecified
     /// address of the server's family.
     pub bind: Option<SocketAddr>,
@@ -438,6 +444,7 @@ impl ClientConfig {
     pub fn new(preset: Preset) -> Self {
         Self {
             engine: preset.config(),
+            secure: None,
             bind: None,
             keepalive: Some(Duration::from_secs(5)),
             server_timeout: Duration::from_secs(15),
@@ -459,7 +466,6 @@ impl ClientConfig {
     pub fn conversation(&self) -> ConversationConfig {
         ConversationConfig {
             engine: self.engine.clone(),
-            wire: WireMode::Raw,
             max_queued_bytes: self.max_queued_bytes,
             flush_on_send: self.flush_on_send,
             flush_on_input: self.flush_on_input,

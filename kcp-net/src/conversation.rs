@@ -4,13 +4,17 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kcp_core::{InputError, Kcp, PollAt, Transmit};
+use kcp_core::{Kcp, PollAt, Transmit};
 
 use crate::amplification::{AMPLIFICATION_FACTOR, Budgeted, Held, PADDED_OPENING, PaddedOpening};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, WireMode};
-use crate::error::{NetError, QueueError};
+use crate::error::{NetError, QueueError, Refused};
 use crate::lifecycle::{CloseReason, SessionState};
+use crate::secure::{
+    DatagramError, Delivered, PeerClose, RekeyPolicy, SecureChannel, SecureCounters, SecureSession,
+    TRANSPORT_OVERHEAD,
+};
 use crate::stats::{SessionCounters, SessionStats};
 use crate::timer::earliest;
 
@@ -95,14 +99,24 @@ pub struct Conversation {
     acks_owed: Option<Instant>,
     /// Engine retransmissions already reported by `drive`.
     retransmits_seen: u64,
-    /// The peer proved it receives at its address (or the config trusts it).
+    /// The peer proved once that it receives at its address (or the config trusts it).
     confirmed: bool,
-    /// Bytes we sent while unconfirmed (the amplification budget's spending).
-    unconfirmed_out: u64,
+    /// While the peer's current address is unproven: the bytes accepted from it and
+    /// the bytes sent to it (the amplification budget and its spending).
+    unproven: Option<PathBudget>,
     /// Datagrams the budget could not cover yet.
     held: Held,
     /// The first datagram went out padded (`pad_opening`).
     opening_padded: bool,
+    /// The secure wire mode's part (`None`: raw KCP).
+    secure: Option<Box<SecureSession>>,
+}
+
+/// What an unproven address sent us and what we sent it.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathBudget {
+    accepted: u64,
+    sent: u64,
 }
 
 impl Conversation {
@@ -138,10 +152,37 @@ impl Conversation {
             acks_owed: None,
             retransmits_seen: 0,
             confirmed,
-            unconfirmed_out: 0,
+            unproven: (!confirmed).then_some(PathBudget::default()),
             held: Held::default(),
             opening_padded: false,
+            secure: None,
         })
+    }
+
+    /// A conversation in the secure wire mode over an established channel. Its
+    /// engine's MTU is the configured one less [`TRANSPORT_OVERHEAD`], so that sealed
+    /// datagrams stay within the configured MTU. `unproven` is `Some((accepted,
+    /// sent))` on a server whose client has not yet shown it got the response.
+    pub(crate) fn secure(
+        conv: u32,
+        mut config: ConversationConfig,
+        channel: SecureChannel,
+        unproven: Option<(u64, u64)>,
+        now: Instant,
+    ) -> Result<Self, NetError> {
+        let mtu = config.engine.mtu;
+        config.engine.mtu = mtu.saturating_sub(TRANSPORT_OVERHEAD);
+        // A secure session proves its peer by the handshake and the seal, not by
+        // echoed timestamps, and never pads its first KCP datagram.
+        config.unconfirmed = None;
+        config.pad_opening = false;
+        let mut conversation = Self::new(conv, config, now)?;
+        conversation.secure = Some(Box::new(SecureSession::new(channel, mtu)));
+        if let Some((accepted, sent)) = unproven {
+            conversation.confirmed = false;
+            conversation.unproven = Some(PathBudget { accepted, sent });
+        }
+        Ok(conversation)
     }
 
     // ---------------------------------------------------------------- getters
@@ -163,7 +204,11 @@ impl Conversation {
 
     /// The wire mode.
     pub const fn wire(&self) -> WireMode {
-        self.config.wire
+        if self.secure.is_some() {
+            WireMode::Secure
+        } else {
+            WireMode::Raw
+        }
     }
 
     /// Active or closing.
@@ -227,15 +272,57 @@ impl Conversation {
 
     // ---------------------------------------------------------------- input
 
-    /// Feeds a datagram from the peer. An `Err` (not KCP, another conv) changes
-    /// nothing but the `rejected_in` counter.
+    /// Feeds a datagram from the peer. An `Err` (not KCP, another conv; in the secure
+    /// mode also anything not authentic and fresh) changes nothing but a counter.
     ///
     /// # Errors
-    /// The engine's [`InputError`].
-    pub fn input(&mut self, now: Instant, datagram: &[u8]) -> Result<(), InputError> {
+    /// [`Refused`]: the engine's or the seal's verdict.
+    pub fn input(&mut self, now: Instant, datagram: &[u8]) -> Result<(), Refused> {
+        self.accept(now, datagram).map(|_| ())
+    }
+
+    /// Feeds a datagram that came from another address than the peer's (secure mode):
+    /// if it is authentic and the newest so far, the conversation moves to that
+    /// address and returns `true`; the new address gets at most three times what it
+    /// sent until it answers a path challenge. In raw mode a new address is a new
+    /// conversation, so this refuses.
+    ///
+    /// # Errors
+    /// As [`input`](Self::input); [`Refused::NotSecure`] in raw mode.
+    pub fn input_from_new_address(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+    ) -> Result<bool, Refused> {
+        if self.secure.is_none() {
+            self.counters.rejected_in += 1;
+            return Err(Refused::NotSecure);
+        }
+        let newest = self.accept(now, datagram)?;
+        if newest {
+            if let Some(secure) = &mut self.secure {
+                secure.challenge_path();
+            }
+            self.unproven = Some(PathBudget {
+                accepted: datagram.len() as u64,
+                sent: 0,
+            });
+        }
+        Ok(newest)
+    }
+
+    /// Accepts a datagram; returns whether it is the newest (secure mode; raw: true).
+    fn accept(&mut self, now: Instant, datagram: &[u8]) -> Result<bool, Refused> {
         let ts = self.clock.timestamp(now);
-        let accepted = match self.config.wire {
-            WireMode::Raw => self.kcp.input(ts, datagram),
+        let (accepted, newest) = match &mut self.secure {
+            None => (self.kcp.input(ts, datagram).map_err(Refused::Engine), true),
+            Some(secure) => match secure.open(now, datagram) {
+                Ok((Delivered::Kcp(kcp), newest)) => {
+                    (self.kcp.input(ts, kcp).map_err(Refused::Engine), newest)
+                }
+                Ok((Delivered::Handled, newest)) => (Ok(()), newest),
+                Err(e) => (Err(Refused::Seal(e)), false),
+            },
         };
         if let Err(e) = accepted {
             self.counters.rejected_in += 1;
@@ -244,9 +331,19 @@ impl Conversation {
         self.last_heard = now;
         self.counters.datagrams_in += 1;
         self.counters.bytes_in += datagram.len() as u64;
-        // An RTT sample is taken only from an ACK that echoes the `ts` of one of our
-        // transmissions of that segment: the peer received it.
-        if !self.confirmed && self.kcp.rtt_samples() > 0 {
+        if let Some(budget) = &mut self.unproven {
+            budget.accepted += datagram.len() as u64;
+        }
+        let proven = match &self.secure {
+            // An RTT sample is taken only from an ACK that echoes the `ts` of one of
+            // our transmissions of that segment: the peer received it.
+            None => self.kcp.rtt_samples() > 0,
+            // A first authentic datagram shows the client got our response (it holds
+            // the keys it made); after a move, the answer to the path challenge.
+            Some(secure) => secure.path_validated(),
+        };
+        if proven && self.unproven.is_some() {
+            self.unproven = None;
             self.confirmed = true;
         }
         // We heard the peer: restart the silence clock if we still wait for it.
@@ -254,7 +351,95 @@ impl Conversation {
         if self.config.flush_on_input {
             self.acks_owed.get_or_insert(now);
         }
+        Ok(newest)
+    }
+
+    // ---------------------------------------------------------------- secure mode
+
+    /// Queues an unreliable datagram (secure mode): no retransmission, no order, one
+    /// sealed datagram each, at most [`max_datagram_size`](Self::max_datagram_size)
+    /// bytes. It leaves at the next [`drive`](Self::drive).
+    ///
+    /// # Errors
+    /// [`DatagramError`]: raw mode, too large, too many waiting, or closing.
+    pub fn send_datagram(&mut self, datagram: Bytes) -> Result<(), DatagramError> {
+        if self.state != SessionState::Active {
+            return Err(DatagramError::Closed);
+        }
+        let secure = self.secure.as_mut().ok_or(DatagramError::NotSecure)?;
+        secure.queue_datagram(datagram)?;
+        self.sent = true;
         Ok(())
+    }
+
+    /// The next unreliable datagram from the peer (secure mode).
+    pub fn recv_datagram(&mut self) -> Option<Bytes> {
+        self.secure.as_mut()?.recv_datagram()
+    }
+
+    /// The largest unreliable datagram (secure mode; `None` in raw mode).
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        Some(self.secure.as_ref()?.max_datagram_size())
+    }
+
+    /// Sends a ping (secure mode) at the next drive; its answer sets
+    /// [`ping_rtt`](Self::ping_rtt). Returns `false` in raw mode.
+    pub fn ping(&mut self, now: Instant) -> bool {
+        let Some(secure) = &mut self.secure else {
+            return false;
+        };
+        secure.ping(now);
+        self.sent = true;
+        true
+    }
+
+    /// The round trip of the last answered [`ping`](Self::ping).
+    pub fn ping_rtt(&self) -> Option<Duration> {
+        self.secure.as_ref()?.last_rtt()
+    }
+
+    /// How the peer said it closed, once it has (secure mode).
+    pub fn peer_close(&self) -> Option<&PeerClose> {
+        self.secure.as_ref()?.peer_close()
+    }
+
+    /// The secure receive path's counters (`None` in raw mode).
+    pub fn secure_counters(&self) -> Option<SecureCounters> {
+        self.secure.as_ref().map(|s| *s.counters())
+    }
+
+    /// Unreliable datagrams dropped because [`MAX_DATAGRAMS_IN`](crate::secure::MAX_DATAGRAMS_IN)
+    /// were waiting.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.secure.as_ref().map_or(0, |s| s.datagrams_dropped())
+    }
+
+    /// Our session index (secure mode): what the peer puts at the head of its
+    /// datagrams.
+    pub fn local_index(&self) -> Option<u32> {
+        Some(self.secure.as_ref()?.local_index())
+    }
+
+    /// Whether the peer's current address is proven (raw: confirmed; secure: the
+    /// handshake completed and, after a move, the new path answered).
+    pub const fn is_address_proven(&self) -> bool {
+        self.unproven.is_none()
+    }
+
+    /// Queues a close for the peer (secure mode; raw KCP has none) that leaves with
+    /// the next output, so the peer learns of it at once: call it when the
+    /// conversation ends, then [`flush`](Self::flush). Once only; nothing if the peer
+    /// closed first.
+    pub fn announce_close(&mut self, reason: CloseReason, text: &str) {
+        if let Some(secure) = &mut self.secure {
+            secure.announce_close(reason, text);
+            self.sent = true;
+        }
+    }
+
+    /// The rekey policy in force (secure mode).
+    pub fn rekey_policy(&self) -> Option<RekeyPolicy> {
+        self.secure.as_ref().map(|s| s.rekey_policy())
     }
 
     // ---------------------------------------------------------------- commands
@@ -382,6 +567,9 @@ impl Conversation {
     /// the peer timeout (we wait and it is silent), or a close whose data is all
     /// acknowledged or whose deadline passed.
     pub fn poll_close(&self, now: Instant) -> Option<CloseReason> {
+        if self.peer_close().is_some() {
+            return Some(CloseReason::PeerClosed);
+        }
         if self.kcp.is_dead() {
             return Some(CloseReason::DeadLink);
         }
@@ -427,6 +615,14 @@ impl Conversation {
             SessionState::Active => None,
         };
         let owed = self.acks_owed.map(|since| since + ACK_HOLD);
+        let secure = self.secure.as_ref().and_then(|s| {
+            if s.has_control(now) {
+                Some(self.last_drive + Duration::from_millis(1))
+            } else {
+                s.challenge_deadline()
+            }
+        });
+        let owed = earliest(owed, secure);
         let unconfirmed = self
             .unconfirmed_limits()
             .map(|limits| self.last_heard + limits.idle_timeout);
@@ -487,35 +683,35 @@ impl Conversation {
         if flush {
             self.acks_owed = None;
         }
-        let (wire, kcp) = (self.config.wire, &mut self.kcp);
+        let (kcp, secure) = (&mut self.kcp, self.secure.as_deref_mut());
         let mut counted = Counted::new(out);
-        let result = if !self.confirmed {
-            let budget = AMPLIFICATION_FACTOR * self.counters.bytes_in;
-            let mut left = Some(budget.saturating_sub(self.unconfirmed_out));
+        let result = if let Some(path) = self.unproven {
+            let budget = AMPLIFICATION_FACTOR * path.accepted;
+            let mut left = Some(budget.saturating_sub(path.sent));
             self.held.release(&mut counted, &mut left)?;
             let left = left.unwrap_or(0);
             let mut guarded = Budgeted::new(&mut counted, left, &mut self.held);
-            let result = run_engine(kcp, wire, ts, flush, &mut guarded);
+            let result = run_engine(kcp, secure, ts, now, flush, &mut guarded);
             self.counters.withheld += guarded.withheld;
             result
         } else if !self.held.is_empty() {
-            // Confirmed since they were held: everything goes, in order.
+            // Proven since they were held: everything goes, in order.
             self.held.release(&mut counted, &mut None)?;
-            run_engine(kcp, wire, ts, flush, &mut counted)
+            run_engine(kcp, secure, ts, now, flush, &mut counted)
         } else if self.config.pad_opening && !self.opening_padded {
             let mtu = kcp.config().mtu;
             let mut padded = PaddedOpening::new(&mut counted, PADDED_OPENING, mtu);
-            let result = run_engine(kcp, wire, ts, flush, &mut padded);
+            let result = run_engine(kcp, secure, ts, now, flush, &mut padded);
             self.opening_padded = padded.padded();
             result
         } else {
-            run_engine(kcp, wire, ts, flush, &mut counted)
+            run_engine(kcp, secure, ts, now, flush, &mut counted)
         };
         let (datagrams, bytes) = (counted.datagrams, counted.bytes);
         self.counters.datagrams_out += datagrams;
         self.counters.bytes_out += bytes;
-        if !self.confirmed {
-            self.unconfirmed_out += bytes;
+        if let Some(path) = &mut self.unproven {
+            path.sent += bytes;
         }
         if datagrams > 0 {
             self.last_out = now;
@@ -529,18 +725,29 @@ impl Conversation {
     }
 }
 
-/// The engine's output at `ts` in `wire` mode: its timer (`update`), or everything
-/// at once (`flush`).
-fn run_engine<T: Transmit>(
+/// The conversation's output at `ts`: in the secure mode first what is not KCP
+/// (pongs, challenges, datagrams, a close), then the engine's datagrams sealed; the
+/// engine's timer (`update`), or everything at once (`flush`).
+fn run_engine<T: Transmit<Buf = Vec<u8>>>(
     kcp: &mut Kcp,
-    wire: WireMode,
+    secure: Option<&mut SecureSession>,
     ts: kcp_core::Timestamp,
+    now: Instant,
     flush: bool,
     out: &mut T,
 ) -> Result<(), T::Error> {
-    match wire {
-        WireMode::Raw if flush => kcp.flush_into(ts, out),
-        WireMode::Raw => kcp.update_into(ts, out),
+    match secure {
+        None if flush => kcp.flush_into(ts, out),
+        None => kcp.update_into(ts, out),
+        Some(secure) => {
+            secure.emit_control(now, out)?;
+            let mut sealing = secure.sealing(now, out);
+            if flush {
+                kcp.flush_into(ts, &mut sealing)
+            } else {
+                kcp.update_into(ts, &mut sealing)
+            }
+        }
     }
 }
 

@@ -63,6 +63,12 @@ impl From<QueueError> for NetError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetError {
+    /// An unreliable datagram was refused.
+    #[error("datagram refused")]
+    Datagram(#[from] crate::secure::DatagramError),
+    /// The secure handshake failed.
+    #[error("secure handshake failed")]
+    Handshake(#[from] crate::secure::HandshakeError),
     /// Creating or binding a UDP socket failed.
     #[error("cannot bind UDP socket to {addr}")]
     Bind {
@@ -132,6 +138,14 @@ pub enum NetError {
         /// How long the server has been silent.
         silent_for: Duration,
     },
+    /// The server closed the conversation and said so (secure mode).
+    #[error("the server closed the conversation: {}", if text.is_empty() { "no reason given" } else { text })]
+    ClosedByServer {
+        /// Its reason, if it is one this version knows.
+        reason: Option<crate::lifecycle::CloseReason>,
+        /// Its words.
+        text: String,
+    },
 }
 
 impl NetError {
@@ -140,9 +154,13 @@ impl NetError {
     }
 
     /// `true` for the errors that end a client's conversation ([`DeadLink`](Self::DeadLink),
-    /// [`ServerGone`](Self::ServerGone)): call `reconnect` to start a new one.
+    /// [`ServerGone`](Self::ServerGone), [`ClosedByServer`](Self::ClosedByServer)): call
+    /// `reconnect` to start a new one.
     pub const fn is_link_failure(&self) -> bool {
-        matches!(self, Self::DeadLink { .. } | Self::ServerGone { .. })
+        matches!(
+            self,
+            Self::DeadLink { .. } | Self::ServerGone { .. } | Self::ClosedByServer { .. }
+        )
     }
 }
 
@@ -161,6 +179,9 @@ impl From<NetError> for io::Error {
             NetError::SessionClosed | NetError::Shutdown => io::ErrorKind::NotConnected,
             NetError::DeadLink { .. } | NetError::ServerGone { .. } => io::ErrorKind::TimedOut,
             NetError::OnLoopThread | NetError::ExternallyPolled => io::ErrorKind::Unsupported,
+            NetError::Handshake(_) => io::ErrorKind::ConnectionRefused,
+            NetError::Datagram(_) => io::ErrorKind::InvalidInput,
+            NetError::ClosedByServer { .. } => io::ErrorKind::ConnectionReset,
         };
         Self::new(kind, e)
     }
@@ -234,4 +255,20 @@ mod tests {
         assert_eq!(bind.kind(), io::ErrorKind::AddrInUse);
         assert!(bind.source().is_some());
     }
+}
+
+/// Why [`Conversation::input`](crate::Conversation::input) refused a datagram. Nothing
+/// changed but a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The engine's verdict (not KCP, another conv, ...).
+    #[error("not accepted by the engine: {0}")]
+    Engine(kcp_core::InputError),
+    /// The secure receive path's verdict (tampered, replayed, ...).
+    #[error("not authentic and fresh: {0}")]
+    Seal(crate::secure::OpenError),
+    /// A datagram from a new address, in raw mode (where it is another conversation).
+    #[error("raw KCP conversations do not move between addresses")]
+    NotSecure,
 }

@@ -195,7 +195,7 @@ pub use config::{
     UnconfirmedLimits, WireMode,
 };
 pub use conversation::Conversation;
-pub use error::{NetError, QueueError};
+pub use error::{NetError, QueueError, Refused};
 pub use lifecycle::{CloseReason, SessionState};
 pub use server::{
     CloseCtx, EventHandler, KcpServer, ServerDriver, ServerEvent, ServerHandle, SessionCtx,

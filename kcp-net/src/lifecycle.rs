@@ -27,6 +27,9 @@ pub enum CloseReason {
     /// handling this session; the panic was caught, the session dropped at once and
     /// the loop went on.
     HandlerPanicked,
+    /// The peer said it closed (secure wire mode only: raw KCP has no close). Its
+    /// code and words are in [`Conversation::peer_close`](crate::Conversation::peer_close).
+    PeerClosed,
 }
 
 /// Where a session is in its life.

@@ -1,7 +1,7 @@
 //! One server-side conversation: its key, its peer and its timer entry around a
 //! [`Conversation`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::conversation::Conversation;
@@ -23,6 +23,11 @@ pub struct KcpSession {
     pub(crate) next_wake: Option<Instant>,
     /// What the received segments it holds count against the loop's buffer budget.
     pub(crate) held_bytes: usize,
+    /// The address the per-IP limits counted it under (its first peer's IP).
+    pub(crate) admitted_ip: IpAddr,
+    /// Secure mode, until the client's first sealed datagram: the address and index
+    /// of its initiation, so a repeated one is answered with the same response.
+    pub(crate) initiation: Option<(SocketAddr, u32)>,
 }
 
 impl KcpSession {
@@ -33,7 +38,14 @@ impl KcpSession {
             conversation,
             next_wake: None,
             held_bytes: 0,
+            admitted_ip: peer.ip(),
+            initiation: None,
         }
+    }
+
+    /// The peer moved (secure mode).
+    pub(crate) const fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
     }
 
     /// This session's key.
@@ -41,7 +53,8 @@ impl KcpSession {
         self.key
     }
 
-    /// The peer's address.
+    /// The peer's address (in the secure mode, the latest: a session follows its peer
+    /// to a new address).
     pub const fn peer(&self) -> SocketAddr {
         self.peer
     }

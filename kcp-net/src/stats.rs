@@ -153,6 +153,33 @@ counters! {
         closed_handler_panicked,
         /// Handler panics caught (each closes its session, or refuses the new one).
         handler_panics,
+        /// Sessions closed because the peer said so (secure mode).
+        closed_by_peer,
+        /// Secure handshakes completed (a response sent for a new session).
+        handshakes,
+        /// Cookie replies sent: an initiation had to prove its address first.
+        cookies_sent,
+        /// Initiations refused: another protocol version.
+        rejected_version,
+        /// Initiations refused: mac1 wrong (the client pinned another key).
+        rejected_wrong_key,
+        /// Initiations refused: the Noise message did not decrypt (pre-shared keys
+        /// differ).
+        rejected_handshake,
+        /// Initiations refused: session limits (a "server full" reject).
+        rejected_full,
+        /// Repeated initiations answered with the stored response (no new state).
+        initiations_repeated,
+        /// Sealed datagrams naming no session of this loop.
+        dropped_unknown_index,
+        /// Sealed datagrams whose seal did not verify.
+        dropped_tampered,
+        /// Sealed datagrams replayed or older than the replay window.
+        dropped_replayed,
+        /// Sealed datagrams dropped for another reason (unknown key epoch or kind).
+        dropped_sealed_other,
+        /// Secure sessions that moved to a new address.
+        migrations,
     }
 }
 

@@ -77,7 +77,10 @@ fn filled_windows_stay_within_the_buffer_budget_and_are_given_back() {
         if total.datagrams_in == last {
             break;
         }
-        assert!(Instant::now() < deadline, "the flood never settled: {total:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the flood never settled: {total:?}"
+        );
         last = total.datagrams_in;
     }
     let peak = rss_mib() - base;

@@ -153,6 +153,10 @@ impl SecureChannel {
         self.local_index
     }
 
+    pub(crate) const fn rekey_policy(&self) -> RekeyPolicy {
+        self.rekey
+    }
+
     pub(crate) const fn counters(&self) -> &SecureCounters {
         &self.counters
     }
@@ -331,13 +335,22 @@ mod tests {
             bad[i] ^= 0x40;
             let e = b.open(&bad).unwrap_err();
             assert!(
-                matches!(e, OpenError::Tampered | OpenError::Foreign | OpenError::Malformed | OpenError::UnknownEpoch),
+                matches!(
+                    e,
+                    OpenError::Tampered
+                        | OpenError::Foreign
+                        | OpenError::Malformed
+                        | OpenError::UnknownEpoch
+                ),
                 "byte {i}: {e:?}"
             );
         }
         assert_eq!(b.open(&d[..d.len() - 1]).unwrap_err(), OpenError::Tampered);
         let opened = b.open(&d).unwrap();
-        assert_eq!((opened.inner, opened.body, opened.newest), (Inner::Datagram, &b"hi"[..], true));
+        assert_eq!(
+            (opened.inner, opened.body, opened.newest),
+            (Inner::Datagram, &b"hi"[..], true)
+        );
         assert_eq!(b.open(&d).unwrap_err(), OpenError::Replayed);
         assert_eq!(b.counters().opened, 1);
         assert_eq!(b.counters().replayed, 1);
@@ -351,7 +364,9 @@ mod tests {
             after: Duration::from_secs(3600),
         };
         let (mut a, mut b) = pair(policy, t0);
-        let sealed: Vec<Vec<u8>> = (0..100).map(|i| seal(&mut a, t0, &[i as u8; 100])).collect();
+        let sealed: Vec<Vec<u8>> = (0..100)
+            .map(|i| seal(&mut a, t0, &[i as u8; 100]))
+            .collect();
         assert!(a.counters().rekeys_sent >= 10);
         // Delivered with each straggler one behind: the previous key still opens it.
         for pair in sealed.chunks(2) {

@@ -13,8 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use blake2::digest::consts::U16;
 use blake2::digest::Mac;
+use blake2::digest::consts::U16;
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -134,7 +134,7 @@ impl CookieJar {
     }
 
     fn rotate(&mut self, now: Instant) {
-        let period = (now.saturating_duration_since(self.started).as_secs() / ROTATE.as_secs()) as u64;
+        let period = now.saturating_duration_since(self.started).as_secs() / ROTATE.as_secs();
         if period == self.period {
             return;
         }
@@ -152,7 +152,10 @@ impl CookieJar {
             IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
             IpAddr::V6(ip) => ip.octets(),
         };
-        mac(secret, &[&period.to_le_bytes(), &ip, &addr.port().to_le_bytes()])
+        mac(
+            secret,
+            &[&period.to_le_bytes(), &ip, &addr.port().to_le_bytes()],
+        )
     }
 
     /// The cookie for `addr` now.
@@ -217,8 +220,14 @@ mod tests {
         put_mac2(&mut m, &cookie);
         assert!(jar.mac2_ok(t0, alice, &m));
         assert!(!jar.mac2_ok(t0, eve, &m), "another port");
-        assert!(jar.mac2_ok(t0 + ROTATE + Duration::from_secs(1), alice, &m), "previous period");
-        assert!(!jar.mac2_ok(t0 + 2 * ROTATE + Duration::from_secs(1), alice, &m), "expired");
+        assert!(
+            jar.mac2_ok(t0 + ROTATE + Duration::from_secs(1), alice, &m),
+            "previous period"
+        );
+        assert!(
+            !jar.mac2_ok(t0 + 2 * ROTATE + Duration::from_secs(1), alice, &m),
+            "expired"
+        );
         let mut zeros = msg();
         zeros[initiation::MAC2..].fill(0);
         assert!(!jar.mac2_ok(t0, alice, &zeros));
@@ -229,7 +238,11 @@ mod tests {
         let macs = Macs::for_server(&PublicKey::from_bytes([9; 32]));
         let sealed = macs.seal_cookie([1; 16], &[2; 16], [3; 24]);
         assert_eq!(macs.open_cookie(&sealed, &[2; 16], &[3; 24]), Some([1; 16]));
-        assert_eq!(macs.open_cookie(&sealed, &[5; 16], &[3; 24]), None, "another mac1");
+        assert_eq!(
+            macs.open_cookie(&sealed, &[5; 16], &[3; 24]),
+            None,
+            "another mac1"
+        );
         let mut bad = sealed;
         bad[0] ^= 1;
         assert_eq!(macs.open_cookie(&bad, &[2; 16], &[3; 24]), None);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use snow::params::NoiseParams;
 
 use super::cookie::{self, CookieJar, Macs};
-use super::keys::{PublicKey, Psk, ServerIdentity};
+use super::keys::{Psk, PublicKey, ServerIdentity};
 use super::seal::Key;
 use super::wire::{
     self, INITIATION_LEN, Kind, RejectReason, VERSION, cookie_reply, initiation, reject, response,
@@ -124,7 +124,8 @@ impl Initiator {
         let mut message = [0; INITIATION_LEN];
         message[0] = Kind::Initiation as u8;
         message[initiation::VERSION] = VERSION;
-        message[initiation::SENDER..initiation::SENDER + 4].copy_from_slice(&sender_index.to_le_bytes());
+        message[initiation::SENDER..initiation::SENDER + 4]
+            .copy_from_slice(&sender_index.to_le_bytes());
         let written = state.write_message(
             &conv.to_le_bytes(),
             &mut message[initiation::NOISE..initiation::NOISE + initiation::NOISE_LEN],
@@ -182,10 +183,14 @@ impl Initiator {
     pub(crate) fn handle(&mut self, now: Instant, datagram: &[u8]) -> Reply {
         let names_us = |at| wire::u32_at(datagram, at) == Some(self.sender_index);
         match Kind::of(datagram) {
-            Some(Kind::Response) if datagram.len() == response::LEN && names_us(response::RECEIVER) => {
+            Some(Kind::Response)
+                if datagram.len() == response::LEN && names_us(response::RECEIVER) =>
+            {
                 self.finish(datagram)
             }
-            Some(Kind::CookieReply) if datagram.len() == cookie_reply::LEN && names_us(cookie_reply::RECEIVER) => {
+            Some(Kind::CookieReply)
+                if datagram.len() == cookie_reply::LEN && names_us(cookie_reply::RECEIVER) =>
+            {
                 let mac1 = &self.message[initiation::MAC1..initiation::MAC2];
                 match self.macs.open_cookie(
                     &datagram[cookie_reply::COOKIE..],
@@ -372,8 +377,10 @@ impl Responder {
         let mut response = [0; response::LEN];
         response[0] = Kind::Response as u8;
         response[1] = VERSION;
-        response[response::SENDER..response::SENDER + 4].copy_from_slice(&local_index.to_le_bytes());
-        response[response::RECEIVER..response::RECEIVER + 4].copy_from_slice(&peer_index.to_le_bytes());
+        response[response::SENDER..response::SENDER + 4]
+            .copy_from_slice(&local_index.to_le_bytes());
+        response[response::RECEIVER..response::RECEIVER + 4]
+            .copy_from_slice(&peer_index.to_le_bytes());
         let written = state.write_message(&[], &mut response[response::NOISE..])?;
         debug_assert_eq!(written, response::NOISE_LEN);
         // Split: the first key is the initiator's sending key.
@@ -429,7 +436,10 @@ mod tests {
         assert_eq!(msg.len(), INITIATION_LEN);
         let mut out = Vec::new();
         let from = ADDR.parse().unwrap();
-        assert_eq!(r.screen(now, from, &msg, false, &mut out), Screened::Valid { sender_index: 1234 });
+        assert_eq!(
+            r.screen(now, from, &msg, false, &mut out),
+            Screened::Valid { sender_index: 1234 }
+        );
         assert!(out.is_empty());
         let accepted = r.accept(&msg, 99).unwrap();
         assert_eq!(accepted.established.conv, 77);
@@ -453,52 +463,84 @@ mod tests {
         let from = ADDR.parse().unwrap();
         let mut out = Vec::new();
         let first = i.initiation(now).to_vec();
-        assert_eq!(r.screen(now, from, &first, false, &mut out), Screened::CookieSent);
+        assert_eq!(
+            r.screen(now, from, &first, false, &mut out),
+            Screened::CookieSent
+        );
         assert_eq!(out.len(), cookie_reply::LEN);
         assert!(matches!(i.handle(now, &out), Reply::Cookie));
         let second = i.initiation(now).to_vec();
         out.clear();
-        assert_eq!(r.screen(now, from, &second, false, &mut out), Screened::Valid { sender_index: 5 });
+        assert_eq!(
+            r.screen(now, from, &second, false, &mut out),
+            Screened::Valid { sender_index: 5 }
+        );
         // From another address the same initiation needs its own cookie.
         let other = "127.0.0.2:5000".parse().unwrap();
-        assert_eq!(r.screen(now, other, &second, false, &mut out), Screened::CookieSent);
+        assert_eq!(
+            r.screen(now, other, &second, false, &mut out),
+            Screened::CookieSent
+        );
         // A cookie reply for someone else's initiation does not open.
         let mut j = Initiator::new(&key(&r), None, 1, 5).unwrap();
-        assert!(matches!(j.handle(now, &out[cookie_reply::LEN..]), Reply::Ignored));
+        assert!(matches!(
+            j.handle(now, &out[cookie_reply::LEN..]),
+            Reply::Ignored
+        ));
     }
 
     #[test]
     fn a_wrong_key_a_psk_mismatch_and_another_version_are_told_apart() {
         let now = Instant::now();
         let from = ADDR.parse().unwrap();
-        let mut r = server(CookiePolicy::Never, Some(Psk::from_passphrase("title")), now);
+        let mut r = server(
+            CookiePolicy::Never,
+            Some(Psk::from_passphrase("title")),
+            now,
+        );
         let other = ServerIdentity::generate().unwrap().public();
         let mut out = Vec::new();
 
         let mut wrong_key = Initiator::new(&other, None, 1, 7).unwrap();
         let msg = wrong_key.initiation(now).to_vec();
-        assert_eq!(r.screen(now, from, &msg, false, &mut out), Screened::WrongKey);
+        assert_eq!(
+            r.screen(now, from, &msg, false, &mut out),
+            Screened::WrongKey
+        );
         assert!(matches!(
             wrong_key.handle(now, &out),
-            Reply::Rejected { reason: RejectReason::WrongKey, .. }
+            Reply::Rejected {
+                reason: RejectReason::WrongKey,
+                ..
+            }
         ));
 
         for psk in [None, Some(Psk::from_passphrase("other"))] {
             let mut no_psk = Initiator::new(&key(&r), psk.as_ref(), 1, 8).unwrap();
             let msg = no_psk.initiation(now).to_vec();
             out.clear();
-            assert_eq!(r.screen(now, from, &msg, false, &mut out), Screened::Valid { sender_index: 8 });
+            assert_eq!(
+                r.screen(now, from, &msg, false, &mut out),
+                Screened::Valid { sender_index: 8 }
+            );
             assert!(r.accept(&msg, 1).is_err(), "psk {psk:?}");
         }
-        let mut good = Initiator::new(&key(&r), Some(&Psk::from_passphrase("title")), 1, 9).unwrap();
+        let mut good =
+            Initiator::new(&key(&r), Some(&Psk::from_passphrase("title")), 1, 9).unwrap();
         let msg = good.initiation(now).to_vec();
         let accepted = r.accept(&msg, 2).unwrap();
-        assert!(matches!(good.handle(now, &accepted.response), Reply::Established(_)));
+        assert!(matches!(
+            good.handle(now, &accepted.response),
+            Reply::Established(_)
+        ));
 
         let mut msg = msg;
         msg[initiation::VERSION] = 9;
         out.clear();
-        assert_eq!(r.screen(now, from, &msg, false, &mut out), Screened::Version);
+        assert_eq!(
+            r.screen(now, from, &msg, false, &mut out),
+            Screened::Version
+        );
         assert_eq!(out[reject::VERSION], VERSION);
     }
 

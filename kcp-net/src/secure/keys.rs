@@ -324,7 +324,11 @@ enum ModeError {
 #[cfg(unix)]
 fn check_private_mode(path: &Path) -> Result<(), ModeError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).map_err(ModeError::Io)?.permissions().mode() & 0o777;
+    let mode = fs::metadata(path)
+        .map_err(ModeError::Io)?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode & 0o077 == 0 {
         Ok(())
     } else {
@@ -377,7 +381,10 @@ mod tests {
         ServerIdentity::generate().unwrap().save(&path).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = ServerIdentity::load(&path).unwrap_err();
-        assert!(matches!(err, KeyError::Exposed { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, KeyError::Exposed { mode: 0o644, .. }),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

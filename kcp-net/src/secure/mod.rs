@@ -35,13 +35,13 @@ use std::time::Duration;
 pub use channel::{OpenError, RekeyPolicy, SecureCounters};
 pub use cookie::ROTATE as COOKIE_LIFETIME;
 pub use handshake::CookiePolicy;
-pub use keys::{KEY_LEN, KeyError, PublicKey, Psk, ServerIdentity};
-pub use replay::WINDOW as REPLAY_WINDOW;
+pub use keys::{KEY_LEN, KeyError, Psk, PublicKey, ServerIdentity};
+pub use replay::{ReplayWindow, Stale, WINDOW as REPLAY_WINDOW};
 pub use session::{DatagramError, MAX_CLOSE_TEXT, MAX_DATAGRAMS_IN, MAX_DATAGRAMS_OUT, PeerClose};
 pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION};
 
 pub(crate) use channel::SecureChannel;
-pub(crate) use handshake::{Accepted, Initiator, Reply, Responder, Screened, FIRST_RETRY};
+pub(crate) use handshake::{Accepted, FIRST_RETRY, Initiator, Reply, Responder, Screened};
 pub(crate) use session::{Delivered, SecureSession};
 pub(crate) use wire::{Kind, RejectReason, transport_receiver};
 
@@ -134,6 +134,8 @@ pub enum HandshakeError {
     #[error("the server is full")]
     ServerFull,
     /// Nothing came back.
-    #[error("no answer to the handshake within {0:?} (wrong address, server down, or not in secure mode)")]
+    #[error(
+        "no answer to the handshake within {0:?} (wrong address, server down, or not in secure mode)"
+    )]
     Timeout(Duration),
 }

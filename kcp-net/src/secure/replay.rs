@@ -143,7 +143,11 @@ mod tests {
         accept(&mut w, 10_000 - WINDOW + 1).unwrap();
         // A jump of exactly the window forgets everything behind it.
         accept(&mut w, 10_000 + WINDOW).unwrap();
-        assert_eq!(w.is_fresh(10_001), Ok(()), "the oldest in the window, unseen");
+        assert_eq!(
+            w.is_fresh(10_001),
+            Ok(()),
+            "the oldest in the window, unseen"
+        );
         assert_eq!(w.is_fresh(10_000), Err(Stale::TooOld));
     }
 

@@ -5,7 +5,7 @@ use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 
 /// Length of the Poly1305 tag that ends every sealed datagram.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// A transport key of one direction.
 #[derive(Clone)]
@@ -91,7 +91,10 @@ mod tests {
         assert!(!key.open(6, b"head", &mut buf, &tag), "another counter");
         assert_eq!(buf, sealed, "a failed open leaves the bytes");
         assert!(!key.open(5, b"hEad", &mut buf, &tag), "another aad");
-        assert!(!Key::new([8; 32]).open(5, b"head", &mut buf, &tag), "another key");
+        assert!(
+            !Key::new([8; 32]).open(5, b"head", &mut buf, &tag),
+            "another key"
+        );
         let mut bad = tag;
         bad[0] ^= 1;
         assert!(!key.open(5, b"head", &mut buf, &bad), "another tag");

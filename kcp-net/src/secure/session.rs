@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcp_core::Transmit;
 
-use super::channel::{OpenError, SecureChannel, SecureCounters};
+use super::channel::{OpenError, RekeyPolicy, SecureChannel, SecureCounters};
 use super::wire::{Inner, TRANSPORT_OVERHEAD};
 use crate::lifecycle::CloseReason;
 
@@ -89,7 +89,10 @@ fn close_code(reason: CloseReason) -> u16 {
 }
 
 fn close_reason(code: u16) -> Option<CloseReason> {
-    CLOSE_CODES.iter().find(|&&(_, c)| c == code).map(|&(r, _)| r)
+    CLOSE_CODES
+        .iter()
+        .find(|&&(_, c)| c == code)
+        .map(|&(r, _)| r)
 }
 
 /// The secure part of a conversation.
@@ -135,6 +138,10 @@ impl SecureSession {
 
     pub(crate) const fn counters(&self) -> &SecureCounters {
         self.channel.counters()
+    }
+
+    pub(crate) const fn rekey_policy(&self) -> RekeyPolicy {
+        self.channel.rekey_policy()
     }
 
     pub(crate) const fn local_index(&self) -> u32 {
@@ -198,7 +205,8 @@ impl SecureSession {
             Inner::Close => {
                 if self.peer_close.is_none() && body.len() >= 2 {
                     let code = u16::from_le_bytes([body[0], body[1]]);
-                    let text = String::from_utf8_lossy(&body[2..body.len().min(2 + MAX_CLOSE_TEXT)]);
+                    let text =
+                        String::from_utf8_lossy(&body[2..body.len().min(2 + MAX_CLOSE_TEXT)]);
                     self.peer_close = Some(PeerClose {
                         reason: close_reason(code),
                         code,
@@ -341,16 +349,16 @@ impl<T: Transmit<Buf = Vec<u8>>> Transmit for Sealing<'_, T> {
     type Buf = Vec<u8>;
 
     fn buffer(&mut self, room: usize) -> &mut Vec<u8> {
-        self.scratch.clear();
+        // The engine may ask again while it builds one datagram: keep what it wrote.
         self.scratch.reserve(room);
         self.scratch
     }
 
     fn commit(&mut self, len: usize) -> Result<(), T::Error> {
-        let start = self.scratch.len() - len;
-        let result = self
-            .channel
-            .seal_into(self.now, Inner::Kcp, &self.scratch[start..], self.inner);
+        let start = self.scratch.len().saturating_sub(len);
+        let result =
+            self.channel
+                .seal_into(self.now, Inner::Kcp, &self.scratch[start..], self.inner);
         self.scratch.clear();
         result
     }

@@ -17,9 +17,10 @@ use crate::admission::{Opening, Refusal, Room, UnconfirmedPool};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, ServerConfig, max_datagram};
 use crate::conversation::Conversation;
-use crate::error::{NetError, QueueError};
+use crate::error::{NetError, QueueError, Refused};
 use crate::lifecycle::{CloseReason, SessionState};
 use crate::outbox::Outbox;
+use crate::secure::OpenError;
 use crate::server::request::{SessionInfo, Shared};
 use crate::session::KcpSession;
 use crate::stats::LoopStats;
@@ -27,6 +28,8 @@ use crate::store::{Entry, SessionKey, Store};
 use crate::timer::{TimerHeap, earliest};
 use crate::trim;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
+
+use super::secure_front::SecureFront;
 
 /// Datagrams received in one [`ServerDriver::poll_io`] after which no further read
 /// starts before timers and output get their turn: 8 batches (one GRO read may bring
@@ -59,6 +62,13 @@ pub enum ServerEvent {
         key: SessionKey,
         /// The message.
         message: Bytes,
+    },
+    /// An unreliable datagram arrived (secure mode).
+    Datagram {
+        /// The session it came on.
+        key: SessionKey,
+        /// Its bytes.
+        datagram: Bytes,
     },
     /// A session was closed and removed; its key is stale from now on.
     Closed {
@@ -110,35 +120,37 @@ pub enum ServerEvent {
 /// ```
 #[derive(Debug)]
 pub struct ServerDriver {
-    id: u16,
-    socket: PolledSocket,
-    io: Box<dyn DatagramIo>,
-    recv: RecvBatch,
-    outbox: Outbox,
-    config: Arc<ServerConfig>,
-    conversation: ConversationConfig,
-    shared: Arc<Shared>,
-    store: Store<KcpSession>,
-    routes: HashMap<(SocketAddr, u32), SessionKey>,
-    timers: TimerHeap<SessionKey>,
+    pub(super) id: u16,
+    pub(super) socket: PolledSocket,
+    pub(super) io: Box<dyn DatagramIo>,
+    pub(super) recv: RecvBatch,
+    pub(super) outbox: Outbox,
+    pub(super) config: Arc<ServerConfig>,
+    pub(super) conversation: ConversationConfig,
+    pub(super) shared: Arc<Shared>,
+    pub(super) store: Store<KcpSession>,
+    pub(super) routes: HashMap<(SocketAddr, u32), SessionKey>,
+    pub(super) timers: TimerHeap<SessionKey>,
     /// Reused buffer for the dirty keys of a tick.
-    dirty: Vec<SessionKey>,
-    socket_readable: bool,
-    shutdown: Option<Instant>,
-    stats: LoopStats,
-    events: VecDeque<ServerEvent>,
+    pub(super) dirty: Vec<SessionKey>,
+    pub(super) socket_readable: bool,
+    pub(super) shutdown: Option<Instant>,
+    pub(super) stats: LoopStats,
+    pub(super) events: VecDeque<ServerEvent>,
     /// The drop counters at the last drop log, and when the next may be written.
-    drops_logged: (LoopStats, Instant),
+    pub(super) drops_logged: (LoopStats, Instant),
     /// The loop's unconfirmed sessions, oldest first.
-    unconfirmed: UnconfirmedPool<SessionKey>,
+    pub(super) unconfirmed: UnconfirmedPool<SessionKey>,
     /// Received bytes the loop's sessions hold (estimated, see `Buffers`).
-    buffers: Buffers,
+    pub(super) buffers: Buffers,
+    /// The secure wire mode's handshakes and session indices (`None`: raw KCP).
+    pub(super) front: Option<SecureFront>,
 }
 
 /// The loop's share of `max_buffered_bytes` and what its sessions hold: each held
 /// segment counts as a whole datagram of `max_datagram` bytes (it may keep one alive).
 #[derive(Clone, Copy, Debug)]
-struct Buffers {
+pub(super) struct Buffers {
     held: usize,
     budget: usize,
     per_segment: usize,
@@ -210,6 +222,10 @@ impl ServerDriver {
             freed: 0,
         };
         let unconfirmed = UnconfirmedPool::new(&config);
+        let front = config
+            .secure
+            .clone()
+            .map(|security| SecureFront::new(security, now));
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
@@ -234,6 +250,7 @@ impl ServerDriver {
             stats: LoopStats::default(),
             events: VecDeque::new(),
             drops_logged: (LoopStats::default(), now),
+            front,
             unconfirmed,
             buffers,
         }
@@ -440,6 +457,10 @@ impl ServerDriver {
         now: Instant,
         accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
     ) {
+        if self.front.is_some() {
+            self.secure_datagram(i, now, accept);
+            return;
+        }
         let (meta, datagram) = self.recv.get(i);
         let peer = meta.addr;
         let Some(conv) = conv_of(datagram) else {
@@ -463,18 +484,24 @@ impl ServerDriver {
                 },
             },
         };
-        let (_, datagram) = self.recv.get(i);
+        self.deliver(i, key, now);
+    }
+
+    /// Feeds datagram `i` of the receive batch to session `key`.
+    pub(super) fn deliver(&mut self, i: usize, key: SessionKey, now: Instant) {
+        let (meta, datagram) = self.recv.get(i);
         let confirmed = deliver(
             &mut self.store,
             &mut self.stats,
             &mut self.events,
             &mut self.buffers,
             key,
+            meta.addr,
             datagram,
             now,
         );
         if confirmed {
-            self.confirmed();
+            self.confirmed(key);
         }
     }
 
@@ -486,13 +513,32 @@ impl ServerDriver {
         now: Instant,
         accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
     ) -> Option<SessionKey> {
+        self.admit(peer, conv, now, accept).ok()?;
+        // The config was validated at bind, so this cannot fail.
+        let conversation = Conversation::new(conv, self.conversation.clone(), now).ok()?;
+        let key = self.insert(peer, conversation, now);
+        self.routes.insert((peer, conv), key);
+        Some(key)
+    }
+
+    /// Whether a new session from `peer` may open: not shutting down, the shared
+    /// limits, room in the unconfirmed pool, and the application's `accept`. On `Ok`
+    /// the admission counts it (released when the session closes, or by the caller if
+    /// it is not inserted after all).
+    pub(super) fn admit(
+        &mut self,
+        peer: SocketAddr,
+        conv: u32,
+        now: Instant,
+        accept: &mut dyn FnMut(SocketAddr, u32) -> bool,
+    ) -> Result<(), Option<Refusal>> {
         if self.shutdown.is_some() {
             self.stats.dropped_refused += 1;
-            return None;
+            return Err(None);
         }
         if let Err(refusal) = self.shared.admission.admit(peer.ip(), now) {
             refusal.count(&mut self.stats);
-            return None;
+            return Err(Some(refusal));
         }
         loop {
             let store = &self.store;
@@ -503,21 +549,29 @@ impl ServerDriver {
                 _ => {
                     Refusal::UnconfirmedFull.count(&mut self.stats);
                     self.shared.admission.release(peer.ip(), false);
-                    return None;
+                    return Err(Some(Refusal::UnconfirmedFull));
                 }
             }
         }
         if !accept(peer, conv) {
             self.stats.dropped_refused += 1;
             self.shared.admission.release(peer.ip(), false);
-            return None;
+            return Err(None);
         }
-        // The config was validated at bind, so this cannot fail.
-        let conversation = Conversation::new(conv, self.conversation.clone(), now).ok()?;
+        Ok(())
+    }
+
+    /// Stores an admitted session and announces it.
+    pub(super) fn insert(
+        &mut self,
+        peer: SocketAddr,
+        conversation: Conversation,
+        now: Instant,
+    ) -> SessionKey {
+        let conv = conversation.conv();
         let key = self
             .store
             .insert(|key| KcpSession::new(key, peer, conversation));
-        self.routes.insert((peer, conv), key);
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.stats.sessions_opened += 1;
         let store = &self.store;
@@ -527,7 +581,7 @@ impl ServerDriver {
         tracing::debug!(loop_id = self.id, %key, %peer, conv, "session opened");
         self.events
             .push_back(ServerEvent::Opened { key, peer, conv });
-        Some(key)
+        key
     }
 
     // ---------------------------------------------------------------- timers and output
@@ -614,11 +668,19 @@ impl ServerDriver {
         let Some(session) = self.store.get_mut(key) else {
             return;
         };
+        session
+            .conversation
+            .announce_close(reason, close_text(reason));
         emit(session, &mut self.outbox, &mut self.stats, now, Emit::All);
         let Some(session) = self.store.remove(key) else {
             return;
         };
-        self.routes.remove(&(session.peer(), session.conv()));
+        match &mut self.front {
+            Some(front) => front.forget(&session),
+            None => {
+                self.routes.remove(&(session.peer(), session.conv()));
+            }
+        }
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
         self.buffers.held -= session.held_bytes;
         self.buffers.freed += session.held_bytes;
@@ -628,7 +690,7 @@ impl ServerDriver {
         }
         self.shared
             .admission
-            .release(session.peer().ip(), confirmed);
+            .release(session.admitted_ip, confirmed);
         if self.store.is_empty() {
             // Only stale timer entries are left: drop them, so an empty driver asks
             // for no wake-up.
@@ -642,6 +704,7 @@ impl ServerDriver {
             CloseReason::HandlerPanicked => self.stats.closed_handler_panicked += 1,
             CloseReason::Unconfirmed => self.stats.closed_unconfirmed += 1,
             CloseReason::Evicted => self.stats.evicted_unconfirmed += 1,
+            CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
         }
         tracing::debug!(loop_id = self.id, %key, peer = %session.peer(), conv = session.conv(), ?reason, "session closed");
         self.events.push_back(ServerEvent::Closed {
@@ -652,7 +715,10 @@ impl ServerDriver {
     }
 
     /// A session just proved its peer's address: it counts as confirmed from now on.
-    fn confirmed(&mut self) {
+    fn confirmed(&mut self, key: SessionKey) {
+        if let (Some(front), Some(session)) = (&mut self.front, self.store.get_mut(key)) {
+            front.confirmed(session);
+        }
         self.unconfirmed.left();
         self.shared.admission.confirm();
         self.stats.sessions_confirmed += 1;
@@ -834,6 +900,7 @@ fn deliver(
     events: &mut VecDeque<ServerEvent>,
     buffers: &mut Buffers,
     key: SessionKey,
+    from: SocketAddr,
     datagram: &[u8],
     now: Instant,
 ) -> bool {
@@ -847,11 +914,27 @@ fn deliver(
         stats.dropped_memory_budget += 1;
         return false;
     }
-    let conversation = &mut session.conversation;
-    let was_confirmed = conversation.is_confirmed();
-    if conversation.input(now, datagram).is_err() {
-        stats.dropped_rejected += 1;
+    let was_confirmed = session.conversation.is_confirmed();
+    let input = if from == session.peer() {
+        session.conversation.input(now, datagram)
+    } else {
+        match session.conversation.input_from_new_address(now, datagram) {
+            Ok(true) => {
+                tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
+                session.set_peer(from);
+                stats.migrations += 1;
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    };
+    if let Err(refused) = input {
+        count_refused(stats, refused);
         return false;
+    }
+    let conversation = &mut session.conversation;
+    while let Some(datagram) = conversation.recv_datagram() {
+        events.push_back(ServerEvent::Datagram { key, datagram });
     }
     let keepalives = conversation.counters_ref().keepalives_in;
     while let Some(message) = conversation.recv() {
@@ -870,6 +953,17 @@ fn deliver(
 /// Whether `datagram` carries data the engine would hold out of order: a `Push` with
 /// a payload beyond `rcv_nxt` (the datagram was validated as KCP by then or is
 /// rejected whole anyway).
+fn count_refused(stats: &mut LoopStats, refused: Refused) {
+    let counter = match refused {
+        Refused::Seal(OpenError::Tampered) => &mut stats.dropped_tampered,
+        Refused::Seal(OpenError::Replayed | OpenError::TooOld) => &mut stats.dropped_replayed,
+        Refused::Seal(OpenError::Foreign) => &mut stats.dropped_unknown_index,
+        Refused::Seal(_) => &mut stats.dropped_sealed_other,
+        _ => &mut stats.dropped_rejected,
+    };
+    *counter += 1;
+}
+
 fn would_hold(datagram: &[u8], rcv_nxt: Sn) -> bool {
     let mut rest = datagram;
     while rest.len() >= HEADER_LEN {
@@ -899,8 +993,21 @@ impl Drop for ServerDriver {
             let confirmed = session.conversation.is_confirmed();
             self.shared
                 .admission
-                .release(session.peer().ip(), confirmed);
+                .release(session.admitted_ip, confirmed);
         }
+    }
+}
+
+/// The words a secure close carries for each reason.
+const fn close_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Local => "closed by the server",
+        CloseReason::Shutdown => "the server is shutting down",
+        CloseReason::IdleTimeout => "idle for too long",
+        CloseReason::PeerGone | CloseReason::DeadLink => "the client stopped answering",
+        CloseReason::HandlerPanicked => "the server failed handling this session",
+        CloseReason::Unconfirmed | CloseReason::Evicted => "the handshake was not completed",
+        CloseReason::PeerClosed => "",
     }
 }
 

@@ -187,6 +187,9 @@ impl<H: EventHandler> Running<H> {
                 ServerEvent::Message { key, message } => {
                     self.call(key, now, |handler, ctx| handler.on_message(ctx, message));
                 }
+                ServerEvent::Datagram { key, datagram } => {
+                    self.call(key, now, |handler, ctx| handler.on_datagram(ctx, datagram));
+                }
                 ServerEvent::Closed {
                     key,
                     reason,

@@ -44,6 +44,11 @@ pub trait EventHandler: Send + 'static {
     /// unless `swallow_empty_messages` is off).
     fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes);
 
+    /// An unreliable datagram arrived (secure mode). By default it is dropped.
+    fn on_datagram(&mut self, session: &mut SessionCtx<'_>, datagram: Bytes) {
+        let _ = (session, datagram);
+    }
+
     /// A session was closed and removed. `session` shows its final state and counters,
     /// and its [`handle`](CloseCtx::handle) reaches the rest of the server (tell the
     /// other sessions, say). Its key is stale from now on: sends to it are refused.
@@ -127,6 +132,17 @@ impl SessionCtx<'_> {
     /// As [`send`](Self::send).
     pub fn send_bytes(&mut self, message: Bytes) -> Result<(), QueueError> {
         queue(&mut self.entry, self.stats, self.now, message)
+    }
+
+    /// Queues an unreliable datagram (secure mode): no retransmission, no order.
+    ///
+    /// # Errors
+    /// [`DatagramError`](crate::secure::DatagramError): raw mode, too large, too many
+    /// waiting, or closing.
+    pub fn send_datagram(&mut self, datagram: Bytes) -> Result<(), crate::secure::DatagramError> {
+        self.entry.get_mut().conversation.send_datagram(datagram)?;
+        self.entry.mark_dirty();
+        Ok(())
     }
 
     /// Closes the session once what it has queued is acknowledged, or after the

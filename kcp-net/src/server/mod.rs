@@ -15,6 +15,7 @@ mod event_loop;
 mod handle;
 mod handler;
 mod request;
+mod secure_front;
 
 pub use bootstrap::KcpServer;
 pub use driver::{ServerDriver, ServerEvent};

@@ -1,0 +1,229 @@
+//! The secure wire mode end to end on loopback: handshake, sealed echo, unreliable
+//! datagrams, close in both directions, the errors a client sees, cookies, and a
+//! client that moves to a new port mid-transfer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use kcp_net::secure::{
+    ClientSecurity, CookiePolicy, HandshakeError, Psk, ServerIdentity, ServerSecurity,
+};
+use kcp_net::{
+    CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, NetError, ServerConfig, SessionCtx,
+};
+
+/// Echoes messages and datagrams; reports closes.
+#[derive(Clone)]
+struct SecureEcho(std::sync::mpsc::Sender<CloseReason>);
+
+impl EventHandler for SecureEcho {
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, message: Bytes) {
+        let _ = session.send_bytes(message);
+    }
+    fn on_datagram(&mut self, session: &mut SessionCtx<'_>, datagram: Bytes) {
+        let _ = session.send_datagram(datagram);
+    }
+    fn on_close(&mut self, _session: &CloseCtx<'_>, reason: CloseReason) {
+        let _ = self.0.send(reason);
+    }
+}
+
+fn secure_server(
+    configure: impl FnOnce(&mut ServerConfig, &mut ServerSecurity),
+) -> (
+    KcpServer,
+    ServerIdentity,
+    std::sync::mpsc::Receiver<CloseReason>,
+) {
+    let identity = ServerIdentity::generate().unwrap();
+    let mut security = ServerSecurity::new(identity.clone());
+    let mut config = server_config();
+    configure(&mut config, &mut security);
+    config.secure = Some(security);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = KcpServer::bind(localhost(), config, SecureEcho(tx)).unwrap();
+    (server, identity, rx)
+}
+
+fn secure_client(server: &KcpServer, security: ClientSecurity) -> Result<KcpClient, NetError> {
+    let mut config = client_config();
+    config.secure = Some(security);
+    KcpClient::connect(server.local_addr(), config)
+}
+
+fn echo(client: &mut KcpClient, message: &[u8]) {
+    client.send(message).unwrap();
+    let got = client.recv(WAIT).unwrap().expect("an echo");
+    assert_eq!(&got[..], message);
+}
+
+#[test]
+fn a_sealed_echo_with_datagrams_and_a_close_the_server_learns_at_once() {
+    let (server, identity, closes) = secure_server(|_, _| {});
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    for i in 0..20u32 {
+        echo(&mut client, &i.to_le_bytes().repeat(100 * i as usize + 1));
+    }
+    let max = client.conversation().max_datagram_size().unwrap();
+    client.send_datagram(Bytes::from(vec![7; max])).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let datagram = loop {
+        if let Some(d) = client.try_recv_datagram().unwrap() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no datagram echoed");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(datagram.len(), max);
+    assert!(matches!(
+        client.send_datagram(Bytes::from(vec![7; max + 1])),
+        Err(NetError::Datagram(_))
+    ));
+    let stats = wait_for_stats(&server, &mut client, |s| s.sessions_confirmed > 0);
+    assert_eq!(stats.handshakes, 1);
+    assert_eq!(stats.sessions_confirmed, 1);
+    client.close(WAIT).unwrap();
+    // The server hears of it at once, not after its idle timeout (30 s).
+    let reason = closes
+        .recv_timeout(Duration::from_secs(2))
+        .expect("a close");
+    assert_eq!(reason, CloseReason::PeerClosed);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_server_shutdown_reaches_the_client_at_once() {
+    let (server, identity, _closes) = secure_server(|_, _| {});
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    echo(&mut client, b"hello");
+    let started = Instant::now();
+    server.shutdown(Duration::from_secs(1)).unwrap();
+    let err = loop {
+        match client.recv(Duration::from_millis(50)) {
+            Err(e) => break e,
+            Ok(_) => assert!(started.elapsed() < WAIT, "the client never heard"),
+        }
+    };
+    assert!(
+        matches!(
+            err,
+            NetError::ClosedByServer {
+                reason: Some(CloseReason::Shutdown),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_wrong_key_a_psk_mismatch_and_a_full_server_are_told_apart() {
+    let (server, identity, _closes) = secure_server(|config, security| {
+        config.max_sessions = 1;
+        security.psk = Some(Psk::from_passphrase("the title's secret"));
+    });
+    let other = ServerIdentity::generate().unwrap().public();
+    let err = secure_client(&server, ClientSecurity::new(other)).unwrap_err();
+    assert!(
+        matches!(&err, NetError::Handshake(HandshakeError::WrongServerKey { pinned }) if *pinned == other.fingerprint()),
+        "{err:?}"
+    );
+    let err = secure_client(&server, ClientSecurity::new(identity.public())).unwrap_err();
+    assert!(
+        matches!(err, NetError::Handshake(HandshakeError::PskMismatch)),
+        "{err:?}"
+    );
+
+    let mut with_psk = ClientSecurity::new(identity.public());
+    with_psk.psk = Some(Psk::from_passphrase("the title's secret"));
+    let mut first = secure_client(&server, with_psk.clone()).unwrap();
+    echo(&mut first, b"confirmed");
+    let err = secure_client(&server, with_psk).unwrap_err();
+    assert!(
+        matches!(err, NetError::Handshake(HandshakeError::ServerFull)),
+        "{err:?}"
+    );
+    // The counters are published with the loop's next stats snapshot.
+    let stats = wait_for_stats(&server, &mut first, |s| s.rejected_full > 0);
+    assert_eq!(
+        (
+            stats.rejected_wrong_key,
+            stats.rejected_handshake,
+            stats.rejected_full
+        ),
+        (1, 1, 1)
+    );
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn no_answer_is_a_timeout_that_says_so() {
+    // A raw server does not speak the secure mode: the client hears nothing it knows.
+    let server = KcpServer::bind(localhost(), server_config(), Echo).unwrap();
+    let mut security = ClientSecurity::new(ServerIdentity::generate().unwrap().public());
+    security.handshake_timeout = Duration::from_millis(600);
+    let err = secure_client(&server, security).unwrap_err();
+    assert!(
+        matches!(err, NetError::Handshake(HandshakeError::Timeout(_))),
+        "{err:?}"
+    );
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn with_cookies_always_a_handshake_takes_one_more_round_trip_and_works() {
+    let (server, identity, _closes) = secure_server(|_, security| {
+        security.cookies = CookiePolicy::Always;
+    });
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    echo(&mut client, b"after the cookie");
+    let stats = wait_for_stats(&server, &mut client, |s| s.handshakes > 0);
+    assert_eq!((stats.cookies_sent, stats.handshakes), (1, 1));
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_client_that_moves_to_a_new_port_mid_transfer_loses_nothing() {
+    let (server, identity, _closes) = secure_server(|_, _| {});
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    let before = client.local_addr().unwrap();
+    let mut expected = Vec::new();
+    let mut got = Vec::new();
+    for i in 0..400u32 {
+        let message = i.to_le_bytes().repeat(64);
+        client.send(&message).unwrap();
+        expected.extend_from_slice(&message);
+        if i == 200 {
+            let after = client.rebind().unwrap();
+            assert_ne!(before.port(), after.port());
+        }
+        while let Some(m) = client.try_recv().unwrap() {
+            got.extend_from_slice(&m);
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while got.len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} bytes back",
+            got.len(),
+            expected.len()
+        );
+        if let Some(m) = client.recv(Duration::from_millis(50)).unwrap() {
+            got.extend_from_slice(&m);
+        }
+    }
+    assert_eq!(got, expected);
+    let stats = wait_for_stats(&server, &mut client, |s| s.migrations > 0);
+    assert_eq!(stats.migrations, 1);
+    assert_eq!(stats.sessions_opened, 1);
+    server.shutdown(Duration::ZERO).unwrap();
+}
