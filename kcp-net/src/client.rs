@@ -13,10 +13,7 @@ use crate::conversation::{ACK_HOLD, Conversation};
 use crate::error::NetError;
 use crate::lifecycle::CloseReason;
 use crate::outbox::Outbox;
-use crate::secure::{
-    ClientSecurity, FIRST_RETRY, HandshakeError, Initiator, PeerClose, RejectReason, Reply,
-    SecureChannel, VERSION,
-};
+use crate::secure::{ClientHandshake, ClientSecurity, PeerClose};
 use crate::stats::SessionStats;
 use crate::timer::earliest;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
@@ -150,84 +147,32 @@ impl KcpClient {
     /// Runs the secure handshake on the socket (blocking up to the handshake
     /// timeout) and starts the sealed conversation.
     fn handshake(&mut self, conv: u32, security: &ClientSecurity) -> Result<(), NetError> {
-        let timeout = security.handshake_timeout;
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let new_attempt = || {
-            Initiator::new(
-                &security.server_key,
-                security.psk.as_ref(),
-                conv,
-                random_conv(0),
-            )
-            .map_err(|_| NetError::Setting("the server key is not a valid X25519 key"))
-        };
-        let mut attempt = new_attempt()?;
-        let mut retry = FIRST_RETRY;
-        let mut send_at = start;
+        let mut handshake = ClientHandshake::new(
+            security.clone(),
+            conv,
+            self.config.conversation(),
+            Instant::now(),
+        )?;
         let mut received: Vec<Vec<u8>> = Vec::new();
         loop {
             let now = Instant::now();
-            if now >= deadline {
-                return Err(if attempt.has_cookie() {
-                    HandshakeError::CookieTimeout(timeout)
-                } else {
-                    HandshakeError::Timeout(timeout)
-                }
-                .into());
-            }
-            if now >= send_at {
+            handshake.check_timeout(now)?;
+            if let Some(initiation) = handshake.poll_transmit(now) {
                 self.outbox.set_now(now);
-                let initiation = attempt.initiation(now);
                 let mut sink = self.outbox.to(self.server);
                 let buf = kcp_core::Transmit::buffer(&mut sink, initiation.len());
                 buf.extend_from_slice(initiation);
                 let Ok(()) = kcp_core::Transmit::commit(&mut sink, initiation.len());
                 self.flush_socket(now);
-                send_at = now + retry;
-                retry = (retry * 2).min(Duration::from_secs(1));
             }
-            self.wait(send_at.min(deadline).saturating_duration_since(now))?;
+            self.wait(handshake.next_deadline().saturating_duration_since(now))?;
             self.read_raw(&mut received)?;
             let now = Instant::now();
             for datagram in received.drain(..) {
-                match attempt.handle(now, &datagram) {
-                    Reply::Established(established) => {
-                        let channel = SecureChannel::new(*established, security.rekey, now);
-                        self.conversation = Conversation::secure(
-                            conv,
-                            self.config.conversation(),
-                            channel,
-                            None,
-                            now,
-                        )?;
-                        self.failure = None;
-                        return Ok(());
-                    }
-                    Reply::Cookie => send_at = now,
-                    Reply::Rejected {
-                        reason,
-                        server_version,
-                    } => {
-                        return Err(match reason {
-                            RejectReason::Version => HandshakeError::VersionMismatch {
-                                ours: VERSION,
-                                server: server_version,
-                            },
-                            RejectReason::WrongKey => HandshakeError::WrongServerKey {
-                                pinned: security.server_key.fingerprint(),
-                            },
-                            RejectReason::HandshakeFailed => HandshakeError::PskMismatch,
-                            RejectReason::Full => HandshakeError::ServerFull,
-                        }
-                        .into());
-                    }
-                    Reply::Ignored if attempt.is_spoiled() => {
-                        let cookie = attempt.take_cookie();
-                        attempt = new_attempt()?.with_cookie(cookie);
-                        send_at = now;
-                    }
-                    Reply::Ignored => {}
+                if let Some(conversation) = handshake.handle(now, &datagram)? {
+                    self.conversation = conversation;
+                    self.failure = None;
+                    return Ok(());
                 }
             }
         }

@@ -31,6 +31,10 @@ impl Default for RekeyPolicy {
     }
 }
 
+/// How many key epochs ahead of ours a datagram may be and still be opened (each
+/// costs one `REKEY` to try, so a forged epoch costs at most this many).
+const MAX_EPOCH_JUMP: u8 = 8;
+
 /// Why a datagram was dropped by the secure receive path. None of these changes any
 /// state but its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -196,14 +200,15 @@ impl SecureChannel {
         self.plain.clear();
         self.plain.extend_from_slice(sealed);
         // The key for this epoch: ours, the one before (stragglers across a rekey),
-        // or one of the next two (the peer rekeyed; we follow once one verifies).
+        // or one of the next few (the peer rekeyed, perhaps more than once while we
+        // heard nothing of it; we follow once one verifies).
         let next;
         let key = match ahead {
             0 => &self.recv_key,
             255 => self.recv_previous.as_ref().ok_or(OpenError::UnknownEpoch)?,
-            1 | 2 => {
+            1..=MAX_EPOCH_JUMP => {
                 let mut k = self.recv_key.next();
-                if ahead == 2 {
+                for _ in 1..ahead {
                     k = k.next();
                 }
                 next = k;
@@ -219,14 +224,15 @@ impl SecureChannel {
             .first()
             .and_then(|&b| Inner::from_byte(b))
             .ok_or(OpenError::UnknownInner)?;
-        if matches!(ahead, 1 | 2) {
-            let mut k = self.recv_key.next();
-            if ahead == 2 {
-                k = k.next();
+        if (1..=MAX_EPOCH_JUMP).contains(&ahead) {
+            let mut previous = self.recv_key.clone();
+            for _ in 1..ahead {
+                previous = previous.next();
             }
-            self.recv_previous = Some(std::mem::replace(&mut self.recv_key, k));
+            self.recv_key = previous.next();
+            self.recv_previous = Some(previous);
             self.recv_epoch = epoch;
-            self.counters.rekeys_received += 1;
+            self.counters.rekeys_received += u64::from(ahead);
         }
         let newest = self.replay.mark(counter);
         Ok((inner, newest))
@@ -392,9 +398,10 @@ mod tests {
         let d = seal(&mut a, t0 + Duration::from_secs(20), b"2");
         assert_eq!(a.counters().rekeys_sent, 2);
         assert!(b.open(&d).is_ok(), "two epochs ahead is followed");
-        let _lost = seal(&mut a, t0 + Duration::from_secs(30), b"3");
-        let _lost = seal(&mut a, t0 + Duration::from_secs(40), b"4");
-        let far = seal(&mut a, t0 + Duration::from_secs(50), b"5");
+        for s in 3..11 {
+            let _lost = seal(&mut a, t0 + Duration::from_secs(10 * s), b"lost");
+        }
+        let far = seal(&mut a, t0 + Duration::from_secs(110), b"far");
         assert_eq!(b.open(&far).unwrap_err(), OpenError::UnknownEpoch);
     }
 

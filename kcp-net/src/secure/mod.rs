@@ -21,6 +21,7 @@
 //!   close with a reason ([`PeerClose`]).
 
 mod channel;
+mod client_handshake;
 mod cookie;
 mod handshake;
 mod keys;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use channel::{OpenError, RekeyPolicy, SecureCounters};
+pub use client_handshake::ClientHandshake;
 pub use cookie::ROTATE as COOKIE_LIFETIME;
 pub use handshake::CookiePolicy;
 pub use keys::{KEY_LEN, KeyError, Psk, PublicKey, ServerIdentity};
@@ -41,7 +43,7 @@ pub use session::{DatagramError, MAX_CLOSE_TEXT, MAX_DATAGRAMS_IN, MAX_DATAGRAMS
 pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION};
 
 pub(crate) use channel::SecureChannel;
-pub(crate) use handshake::{Accepted, FIRST_RETRY, Initiator, Reply, Responder, Screened};
+pub(crate) use handshake::{Accepted, Responder, Screened};
 pub(crate) use session::{Delivered, SecureSession};
 pub(crate) use wire::{Kind, RejectReason, transport_receiver};
 
@@ -139,3 +141,6 @@ pub enum HandshakeError {
     )]
     Timeout(Duration),
 }
+
+#[cfg(test)]
+mod tests;
