@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::demo::{DemoOptions, run_demo};
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
@@ -120,6 +121,32 @@ struct ServerArgs {
     /// Log filter (overrides RUST_LOG), e.g. info, debug, kcp_chat=debug.
     #[arg(long)]
     log: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// `kcp-chat server`'s cluster flags.
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Run as one node of a cluster that meets in this Redis, e.g.
+    /// redis://127.0.0.1:6379: rooms, nicks, /who, /rooms and history span every
+    /// node. Without it the server is a single node. See docs/cluster.md.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    cluster: Option<String>,
+    /// This node's name, unique in the cluster (letters, digits, - _ .). Default: the
+    /// listening address with its port, e.g. 127.0.0.1-4000 (node-PID for port 0).
+    #[arg(long, requires = "cluster")]
+    node_id: Option<String>,
+    /// How long this node's presence and its users' nicks live in Redis without a
+    /// refresh (refreshed every quarter of it). Another node declares this one lost
+    /// (its users leave with "node lost") at most this long after its last refresh;
+    /// keep it above the Redis outages a node should ride out.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "cluster")]
+    presence_ttl: Duration,
+    /// Room events (lines, joins) kept while Redis is unreachable and published once
+    /// it is back; lines beyond it are refused and the user told.
+    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    cluster_buffer: usize,
 }
 
 #[derive(Args, Debug)]
@@ -286,8 +313,25 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let _ = tx.send(());
     })
     .context("installing the SIGINT/SIGTERM handler")?;
-    let chat = ChatServer::bind(args.listen, config)
-        .with_context(|| format!("starting the server on {}", args.listen))?;
+    let chat = match &args.cluster.cluster {
+        None => ChatServer::bind(args.listen, config)
+            .with_context(|| format!("starting the server on {}", args.listen))?,
+        Some(url) => {
+            let node = args
+                .cluster
+                .node_id
+                .clone()
+                .unwrap_or_else(|| match args.listen.port() {
+                    0 => format!("node-{}", std::process::id()),
+                    port => format!("{}-{port}", args.listen.ip()).replace([':', '[', ']'], "_"),
+                });
+            let mut cluster = ClusterConfig::new(url, node);
+            cluster.presence_ttl = args.cluster.presence_ttl;
+            cluster.buffer = args.cluster.cluster_buffer;
+            ChatServer::bind_cluster(args.listen, config, cluster)
+                .with_context(|| format!("starting the cluster node on {}", args.listen))?
+        }
+    };
     // Writes to stdout ignore errors from here on: a closed pipe must not stop a
     // clean shutdown.
     let mut stdout = std::io::stdout();
