@@ -225,16 +225,32 @@ struct DemoArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Chat servers to run: with 2 or more, a redis-server of its own (needs
+    /// redis-server on PATH; ./scripts/deps.sh installs it) and that many cluster
+    /// nodes, the bots spread over them; the summary counts cross-node deliveries.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// The server to load; without it a server is started in this process.
+    /// The server to load; without it a server is started in this process. Repeat it
+    /// for the nodes of a cluster (--server A --server B): client i talks to the
+    /// (i mod n)th, so every room spans the nodes.
     #[arg(long)]
-    server: Option<SocketAddr>,
-    /// Event loop threads of the in-process server.
+    server: Vec<SocketAddr>,
+    /// Event loop threads of each in-process server.
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
+    /// In-process servers when no --server is given: 2 or more start a redis-server
+    /// of the bench's own and that many cluster nodes; the report adds the latency
+    /// between nodes and Redis's CPU.
+    #[arg(long, default_value_t = 1, conflicts_with = "server")]
+    nodes: usize,
+    /// Make even a single in-process server a cluster node with its own Redis (to
+    /// measure what Redis alone costs).
+    #[arg(long, conflicts_with = "server")]
+    redis: bool,
     /// Clients.
     #[arg(long, default_value_t = 100)]
     clients: usize,
@@ -401,6 +417,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         setup: args.setup_timeout,
         interval: args.interval,
         narrate: !args.quiet,
+        nodes: args.nodes.max(1),
     };
     let mut out = std::io::stdout();
     let report = run_demo(&options, &mut out).context("demo")?;
@@ -415,8 +432,10 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     init_logging(None, "warn");
     let options = BenchOptions {
-        server: args.server,
+        servers: args.server,
         server_threads: args.server_threads,
+        nodes: args.nodes.max(1),
+        redis: args.redis,
         clients: args.clients,
         rate: args.rate,
         duration: args.duration,

@@ -58,6 +58,13 @@ pub struct RedisOptions {
     pub durable: bool,
 }
 
+impl RedisOptions {
+    /// Options for a server that loses nothing it acknowledged across a restart.
+    pub fn durable() -> Self {
+        Self { durable: true }
+    }
+}
+
 /// A running `redis-server` child process.
 #[derive(Debug)]
 pub struct RedisServer {
