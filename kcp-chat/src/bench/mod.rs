@@ -117,6 +117,15 @@ pub struct ServerCpu {
     pub percent_of_one_core: f64,
 }
 
+/// How the cluster nodes of a run batched their publishes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RedisBatching {
+    /// Events published (lines, joins, leaves).
+    pub events: u64,
+    /// Pipelines they went in.
+    pub pipelines: u64,
+}
+
 /// The outcome of a bench run (`--json` prints it as is).
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
@@ -161,6 +170,9 @@ pub struct BenchReport {
     pub server_cpu: Option<ServerCpu>,
     /// The CPU of the Redis this run started (in-process cluster nodes only).
     pub redis_cpu: Option<ServerCpu>,
+    /// Events the in-process cluster nodes published to Redis, and in how many
+    /// pipelines (one per publisher turn).
+    pub redis_batching: Option<RedisBatching>,
     /// Time to connect and join everyone, seconds.
     pub setup_s: f64,
 }
@@ -226,6 +238,15 @@ impl fmt::Display for BenchReport {
                 f,
                 "\n  redis CPU    {:.2} s, {:.0}% of one core ({})",
                 cpu.seconds, cpu.percent_of_one_core, cpu.source
+            )?;
+        }
+        if let Some(b) = &self.redis_batching {
+            write!(
+                f,
+                "\n  redis calls  {} events in {} pipelines ({:.1} per pipeline)",
+                b.events,
+                b.pipelines,
+                b.events as f64 / b.pipelines.max(1) as f64
             )?;
         }
         Ok(())
@@ -487,8 +508,13 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         retransmits += result.retransmits;
         delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
     }
+    let mut batching = None;
     if let Some(local) = local {
         for chat in local.servers {
+            if let Some(cluster) = chat.stats().cluster {
+                let (events, pipelines) = batching.unwrap_or((0, 0));
+                batching = Some((events + cluster.published, pipelines + cluster.pipelines));
+            }
             let _ = chat.shutdown("bench over", Duration::from_millis(200));
         }
     }
@@ -536,6 +562,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         client_retransmits: retransmits,
         server_cpu,
         redis_cpu,
+        redis_batching: batching.map(|(events, pipelines)| RedisBatching { events, pipelines }),
         setup_s: setup.as_secs_f64(),
     })
 }
