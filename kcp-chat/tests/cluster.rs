@@ -289,6 +289,27 @@ fn a_killed_node_is_announced_lost_within_the_ttl() {
 }
 
 #[test]
+fn a_killed_node_started_again_clears_what_its_last_run_left() {
+    let redis = redis(RedisOptions::default());
+    let n1 = node(&redis, "n1", |_| {});
+    let url = redis.url();
+    let args = ["--cluster", url.as_str(), "--node-id", "n2"];
+    let mut n2 = Server::start(&args);
+    let mut bob = n2.chat("bob");
+    join(&mut bob, "lobby");
+    let mut alice = chat(&n1, "alice");
+    join(&mut alice, "lobby");
+    // Killed, and back under the same id long before its 15 s presence expires.
+    n2.proc.kill();
+    let _n2 = Server::start(&args);
+    let left = expect_frame(&mut alice, |f| matches!(f, ServerFrame::Left { .. }));
+    assert!(
+        matches!(&left, ServerFrame::Left { nick, reason: LeaveReason::NodeLost, .. } if nick == "bob"),
+        "{left:?}"
+    );
+}
+
+#[test]
 fn a_redis_restart_loses_no_acknowledged_line() {
     // Redis writes every command to its append-only file before answering, so what
     // it acknowledged survives the restart; what it never got waits in the nodes.

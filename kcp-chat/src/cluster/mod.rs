@@ -190,11 +190,20 @@ impl Link {
     }
 
     /// Posts a request to the publisher; `false` (counted) when its channel is full.
+    /// A refused line or join is the caller's to report to its user; a refused leave
+    /// or release has nobody to tell, so it is logged.
     pub(crate) fn post(&self, op: Op) -> bool {
         match self.ops.try_send(op) {
             Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(op) | TrySendError::Disconnected(op)) => {
                 Counters::add(&self.counters.refused, 1);
+                if !op.refusable() {
+                    tracing::warn!(
+                        ?op,
+                        "the cluster publisher's channel is full: a leave or release is lost \
+                         (Redis keeps the member until this node leaves the cluster or is reaped)"
+                    );
+                }
                 false
             }
         }

@@ -88,15 +88,20 @@ impl Presence {
 
     /// After a (re)connect: the node, its nicks and its users' memberships, again (a
     /// restarted Redis without persistence has none of them; with it, this changes
-    /// nothing).
+    /// nothing). The first connect of a run (`first`) first removes the users a
+    /// previous run of this node id left in the rooms, if it was killed.
     pub(crate) fn restore(
         &self,
         conn: &mut Connection,
         scripts: &Scripts,
         hub: &Hub,
+        first: bool,
     ) -> RedisResult<()> {
         let (nicks, memberships) = snapshot(hub);
         let mut pipe = redis::pipe();
+        if first {
+            pipe.add_command(self.reap_cmd(scripts, "restart")).ignore();
+        }
         self.announce(&mut pipe, scripts, &nicks);
         for (room, nick) in &memberships {
             pipe.cmd("HSET")

@@ -59,6 +59,9 @@ pub(crate) struct Publisher {
     forgotten: VecDeque<UserId>,
     forgotten_set: HashSet<UserId>,
     next_refresh: Instant,
+    /// Whether the node's presence was restored once (the first time also clears
+    /// what a killed previous run of this node id left).
+    restored_once: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -132,6 +135,7 @@ impl Publisher {
             forgotten: VecDeque::new(),
             forgotten_set: HashSet::new(),
             next_refresh: Instant::now(),
+            restored_once: false,
         }
     }
 
@@ -184,11 +188,13 @@ impl Publisher {
         if !fresh {
             return;
         }
-        let restored =
-            load_scripts(conn).and_then(|()| self.presence.restore(conn, &self.scripts, &self.hub));
+        let first = !self.restored_once;
+        let restored = load_scripts(conn)
+            .and_then(|()| self.presence.restore(conn, &self.scripts, &self.hub, first));
         if let Err(e) = restored {
             self.link.broke(&e);
         } else {
+            self.restored_once = true;
             self.next_refresh = Instant::now() + self.config.refresh_every();
         }
     }

@@ -300,16 +300,18 @@ impl Reader {
                 // The renamer was told by the publisher; room mates once each.
                 let rename = (event.node.clone(), event.inc, event.uid, event.nick.clone());
                 let members = state.rooms.members(room);
-                let told = match self.renames.iter_mut().find(|(r, _)| *r == rename) {
-                    Some((_, told)) => told,
+                let index = match self.renames.iter().position(|(r, _)| *r == rename) {
+                    Some(index) => index,
                     None => {
                         if self.renames.len() == RENAMES_KEPT {
                             self.renames.pop_front();
                         }
                         self.renames.push_back((rename, HashSet::new()));
-                        &mut self.renames.back_mut().expect("just pushed").1
+                        self.renames.len() - 1
                     }
                 };
+                let mut none = HashSet::new();
+                let told = self.renames.get_mut(index).map_or(&mut none, |(_, t)| t);
                 let fresh: Vec<UserId> = members
                     .into_iter()
                     .filter(|id| !(ours && *id == event.uid) && told.insert(*id))

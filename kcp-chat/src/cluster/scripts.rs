@@ -105,8 +105,9 @@ return out
 /// Removes nodes from the cluster and their users from every room, with a leave
 /// entry in each room's stream, exactly once (whichever nodes run it). Mode `reap`:
 /// every other node whose liveness key expired, reason `node-lost`; mode `depart`:
-/// the calling node itself (a clean shutdown), reason `quit`. Returns the nodes
-/// removed.
+/// the calling node itself (a clean shutdown), reason `quit`; mode `restart`: what a
+/// previous run of the calling node left (it was killed and started again before
+/// anyone reaped it), reason `node-lost`. Returns the nodes removed.
 ///
 /// KEYS: nodes. ARGV: node, prefix, maxlen, empty-room TTL (ms), lobby name, mode.
 const REAP: &str = r"
@@ -131,8 +132,8 @@ local function drop(n, reason)
   redis.call('SREM', KEYS[1], n)
 end
 local dropped = {}
-if mode == 'depart' then
-  drop(me, 'quit')
+if mode == 'depart' or mode == 'restart' then
+  drop(me, mode == 'depart' and 'quit' or 'node-lost')
   redis.call('DEL', prefix .. 'node:' .. me .. ':alive')
   dropped[1] = me
   return dropped
