@@ -9,7 +9,8 @@
 //! - [`protocol`]: the frames ([`ClientFrame`](protocol::ClientFrame),
 //!   [`ServerFrame`](protocol::ServerFrame)) and their `postcard` encoding.
 //! - [`room`]: users, nicks, rooms and history as pure logic.
-//! - [`server`]: [`ChatServer`](server::ChatServer), the `kcp-net` handler.
+//! - [`server`]: [`ChatServer`](server::ChatServer), the `kcp-net` handler;
+//!   [`cluster`]: nodes of one chat joined through Redis.
 //! - [`client`]: [`ChatClient`](client::ChatClient) on a `KcpClient`;
 //!   [`interactive`] the line-based client around it ([`command`] parses lines,
 //!   [`render`] shows frames).
@@ -59,6 +60,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod demo;
 pub mod impair_spec;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::demo::{DemoOptions, run_demo};
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
@@ -120,6 +121,32 @@ struct ServerArgs {
     /// Log filter (overrides RUST_LOG), e.g. info, debug, kcp_chat=debug.
     #[arg(long)]
     log: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// `kcp-chat server`'s cluster flags.
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Run as one node of a cluster that meets in this Redis, e.g.
+    /// redis://127.0.0.1:6379: rooms, nicks, /who, /rooms and history span every
+    /// node. Without it the server is a single node. See docs/cluster.md.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    cluster: Option<String>,
+    /// This node's name, unique in the cluster (letters, digits, - _ .). Default: the
+    /// listening address with its port, e.g. 127.0.0.1-4000 (node-PID for port 0).
+    #[arg(long, requires = "cluster")]
+    node_id: Option<String>,
+    /// How long this node's presence and its users' nicks live in Redis without a
+    /// refresh (refreshed every quarter of it). Another node declares this one lost
+    /// (its users leave with "node lost") at most this long after its last refresh;
+    /// keep it above the Redis outages a node should ride out.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "cluster")]
+    presence_ttl: Duration,
+    /// Room events (lines, joins) kept while Redis is unreachable and published once
+    /// it is back; lines beyond it are refused and the user told.
+    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    cluster_buffer: usize,
 }
 
 #[derive(Args, Debug)]
@@ -198,16 +225,32 @@ struct DemoArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// Chat servers to run: with 2 or more, a redis-server of its own (needs
+    /// redis-server on PATH; ./scripts/deps.sh installs it) and that many cluster
+    /// nodes, the bots spread over them; the summary counts cross-node deliveries.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// The server to load; without it a server is started in this process.
+    /// The server to load; without it a server is started in this process. Repeat it
+    /// for the nodes of a cluster (--server A --server B): client i talks to the
+    /// (i mod n)th, so every room spans the nodes.
     #[arg(long)]
-    server: Option<SocketAddr>,
-    /// Event loop threads of the in-process server.
+    server: Vec<SocketAddr>,
+    /// Event loop threads of each in-process server.
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
+    /// In-process servers when no --server is given: 2 or more start a redis-server
+    /// of the bench's own and that many cluster nodes; the report adds the latency
+    /// between nodes and Redis's CPU.
+    #[arg(long, default_value_t = 1, conflicts_with = "server")]
+    nodes: usize,
+    /// Make even a single in-process server a cluster node with its own Redis (to
+    /// measure what Redis alone costs).
+    #[arg(long, conflicts_with = "server")]
+    redis: bool,
     /// Clients.
     #[arg(long, default_value_t = 100)]
     clients: usize,
@@ -286,8 +329,25 @@ fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let _ = tx.send(());
     })
     .context("installing the SIGINT/SIGTERM handler")?;
-    let chat = ChatServer::bind(args.listen, config)
-        .with_context(|| format!("starting the server on {}", args.listen))?;
+    let chat = match &args.cluster.cluster {
+        None => ChatServer::bind(args.listen, config)
+            .with_context(|| format!("starting the server on {}", args.listen))?,
+        Some(url) => {
+            let node = args
+                .cluster
+                .node_id
+                .clone()
+                .unwrap_or_else(|| match args.listen.port() {
+                    0 => format!("node-{}", std::process::id()),
+                    port => format!("{}-{port}", args.listen.ip()).replace([':', '[', ']'], "_"),
+                });
+            let mut cluster = ClusterConfig::new(url, node);
+            cluster.presence_ttl = args.cluster.presence_ttl;
+            cluster.buffer = args.cluster.cluster_buffer;
+            ChatServer::bind_cluster(args.listen, config, cluster)
+                .with_context(|| format!("starting the cluster node on {}", args.listen))?
+        }
+    };
     // Writes to stdout ignore errors from here on: a closed pipe must not stop a
     // clean shutdown.
     let mut stdout = std::io::stdout();
@@ -357,6 +417,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         setup: args.setup_timeout,
         interval: args.interval,
         narrate: !args.quiet,
+        nodes: args.nodes.max(1),
     };
     let mut out = std::io::stdout();
     let report = run_demo(&options, &mut out).context("demo")?;
@@ -371,8 +432,10 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     init_logging(None, "warn");
     let options = BenchOptions {
-        server: args.server,
+        servers: args.server,
         server_threads: args.server_threads,
+        nodes: args.nodes.max(1),
+        redis: args.redis,
         clients: args.clients,
         rate: args.rate,
         duration: args.duration,

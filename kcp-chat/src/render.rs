@@ -25,6 +25,7 @@ const fn reason(reason: LeaveReason) -> &'static str {
         LeaveReason::Lost => "connection lost",
         LeaveReason::Kicked => "kicked",
         LeaveReason::Reconnected => "reconnected",
+        LeaveReason::NodeLost => "node lost",
     }
 }
 

@@ -251,12 +251,12 @@ impl Rooms {
         })
     }
 
-    /// Puts a user in a room, creating it if needed.
+    /// Whether [`join`](Self::join) would accept `id` into `room`, changing nothing:
+    /// how a cluster node checks a join before it publishes it.
     ///
     /// # Errors
-    /// [`RoomError::BadRoom`], [`RoomError::AlreadyInRoom`], [`RoomError::TooManyRooms`],
-    /// [`RoomError::UnknownUser`].
-    pub fn join(&mut self, id: UserId, room: &str) -> Result<Joined, RoomError> {
+    /// As [`join`](Self::join).
+    pub fn check_join(&self, id: UserId, room: &str) -> Result<(), RoomError> {
         self.check_room(room)?;
         let user = self.users.get(&id).ok_or(RoomError::UnknownUser)?;
         if user.rooms.contains(room) {
@@ -272,6 +272,16 @@ impl Rooms {
                 "the server has as many rooms as allowed",
             ));
         }
+        Ok(())
+    }
+
+    /// Puts a user in a room, creating it if needed.
+    ///
+    /// # Errors
+    /// [`RoomError::BadRoom`], [`RoomError::AlreadyInRoom`], [`RoomError::TooManyRooms`],
+    /// [`RoomError::UnknownUser`].
+    pub fn join(&mut self, id: UserId, room: &str) -> Result<Joined, RoomError> {
+        self.check_join(id, room)?;
         let entry = self.rooms.entry(room.to_owned()).or_default();
         entry.members.insert(id);
         let joined = Joined {
@@ -317,12 +327,7 @@ impl Rooms {
         kind: MessageKind,
         ts_ms: u64,
     ) -> Result<(Posted, Vec<UserId>), RoomError> {
-        if text.len() > self.limits.max_message {
-            return Err(RoomError::TooLong {
-                len: text.len(),
-                limit: self.limits.max_message,
-            });
-        }
+        self.check_text(text)?;
         let user = self.users.get(&id).ok_or(RoomError::UnknownUser)?;
         let entry = match self.rooms.get_mut(room) {
             Some(entry) if user.rooms.contains(room) => entry,
@@ -414,7 +419,31 @@ impl Rooms {
         }
     }
 
-    fn check_nick(&self, nick: &str) -> Result<(), RoomError> {
+    /// Refuses a message text longer than the limit.
+    ///
+    /// # Errors
+    /// [`RoomError::TooLong`].
+    pub const fn check_text(&self, text: &str) -> Result<(), RoomError> {
+        if text.len() > self.limits.max_message {
+            return Err(RoomError::TooLong {
+                len: text.len(),
+                limit: self.limits.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `id` is in `room`.
+    pub fn is_member(&self, id: UserId, room: &str) -> bool {
+        self.users.get(&id).is_some_and(|u| u.rooms.contains(room))
+    }
+
+    /// Refuses a nick that is empty, too long, has spaces or control characters, or
+    /// starts with `/` or `#` (whether it is free is another question).
+    ///
+    /// # Errors
+    /// [`RoomError::BadNick`].
+    pub fn check_nick(&self, nick: &str) -> Result<(), RoomError> {
         if nick.is_empty() {
             return Err(RoomError::BadNick("empty"));
         }

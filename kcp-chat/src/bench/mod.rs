@@ -8,6 +8,11 @@
 //! included: the server echoes it). The report counts sent, expected, delivered
 //! (unique), lost (expected − delivered), duplicates, the send-to-arrival latency, and
 //! the server's CPU time when the server is on this machine.
+//!
+//! With several servers (the nodes of a cluster, given or started here with a Redis
+//! of our own), client `i` talks to node `i mod n`, so every room spans the nodes;
+//! the report then also gives the latency of the deliveries between nodes and the
+//! CPU of the Redis we started.
 
 mod cpu;
 mod worker;
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 use kcp_net::{ClientConfig, NetError, Preset};
 use serde::Serialize;
 
+use crate::cluster::redis_server::{RedisServer, RedisServerError};
+use crate::cluster::{ClusterConfig, ClusterError};
 use crate::latency::Latencies;
 use crate::server::{ChatServer, ChatServerConfig};
 use worker::{Live, Shared, run_worker};
@@ -30,10 +37,17 @@ use worker::{Live, Shared, run_worker};
 /// Settings of a bench run.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
-    /// The server to load; `None` starts one in this process on 127.0.0.1.
-    pub server: Option<SocketAddr>,
-    /// Event loop threads of the in-process server.
+    /// The servers to load (client `i` on `servers[i mod n]`); empty starts them in
+    /// this process on 127.0.0.1 (see [`nodes`](Self::nodes)).
+    pub servers: Vec<SocketAddr>,
+    /// Event loop threads of each in-process server.
     pub server_threads: usize,
+    /// In-process servers: 1 is a single server (unless [`redis`](Self::redis));
+    /// more start a `redis-server` of our own and that many cluster nodes.
+    pub nodes: usize,
+    /// Run even a single in-process server as a cluster node with its Redis (to
+    /// measure what Redis alone costs).
+    pub redis: bool,
     /// Clients.
     pub clients: usize,
     /// Messages per second per client.
@@ -59,8 +73,10 @@ pub struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
-            server: None,
+            servers: Vec::new(),
             server_threads: 1,
+            nodes: 1,
+            redis: false,
             clients: 100,
             rate: 10.0,
             duration: Duration::from_secs(10),
@@ -90,10 +106,10 @@ pub struct LatencyMs {
     pub max: f64,
 }
 
-/// The server's CPU use over the sending phase.
+/// A process's (or some threads') CPU use over the sending phase.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerCpu {
-    /// `in-process`, or the pid found owning the server's UDP port.
+    /// `in-process`, or the pids found owning the servers' UDP ports, or Redis's.
     pub source: String,
     /// CPU seconds used.
     pub seconds: f64,
@@ -101,12 +117,23 @@ pub struct ServerCpu {
     pub percent_of_one_core: f64,
 }
 
+/// How the cluster nodes of a run batched their publishes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RedisBatching {
+    /// Events published (lines, joins, leaves).
+    pub events: u64,
+    /// Pipelines they went in.
+    pub pipelines: u64,
+}
+
 /// The outcome of a bench run (`--json` prints it as is).
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct BenchReport {
-    /// The server loaded.
+    /// The servers loaded.
     pub server: String,
+    /// How many (cluster nodes, or 1).
+    pub nodes: usize,
     /// Clients asked for.
     pub clients: usize,
     /// Clients that joined their room and stayed up.
@@ -135,10 +162,17 @@ pub struct BenchReport {
     pub deliveries_per_sec: f64,
     /// Send-to-arrival latency.
     pub latency_ms: LatencyMs,
+    /// Of those, deliveries between clients on different nodes (several nodes only).
+    pub cross_node_latency_ms: Option<LatencyMs>,
     /// Retransmitted segments, clients' side.
     pub client_retransmits: u64,
-    /// The server's CPU, when it runs on this machine.
+    /// The servers' CPU (all nodes together), when they run on this machine.
     pub server_cpu: Option<ServerCpu>,
+    /// The CPU of the Redis this run started (in-process cluster nodes only).
+    pub redis_cpu: Option<ServerCpu>,
+    /// Events the in-process cluster nodes published to Redis, and in how many
+    /// pipelines (one per publisher turn).
+    pub redis_batching: Option<RedisBatching>,
     /// Time to connect and join everyone, seconds.
     pub setup_s: f64,
 }
@@ -183,30 +217,59 @@ impl fmt::Display for BenchReport {
             "  latency      p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
             l.p50, l.p90, l.p99, l.max
         )?;
+        if let Some(l) = &self.cross_node_latency_ms {
+            writeln!(
+                f,
+                "  cross-node   p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} deliveries between nodes)",
+                l.p50, l.p90, l.p99, l.max, l.count
+            )?;
+        }
         writeln!(f, "  retransmits  {} (clients)", self.client_retransmits)?;
         match &self.server_cpu {
             Some(cpu) => write!(
                 f,
                 "  server CPU   {:.2} s, {:.0}% of one core ({})",
                 cpu.seconds, cpu.percent_of_one_core, cpu.source
-            ),
-            None => write!(f, "  server CPU   unknown (not a local server we can see)"),
+            )?,
+            None => write!(f, "  server CPU   unknown (not a local server we can see)")?,
         }
+        if let Some(cpu) = &self.redis_cpu {
+            write!(
+                f,
+                "\n  redis CPU    {:.2} s, {:.0}% of one core ({})",
+                cpu.seconds, cpu.percent_of_one_core, cpu.source
+            )?;
+        }
+        if let Some(b) = &self.redis_batching {
+            write!(
+                f,
+                "\n  redis calls  {} events in {} pipelines ({:.1} per pipeline)",
+                b.events,
+                b.pipelines,
+                b.events as f64 / b.pipelines.max(1) as f64
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// Where the server's CPU time comes from.
+/// Where a CPU time comes from.
 enum CpuProbe {
+    /// This process's event loops and cluster threads.
     InProcess,
-    Pid(u32),
+    /// Processes, added up.
+    Pids(Vec<u32>),
     None,
 }
 
 impl CpuProbe {
     fn read(&self) -> Option<Duration> {
         match self {
-            Self::InProcess => cpu::own_threads_cpu("kcp-net-loop"),
-            Self::Pid(pid) => cpu::process_cpu(*pid),
+            Self::InProcess => {
+                let loops = cpu::own_threads_cpu("kcp-net-loop")?;
+                Some(loops + cpu::own_threads_cpu("kcp-chat-").unwrap_or_default())
+            }
+            Self::Pids(pids) => pids.iter().map(|pid| cpu::process_cpu(*pid)).sum(),
             Self::None => None,
         }
     }
@@ -214,10 +277,92 @@ impl CpuProbe {
     fn source(&self) -> String {
         match self {
             Self::InProcess => "in-process".into(),
-            Self::Pid(pid) => format!("pid {pid}"),
+            Self::Pids(pids) => {
+                let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+                format!("pid {}", pids.join("+"))
+            }
             Self::None => String::new(),
         }
     }
+
+    /// The use between two readings, over `over`.
+    fn between(
+        &self,
+        start: Option<Duration>,
+        end: Option<Duration>,
+        over: Duration,
+    ) -> Option<ServerCpu> {
+        let seconds = end?.saturating_sub(start?).as_secs_f64();
+        Some(ServerCpu {
+            source: self.source(),
+            seconds,
+            percent_of_one_core: 100.0 * seconds / over.as_secs_f64().max(0.001),
+        })
+    }
+}
+
+/// Why a bench could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// An in-process server did not start.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The Redis of in-process cluster nodes did not start.
+    #[error("starting redis-server: {0}")]
+    Redis(#[from] RedisServerError),
+    /// An in-process cluster node did not start.
+    #[error("starting a cluster node: {0}")]
+    Cluster(#[from] ClusterError),
+}
+
+/// The servers a bench starts itself.
+struct Local {
+    servers: Vec<ChatServer>,
+    redis: Option<RedisServer>,
+}
+
+/// Starts the in-process servers `options` asks for.
+fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
+    let mut config = ChatServerConfig::new(options.preset);
+    config.net.threads = options.server_threads.max(1);
+    config.net.new_sessions_per_sec = 100_000;
+    // Every bench client comes from 127.0.0.1.
+    config.net.max_sessions_per_ip = u32::MAX;
+    config.net.new_sessions_per_ip_per_sec = 100_000;
+    config.max_clients = options.clients + 16;
+    config.rate = (options.rate * 2.0).max(20.0);
+    config.burst = 40;
+    // ... so the per-address budget is every client's budget together.
+    let clients = (options.clients + 16) as f64;
+    config.ip_rate = config.rate * clients;
+    config.ip_burst = config
+        .burst
+        .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
+    config.ip_strikes = config
+        .strikes
+        .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let nodes = options.nodes.max(1);
+    if nodes == 1 && !options.redis {
+        return Ok(Local {
+            servers: vec![ChatServer::bind(loopback, config)?],
+            redis: None,
+        });
+    }
+    let redis = RedisServer::start()?;
+    let servers = (0..nodes)
+        .map(|n| {
+            let mut cluster = ClusterConfig::new(redis.url(), format!("bench{}", n + 1));
+            // Every event of the run may be in flight at once.
+            cluster.buffer = cluster.buffer.max(options.clients * 4);
+            ChatServer::bind_cluster(loopback, config.clone(), cluster)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Local {
+        servers,
+        redis: Some(redis),
+    })
 }
 
 fn progress_line(live: &Live, elapsed: Duration, options: &BenchOptions, sending: bool) -> String {
@@ -238,41 +383,36 @@ fn progress_line(live: &Live, elapsed: Duration, options: &BenchOptions, sending
 /// Runs the bench; progress (if asked) goes to stderr.
 ///
 /// # Errors
-/// [`NetError`] if the in-process server cannot start.
-pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
-    let (local, server) = match options.server {
-        Some(addr) => (None, addr),
-        None => {
-            let mut config = ChatServerConfig::new(options.preset);
-            config.net.threads = options.server_threads.max(1);
-            config.net.new_sessions_per_sec = 100_000;
-            // Every bench client comes from 127.0.0.1.
-            config.net.max_sessions_per_ip = u32::MAX;
-            config.net.new_sessions_per_ip_per_sec = 100_000;
-            config.max_clients = options.clients + 16;
-            config.rate = (options.rate * 2.0).max(20.0);
-            config.burst = 40;
-            // ... so the per-address budget is every client's budget together.
-            let clients = (options.clients + 16) as f64;
-            config.ip_rate = config.rate * clients;
-            config.ip_burst = config
-                .burst
-                .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
-            config.ip_strikes = config
-                .strikes
-                .saturating_mul(u32::try_from(options.clients + 16).unwrap_or(u32::MAX));
-            let chat = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
-            let addr = chat.local_addr();
-            (Some(chat), addr)
-        }
+/// [`BenchError`] if the in-process servers (or their Redis) cannot start.
+pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let local = if options.servers.is_empty() {
+        Some(start_local(options)?)
+    } else {
+        None
+    };
+    let servers = match &local {
+        Some(local) => local.servers.iter().map(ChatServer::local_addr).collect(),
+        None => options.servers.clone(),
     };
     let probe = if local.is_some() {
         CpuProbe::InProcess
-    } else if server.ip().is_loopback() {
-        cpu::pid_of_udp_port(server.port()).map_or(CpuProbe::None, CpuProbe::Pid)
+    } else if servers.iter().all(|s| s.ip().is_loopback()) {
+        let pids: Option<Vec<u32>> = servers
+            .iter()
+            .map(|s| cpu::pid_of_udp_port(s.port()))
+            .collect();
+        pids.map_or(CpuProbe::None, |mut pids| {
+            pids.dedup();
+            CpuProbe::Pids(pids)
+        })
     } else {
         CpuProbe::None
     };
+    let redis_probe = local
+        .as_ref()
+        .and_then(|l| l.redis.as_ref())
+        .and_then(RedisServer::pid)
+        .map_or(CpuProbe::None, |pid| CpuProbe::Pids(vec![pid]));
     let workers = options.threads.clamp(1, options.clients.max(1));
     let mut config = ClientConfig::new(options.preset);
     config.flush_on_send = true;
@@ -280,7 +420,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
     config.recv_buffer = 256 << 10;
     config.send_buffer = 256 << 10;
     let shared = Arc::new(Shared {
-        server,
+        servers: servers.clone(),
         config,
         epoch: Instant::now(),
         run: format!("b{:04x}", rand::random::<u16>()),
@@ -328,14 +468,17 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
     let setup = started.elapsed();
     let begin = Instant::now();
     let cpu_start = probe.read();
+    let redis_start = redis_probe.read();
     let mut last_line = Instant::now();
     let mut cpu_end = None;
+    let mut redis_end = None;
     while handles.iter().any(|h| !h.is_finished()) {
         thread::sleep(Duration::from_millis(250));
         let elapsed = begin.elapsed();
         let sending = elapsed < options.duration;
         if !sending && cpu_end.is_none() {
             cpu_end = probe.read();
+            redis_end = redis_probe.read();
         }
         if options.progress && (tty || last_line.elapsed() >= Duration::from_secs(5)) {
             let line = progress_line(&shared.live, elapsed, options, sending);
@@ -351,19 +494,29 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
         let _ = writeln!(std::io::stderr());
     }
     let cpu_end = cpu_end.or_else(|| probe.read());
+    let redis_end = redis_end.or_else(|| redis_probe.read());
     let mut latencies = Latencies::new();
+    let mut cross_node = Latencies::new();
     let mut failed = 0;
     let mut retransmits = 0;
     let mut delivered = 0;
     for handle in handles {
         let result = handle.join().unwrap_or_default();
         latencies.merge(&result.latencies);
+        cross_node.merge(&result.cross_node);
         failed += result.failed;
         retransmits += result.retransmits;
         delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
     }
-    if let Some(chat) = local {
-        let _ = chat.shutdown("bench over", Duration::from_millis(200));
+    let mut batching = None;
+    if let Some(local) = local {
+        for chat in local.servers {
+            if let Some(cluster) = chat.stats().cluster {
+                let (events, pipelines) = batching.unwrap_or((0, 0));
+                batching = Some((events + cluster.published, pipelines + cluster.pipelines));
+            }
+            let _ = chat.shutdown("bench over", Duration::from_millis(200));
+        }
     }
     let sent: u64 = shared.sent_by.iter().map(|s| s.load(Relaxed)).sum();
     let expected: u64 = (0..options.clients)
@@ -374,21 +527,23 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
             shared.sent_by[i].load(Relaxed) * members as u64
         })
         .sum();
-    let summary = latencies.summary();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let server_cpu = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) => {
-            let seconds = b.saturating_sub(a).as_secs_f64();
-            Some(ServerCpu {
-                source: probe.source(),
-                seconds,
-                percent_of_one_core: 100.0 * seconds / options.duration.as_secs_f64().max(0.001),
-            })
+    let percentiles = |latencies: &Latencies| {
+        let summary = latencies.summary();
+        LatencyMs {
+            count: summary.count,
+            p50: ms(summary.p50),
+            p90: ms(summary.p90),
+            p99: ms(summary.p99),
+            max: ms(summary.max),
         }
-        _ => None,
     };
+    let server_cpu = probe.between(cpu_start, cpu_end, options.duration);
+    let redis_cpu = redis_probe.between(redis_start, redis_end, options.duration);
+    let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
     Ok(BenchReport {
-        server: server.to_string(),
+        server: names.join(" "),
+        nodes: servers.len(),
         clients: options.clients,
         clients_ok: options.clients - failed,
         rooms: options.clients.div_ceil(shared.room_size),
@@ -402,15 +557,12 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, NetError> {
         duplicates: shared.live.duplicates.load(Relaxed),
         errors: shared.live.errors.load(Relaxed),
         deliveries_per_sec: delivered as f64 / options.duration.as_secs_f64().max(0.001),
-        latency_ms: LatencyMs {
-            count: summary.count,
-            p50: ms(summary.p50),
-            p90: ms(summary.p90),
-            p99: ms(summary.p99),
-            max: ms(summary.max),
-        },
+        latency_ms: percentiles(&latencies),
+        cross_node_latency_ms: (servers.len() > 1).then(|| percentiles(&cross_node)),
         client_retransmits: retransmits,
         server_cpu,
+        redis_cpu,
+        redis_batching: batching.map(|(events, pipelines)| RedisBatching { events, pipelines }),
         setup_s: setup.as_secs_f64(),
     })
 }

@@ -35,7 +35,8 @@ pub(crate) struct Live {
 /// What all workers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) server: std::net::SocketAddr,
+    /// The server, or the nodes of a cluster: client `i` uses `servers[i % len]`.
+    pub(crate) servers: Vec<std::net::SocketAddr>,
     pub(crate) config: ClientConfig,
     pub(crate) epoch: Instant,
     pub(crate) run: String,
@@ -55,6 +56,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The node client `i` talks to.
+    pub(crate) fn node_of(&self, client: usize) -> usize {
+        client % self.servers.len().max(1)
+    }
+
     pub(crate) fn room_of(&self, client: usize) -> usize {
         client / self.room_size.max(1)
     }
@@ -71,6 +77,8 @@ impl Shared {
 #[derive(Debug, Default)]
 pub(crate) struct WorkerResult {
     pub(crate) latencies: Latencies,
+    /// Of those, deliveries from a client on another node.
+    pub(crate) cross_node: Latencies,
     /// Unique deliveries per client of this worker: (client, count).
     pub(crate) delivered: Vec<(usize, u64)>,
     pub(crate) failed: usize,
@@ -122,6 +130,7 @@ struct Worker<'a> {
     clients: Vec<BenchClient>,
     poll: Poll,
     latencies: Latencies,
+    cross_node: Latencies,
     rng: SmallRng,
 }
 
@@ -148,8 +157,11 @@ impl Worker<'_> {
                     client.unique += 1;
                     shared.live.delivered.fetch_add(1, Relaxed);
                     let now = shared.epoch.elapsed().as_micros() as u64;
-                    self.latencies
-                        .push(Duration::from_micros(now.saturating_sub(micros)));
+                    let latency = Duration::from_micros(now.saturating_sub(micros));
+                    self.latencies.push(latency);
+                    if shared.node_of(sender) != shared.node_of(client.index) {
+                        self.cross_node.push(latency);
+                    }
                 } else {
                     shared.live.duplicates.fetch_add(1, Relaxed);
                 }
@@ -281,13 +293,15 @@ pub(crate) fn run_worker(
         clients: Vec::with_capacity(count),
         poll,
         latencies: Latencies::new(),
+        cross_node: Latencies::new(),
         rng: SmallRng::seed_from_u64(worker as u64),
     };
     let mut failed_connect = 0;
     let start = Instant::now();
     for index in first..first + count {
         let nick = format!("{}-{index}", shared.run);
-        let Ok(mut chat) = ChatClient::connect(shared.server, &nick, shared.config.clone()) else {
+        let server = shared.servers[shared.node_of(index)];
+        let Ok(mut chat) = ChatClient::connect(server, &nick, shared.config.clone()) else {
             failed_connect += 1;
             continue;
         };
@@ -357,6 +371,7 @@ pub(crate) fn run_worker(
             .all(|c| c.failed || c.chat.kcp().queued_bytes() == 0)
     });
     result.latencies = std::mem::take(&mut w.latencies);
+    result.cross_node = std::mem::take(&mut w.cross_node);
     result
 }
 

@@ -60,12 +60,15 @@ pub(crate) struct BotPlan {
     pub(crate) seed: u64,
     /// Shows what it sees (one bot narrates the conversation).
     pub(crate) narrate: bool,
+    /// The node (index into [`Stage::servers`]) it talks to.
+    pub(crate) node: usize,
 }
 
 /// The run's shared parts.
 #[derive(Clone, Debug)]
 pub(crate) struct Stage {
-    pub(crate) server: SocketAddr,
+    /// The server, or each node of the cluster.
+    pub(crate) servers: Vec<SocketAddr>,
     pub(crate) tracker: Arc<Mutex<Tracker>>,
     pub(crate) ready: Arc<Barrier>,
     pub(crate) lines: Sender<String>,
@@ -205,7 +208,8 @@ pub(crate) struct BotStats {
 
 /// Runs one bot to the end; returns its connection's counters.
 pub(crate) fn run_bot(plan: &BotPlan, stage: &Stage) -> Result<BotStats, ChatError> {
-    let chat = ChatClient::connect(stage.server, &plan.nick, plan.config.clone());
+    let server = stage.servers[plan.node % stage.servers.len().max(1)];
+    let chat = ChatClient::connect(server, &plan.nick, plan.config.clone());
     let setup = chat.and_then(|chat| {
         let mut bot = Bot { plan, stage, chat };
         bot.setup().map(|()| bot)

@@ -24,6 +24,8 @@ use kcp_net::{ClientConfig, NetError, Preset};
 pub use tracker::Deliveries;
 
 use crate::client::ChatError;
+use crate::cluster::redis_server::{RedisServer, RedisServerError};
+use crate::cluster::{ClusterConfig, ClusterError};
 use crate::impair_spec::ImpairSpec;
 use crate::latency::LatencySummary;
 use crate::protocol::LOBBY;
@@ -58,6 +60,9 @@ pub struct DemoOptions {
     pub interval: Duration,
     /// Print the conversation.
     pub narrate: bool,
+    /// Chat servers: 1 is a single server; more start a `redis-server` and that many
+    /// cluster nodes joined through it, with the bots spread over them.
+    pub nodes: usize,
 }
 
 impl Default for DemoOptions {
@@ -79,6 +84,7 @@ impl Default for DemoOptions {
             setup: Duration::from_secs(10),
             interval: Duration::from_millis(650),
             narrate: true,
+            nodes: 1,
         }
     }
 }
@@ -103,6 +109,12 @@ pub enum DemoError {
     /// A bot thread panicked or never finished.
     #[error("bot {0} did not finish")]
     BotStuck(usize),
+    /// The cluster's Redis could not start.
+    #[error("starting redis-server for the cluster: {0}")]
+    Redis(#[from] RedisServerError),
+    /// A cluster node could not start.
+    #[error("starting a cluster node: {0}")]
+    Node(#[from] ClusterError),
 }
 
 /// The outcome of a demo run.
@@ -129,6 +141,9 @@ pub struct DemoReport {
     pub bot_datagrams_dropped: u64,
     /// Some messages that were not delivered, for the report.
     pub undelivered: Vec<String>,
+    /// With several nodes: the Redis they met in, and the deliveries (arrived,
+    /// expected) whose sender and receiver were on different nodes.
+    pub cross_node: Option<(String, u64, u64)>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -191,6 +206,14 @@ impl fmt::Display for DemoReport {
             self.bot_datagrams_dropped,
             pct(self.bot_datagrams_dropped, self.bot_datagrams)
         )?;
+        if let Some((redis, got, expected)) = &self.cross_node {
+            writeln!(
+                f,
+                "  cluster           {} nodes through Redis at {redis}: {got} of {expected} \
+                 cross-node deliveries arrived",
+                o.nodes
+            )?;
+        }
         for line in &self.undelivered {
             writeln!(f, "  undelivered       {line}")?;
         }
@@ -242,6 +265,7 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
             };
             BotPlan {
                 index: i,
+                node: i % options.nodes.max(1),
                 rename_to: (i == 1).then(|| format!("{nick}_h")),
                 nick,
                 rooms,
@@ -261,19 +285,41 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
 /// [`DemoError`] if the server or a bot could not run at all.
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
-    let mut config = ChatServerConfig::new(options.preset);
-    config.net.impair = Some(options.link.to_config());
-    // Every bot comes from 127.0.0.1: the per-address budget is all the bots' together.
-    let bots = u32::try_from(options.bots.max(1)).unwrap_or(u32::MAX);
-    config.ip_rate = config.rate * f64::from(bots);
-    config.ip_burst = config.burst.saturating_mul(bots);
-    config.ip_strikes = config.strikes.saturating_mul(bots);
-    let server = ChatServer::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config)?;
+    let nodes = options.nodes.max(1);
+    let server_config = |node: usize| {
+        let mut config = ChatServerConfig::new(options.preset);
+        config.net.impair = Some(if node == 0 {
+            options.link.to_config()
+        } else {
+            options
+                .link
+                .to_config_seeded(options.link.seed + 1000 + node as u64)
+        });
+        // Every bot comes from 127.0.0.1: the per-address budget is all the bots' together.
+        let bots = u32::try_from(options.bots.max(1)).unwrap_or(u32::MAX);
+        config.ip_rate = config.rate * f64::from(bots);
+        config.ip_burst = config.burst.saturating_mul(bots);
+        config.ip_strikes = config.strikes.saturating_mul(bots);
+        config
+    };
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let (redis, servers) = if nodes == 1 {
+        (None, vec![ChatServer::bind(loopback, server_config(0))?])
+    } else {
+        let redis = RedisServer::start()?;
+        let servers = (0..nodes)
+            .map(|n| {
+                let cluster = ClusterConfig::new(redis.url(), format!("node{}", n + 1));
+                ChatServer::bind_cluster(loopback, server_config(n), cluster)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        (Some(redis), servers)
+    };
     let plans = plans(options);
     let (lines_tx, lines) = mpsc::channel();
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let stage = Stage {
-        server: server.local_addr(),
+        servers: servers.iter().map(ChatServer::local_addr).collect(),
         tracker: Arc::clone(&tracker),
         ready: Arc::new(Barrier::new(plans.len())),
         lines: lines_tx,
@@ -281,10 +327,19 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
         drain_for: options.drain,
         setup_for: options.setup,
     };
+    let listening: Vec<String> = stage.servers.iter().map(ToString::to_string).collect();
+    let _ = match &redis {
+        None => writeln!(out, "kcp-chat demo: server on {}", listening.join(", ")),
+        Some(redis) => writeln!(
+            out,
+            "kcp-chat demo: {nodes} cluster nodes on {} joined through Redis at {}",
+            listening.join(", "),
+            redis.url()
+        ),
+    };
     let _ = writeln!(
         out,
-        "kcp-chat demo: server on {}, {} bots, link {} each way",
-        stage.server,
+        "  {} bots (bot i on node i mod {nodes}), link {} each way",
         plans.len(),
         options.link.describe()
     );
@@ -335,20 +390,33 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
         bot_datagrams += stats.session.counters.datagrams_out;
         bot_datagrams_dropped += stats.impaired_drops;
     }
-    let final_stats = server.shutdown("demo over", Duration::from_millis(500))?;
+    let (mut server_retransmits, mut server_datagrams, mut server_dropped) = (0, 0, 0);
+    for server in servers {
+        let net = server
+            .shutdown("demo over", Duration::from_millis(500))?
+            .net
+            .total;
+        server_retransmits += net.retransmits;
+        server_datagrams += net.datagrams_out + net.dropped_impaired;
+        server_dropped += net.dropped_impaired;
+    }
     let tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
-    let net = &final_stats.net.total;
+    let cross_node = redis.map(|redis| {
+        let (got, expected) = tracker.deliveries_between(|a, b| a % nodes != b % nodes);
+        (redis.url(), got, expected)
+    });
     Ok(DemoReport {
         options: options.clone(),
         deliveries: tracker.deliveries(),
         latency: tracker.latencies().summary(),
-        server_retransmits: net.retransmits,
+        server_retransmits,
         bot_retransmits,
-        server_datagrams: net.datagrams_out + net.dropped_impaired,
-        server_datagrams_dropped: net.dropped_impaired,
+        server_datagrams,
+        server_datagrams_dropped: server_dropped,
         bot_datagrams,
         bot_datagrams_dropped,
         undelivered: tracker.undelivered(10),
+        cross_node,
         elapsed: started.elapsed(),
     })
 }

@@ -121,6 +121,18 @@ impl Tracker {
         d
     }
 
+    /// Deliveries (arrived, expected) from a sender to a receiver that `between`
+    /// accepts, e.g. on different nodes of a cluster.
+    pub(crate) fn deliveries_between(&self, between: impl Fn(usize, usize) -> bool) -> (u64, u64) {
+        let mut got = 0;
+        let mut expected = 0;
+        for (tag, s) in &self.sent {
+            got += s.got.iter().filter(|r| between(tag.0, **r)).count() as u64;
+            expected += s.expected.iter().filter(|r| between(tag.0, **r)).count() as u64;
+        }
+        (got, expected)
+    }
+
     /// Some undelivered messages, for the report: `[b1#4] missing at 0, 2`.
     pub(crate) fn undelivered(&self, limit: usize) -> Vec<String> {
         let mut out: Vec<_> = self
@@ -181,5 +193,7 @@ mod tests {
             vec!["[b1#1] missing at bots 1".to_owned()]
         );
         assert_eq!(t.latencies().summary().max, Duration::from_millis(10));
+        // Bots 0 and 2 on one node, bot 1 on another.
+        assert_eq!(t.deliveries_between(|a, b| a % 2 != b % 2), (2, 2));
     }
 }

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     ServerFull,
     /// Too many abuse strikes: the session is closed.
     Kicked,
+    /// A cluster node cannot reach Redis (or its buffer for the outage is full): the
+    /// frame was not carried out; try again later. Only a cluster sends it.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -65,6 +68,7 @@ impl ErrorCode {
             Self::TooManyRooms => "too-many-rooms",
             Self::ServerFull => "server-full",
             Self::Kicked => "kicked",
+            Self::Unavailable => "unavailable",
         }
     }
 }

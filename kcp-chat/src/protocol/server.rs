@@ -35,6 +35,9 @@ pub enum LeaveReason {
     Kicked,
     /// They reconnected; the old session was dropped (they rejoin right after).
     Reconnected,
+    /// The cluster node they were on stopped answering (its presence expired in
+    /// Redis); another node announced it. Only a cluster sends it.
+    NodeLost,
 }
 
 /// One message from the server to a client.

@@ -27,8 +27,8 @@ use crate::room::{RoomError, UserId};
 
 /// One session's state, kept on its loop.
 #[derive(Debug)]
-struct Client {
-    user: Option<UserId>,
+pub(super) struct Client {
+    pub(super) user: Option<UserId>,
     /// The peer's address, whose shared budget the session draws from.
     ip: IpAddr,
     bucket: TokenBucket,
@@ -79,7 +79,7 @@ fn new_client(hub: &Hub, config: &ChatServerConfig, ip: IpAddr, now: Instant) ->
 }
 
 /// Milliseconds since the Unix epoch, the server's message timestamp.
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -164,11 +164,11 @@ impl EventHandler for ChatHandler {
 }
 
 /// The handling of one frame from one session.
-struct Turn<'a, 'b, 'c> {
-    hub: &'a Hub,
+pub(super) struct Turn<'a, 'b, 'c> {
+    pub(super) hub: &'a Hub,
     config: &'a ChatServerConfig,
-    session: &'a mut SessionCtx<'b>,
-    client: &'c mut Client,
+    pub(super) session: &'a mut SessionCtx<'b>,
+    pub(super) client: &'c mut Client,
     now: Instant,
 }
 
@@ -214,6 +214,10 @@ impl Turn<'_, '_, '_> {
     }
 
     fn dispatch(&mut self, frame: ClientFrame) {
+        let cluster = self.hub.cluster.as_ref();
+        if cluster.is_some() {
+            self.cluster_check_welcome();
+        }
         let user = match (&frame, self.client.user) {
             (
                 ClientFrame::Hello {
@@ -237,6 +241,11 @@ impl Turn<'_, '_, '_> {
             }
             (_, Some(user)) => user,
         };
+        if let Some(link) = cluster
+            && self.cluster_dispatch(link, user, &frame)
+        {
+            return;
+        }
         match frame {
             ClientFrame::Join { room } => self.join(user, &room),
             ClientFrame::Leave { room } => self.leave(user, &room),
@@ -303,8 +312,11 @@ impl Turn<'_, '_, '_> {
         );
         let rooms = state.rooms.room_list();
         drop(state);
-        self.client.user = Some(id);
         AtomicCounters::bump(&hub.counters.welcomed);
+        if let Some(link) = &hub.cluster {
+            return self.cluster_hello(link, id, nick, token);
+        }
+        self.client.user = Some(id);
         info!(%nick, peer = %self.session.peer(), resumed = resumed.is_some(), "welcome");
         self.reply(&ServerFrame::Welcome {
             version: PROTOCOL_VERSION,
@@ -438,7 +450,7 @@ impl Turn<'_, '_, '_> {
     }
 
     /// Sends an error; abuse counts a strike, and one strike too many kicks.
-    fn error(&mut self, code: ErrorCode, text: String) {
+    pub(super) fn error(&mut self, code: ErrorCode, text: String) {
         AtomicCounters::bump(&self.hub.counters.errors);
         self.reply(&ServerFrame::Error { code, text });
         if !code.is_abuse() {
@@ -480,6 +492,9 @@ pub(crate) fn remove_member(
     id: UserId,
     reason: LeaveReason,
 ) {
+    if let Some(link) = &hub.cluster {
+        return super::clustered::remove(link, state, id, reason);
+    }
     let Some(removed) = state.rooms.remove_user(id) else {
         return;
     };

@@ -4,7 +4,7 @@
 //! Two locks, never held together: the room state's ([`Hub::lock`]) and the address
 //! table's (taken inside the `ip_*` methods only, for a few map operations).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use kcp_net::{ServerHandle, SessionKey};
 
 use super::ip_table::{IpPolicy, IpTable};
+use crate::cluster::Link;
 use crate::protocol::{ServerFrame, encode};
 use crate::room::{RoomLimits, Rooms, UserId};
 
@@ -59,6 +60,11 @@ impl AtomicCounters {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// An error frame was sent.
+    pub(crate) fn count_error(&self) {
+        Self::bump(&self.errors);
+    }
+
     fn snapshot(&self) -> ChatCounters {
         ChatCounters {
             frames_in: self.frames_in.load(Relaxed),
@@ -86,6 +92,9 @@ pub(crate) struct Member {
 pub(crate) struct HubState {
     pub(crate) rooms: Rooms,
     pub(crate) members: HashMap<UserId, Member>,
+    /// Cluster mode: joins published but not yet read back from the room's stream
+    /// (the reader applies them to `rooms` in the stream's order). Empty otherwise.
+    pub(crate) pending_joins: BTreeSet<(UserId, String)>,
     next_id: UserId,
 }
 
@@ -104,20 +113,29 @@ pub(crate) struct Hub {
     /// not wait for the room lock; never taken while that one is held, or the reverse.
     ips: Mutex<IpTable>,
     pub(crate) counters: AtomicCounters,
+    /// Cluster mode: the link to the publisher (`None` for a single server).
+    pub(crate) cluster: Option<Link>,
 }
 
 impl Hub {
     /// A hub with empty rooms and an address table of at most `ip_cap` entries (see
     /// [`IpTable`] for the bound).
-    pub(crate) fn new(limits: RoomLimits, ip_policy: IpPolicy, ip_cap: usize) -> Self {
+    pub(crate) fn new(
+        limits: RoomLimits,
+        ip_policy: IpPolicy,
+        ip_cap: usize,
+        cluster: Option<Link>,
+    ) -> Self {
         Self {
             state: Mutex::new(HubState {
                 rooms: Rooms::new(limits),
                 members: HashMap::new(),
+                pending_joins: BTreeSet::new(),
                 next_id: 0,
             }),
             ips: Mutex::new(IpTable::new(ip_policy, ip_cap)),
             counters: AtomicCounters::default(),
+            cluster,
         }
     }
 
@@ -182,7 +200,14 @@ impl Hub {
         };
         let keys = to
             .iter()
-            .filter_map(|id| state.members.get(id).map(|m| m.key));
+            .filter_map(|id| state.members.get(id).map(|m| m.key))
+            .collect();
+        self.post_many(handle, keys, bytes);
+    }
+
+    /// Queues `bytes` to each of `keys`; off a loop thread it waits for the loops, so
+    /// never call it with the lock held there.
+    pub(crate) fn post_many(&self, handle: &ServerHandle, keys: Vec<SessionKey>, bytes: Bytes) {
         if let Ok(posted) = handle.send_to_many(keys, bytes) {
             self.counters.frames_out.fetch_add(posted as u64, Relaxed);
         }

@@ -6,6 +6,7 @@
 //! (so new conversations from one address do not get fresh buckets). A room message is encoded once and queued to every member's session
 //! through the server handle, so broadcast crosses loops.
 
+mod clustered;
 mod config;
 mod handler;
 mod hub;
@@ -21,9 +22,10 @@ use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
 pub use config::ChatServerConfig;
 pub use hub::ChatCounters;
 
+use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterStats, Link};
 use crate::protocol::{ServerFrame, encode};
 use handler::ChatHandler;
-use hub::Hub;
+pub(crate) use hub::{Hub, HubState};
 use ip_table::IpPolicy;
 
 /// A running chat server. Dropping it stops it at once; call
@@ -32,6 +34,8 @@ use ip_table::IpPolicy;
 pub struct ChatServer {
     server: KcpServer,
     hub: Arc<Hub>,
+    /// Cluster mode: the threads that talk to Redis.
+    cluster: Option<Cluster>,
 }
 
 /// A snapshot of a server's state and counters.
@@ -48,6 +52,8 @@ pub struct ChatStats {
     pub chat: ChatCounters,
     /// The socket layer's counters.
     pub net: ServerStats,
+    /// The cluster link's counters (cluster nodes only).
+    pub cluster: Option<ClusterStats>,
 }
 
 impl fmt::Display for ChatStats {
@@ -88,7 +94,11 @@ impl fmt::Display for ChatStats {
             n.evicted_unconfirmed,
             n.closed_unconfirmed,
             n.withheld_unconfirmed,
-        )
+        )?;
+        match &self.cluster {
+            Some(cluster) => write!(f, " | cluster: {cluster}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -98,6 +108,35 @@ impl ChatServer {
     /// # Errors
     /// As [`KcpServer::bind`].
     pub fn bind(addr: SocketAddr, config: ChatServerConfig) -> Result<Self, NetError> {
+        Self::start(addr, config, None)
+    }
+
+    /// Binds `addr` and starts serving as one node of the cluster that `cluster`
+    /// names: rooms, nicks, presence and history are shared with the other nodes
+    /// through Redis (see [`crate::cluster`]). Redis need not be up yet: the
+    /// node connects (and reconnects) on its own, and refuses hellos until it can
+    /// claim their nicks.
+    ///
+    /// # Errors
+    /// [`ClusterError`]: a bad Redis URL or node id, or the server not starting.
+    pub fn bind_cluster(
+        addr: SocketAddr,
+        config: ChatServerConfig,
+        cluster: ClusterConfig,
+    ) -> Result<Self, ClusterError> {
+        let history = config.rooms.history;
+        let (link, pending) = cluster::prepare(cluster)?;
+        let mut server = Self::start(addr, config, Some(link))?;
+        let handle = server.server.handle();
+        server.cluster = Some(pending.start(Arc::clone(&server.hub), handle, history)?);
+        Ok(server)
+    }
+
+    fn start(
+        addr: SocketAddr,
+        config: ChatServerConfig,
+        link: Option<Link>,
+    ) -> Result<Self, NetError> {
         let mut config = config;
         // Room for hellos beyond the limit to be told `server-full` instead of dropped.
         config.net.max_sessions = config.max_clients.saturating_add(64);
@@ -114,11 +153,15 @@ impl ChatServer {
             .max_sessions
             .saturating_mul(2)
             .saturating_add(1024);
-        let hub = Arc::new(Hub::new(config.rooms.clone(), ip_policy, ip_cap));
+        let hub = Arc::new(Hub::new(config.rooms.clone(), ip_policy, ip_cap, link));
         let net = config.net.clone();
         let handler = ChatHandler::new(Arc::clone(&hub), Arc::new(config));
         let server = KcpServer::bind(addr, net, handler)?;
-        Ok(Self { server, hub })
+        Ok(Self {
+            server,
+            hub,
+            cluster: None,
+        })
     }
 
     /// The bound address (with the port picked, if 0 was asked).
@@ -141,6 +184,7 @@ impl ChatServer {
             rooms,
             chat: self.hub.counters(),
             net: handle.stats(),
+            cluster: self.cluster.as_ref().map(Cluster::stats),
         }
     }
 
@@ -162,9 +206,16 @@ impl ChatServer {
     ///
     /// # Errors
     /// The first error an event loop stopped with.
+    ///
+    /// A cluster node first publishes what it has queued and leaves the cluster: the
+    /// other nodes see its users quit.
     pub fn shutdown(self, text: &str, deadline: Duration) -> Result<ChatStats, NetError> {
         let _ = self.announce_shutdown(text);
         let hub = Arc::clone(&self.hub);
+        let cluster = self.cluster.as_ref().map(|c| {
+            c.stop(true);
+            c.stats()
+        });
         let net = self.server.shutdown(deadline)?;
         let (users, rooms) = hub.census();
         Ok(ChatStats {
@@ -173,6 +224,7 @@ impl ChatServer {
             rooms,
             chat: hub.counters(),
             net,
+            cluster,
         })
     }
 }
