@@ -286,6 +286,9 @@ impl ChatClient {
     /// As [`send`](Self::send). The frames are lost only if the new conversation
     /// cannot be started at all.
     pub fn reconnect(&mut self) -> Result<Vec<ClientFrame>, ChatError> {
+        // First the new conversation (in the secure mode a handshake, which fails
+        // while the server is unreachable): nothing is taken from us if it fails.
+        self.kcp.reconnect()?;
         let rooms = &self.rooms;
         let lost: Vec<ClientFrame> = self
             .unacked
@@ -298,7 +301,6 @@ impl ChatClient {
             })
             .collect();
         self.unacked_segments = 0;
-        self.kcp.reconnect()?;
         self.welcomed = false;
         self.send_control(&ClientFrame::Hello {
             version: PROTOCOL_VERSION,

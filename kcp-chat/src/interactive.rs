@@ -27,7 +27,8 @@ use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use kcp_net::ClientConfig;
+use kcp_net::secure::HandshakeError;
+use kcp_net::{ClientConfig, NetError};
 
 use crate::client::{ChatClient, ChatError};
 use crate::command::{HELP, Input, parse_line};
@@ -235,7 +236,15 @@ impl<W: Write> Session<W> {
             self.outage = Some(Instant::now());
             self.show("*** server not responding, reconnecting…");
         }
-        let lost = self.chat.reconnect()?;
+        let lost = match self.chat.reconnect() {
+            Ok(lost) => lost,
+            // The secure handshake found nobody: the outage goes on, and the next
+            // pump tries again (the client reports the link failed until then).
+            Err(ChatError::Net(NetError::Handshake(
+                HandshakeError::Timeout(_) | HandshakeError::CookieTimeout(_),
+            ))) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let had = self.pending.len();
         let mut front: VecDeque<Queued> = lost.into_iter().map(Queued::Resend).collect();
         front.extend(unsent);

@@ -71,3 +71,4 @@ pub mod rate;
 pub mod render;
 pub mod room;
 pub mod server;
+pub mod trust;

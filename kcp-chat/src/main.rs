@@ -2,6 +2,7 @@
 
 use std::io::{BufReader, IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
@@ -15,6 +16,8 @@ use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
 use kcp_chat::protocol::LOBBY;
 use kcp_chat::server::{ChatServer, ChatServerConfig};
+use kcp_chat::trust::{self, KnownServers, Trusted};
+use kcp_net::secure::{ClientSecurity, ServerIdentity, ServerSecurity};
 use kcp_net::{ClientConfig, Preset};
 use tracing_subscriber::EnvFilter;
 
@@ -58,6 +61,14 @@ struct ServerArgs {
     /// Address to listen on (use 0.0.0.0:4000 to accept other machines).
     #[arg(long, default_value = "127.0.0.1:4000")]
     listen: SocketAddr,
+    /// The server's key file (X25519, mode 0600), created on first start. Default
+    /// $KCP_CHAT_HOME/server.key, else ~/.kcp-chat/server.key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Speak raw KCP instead of the secure protocol (for other KCP peers and tests):
+    /// no handshake, no encryption, anyone who sees or guesses traffic can forge it.
+    #[arg(long)]
+    raw: bool,
     /// Engine preset: fast, normal or default (clients must use the same MTU/mode).
     #[arg(long, default_value = "fast")]
     preset: Preset,
@@ -154,6 +165,18 @@ struct ClientArgs {
     /// The server's address.
     #[arg(long, default_value = "127.0.0.1:4000")]
     server: SocketAddr,
+    /// The server's public key (44 base64 characters, printed by the server at
+    /// start). Without it the key remembered in the known-servers file is used, and
+    /// a server never seen is trusted on first use and remembered.
+    #[arg(long)]
+    server_key: Option<kcp_net::secure::PublicKey>,
+    /// The known-servers file. Default $KCP_CHAT_HOME/known_servers, else
+    /// ~/.kcp-chat/known_servers.
+    #[arg(long)]
+    known_servers: Option<PathBuf>,
+    /// Speak raw KCP (for a `kcp-chat server --raw`).
+    #[arg(long)]
+    raw: bool,
     /// Your nick.
     #[arg(long)]
     nick: String,
@@ -192,6 +215,9 @@ struct DemoArgs {
     /// Scripted bots.
     #[arg(long, default_value_t = 4)]
     bots: usize,
+    /// Raw KCP instead of the secure protocol.
+    #[arg(long)]
+    raw: bool,
     /// Loss probability of each datagram, each way (0.1 or 10%).
     #[arg(long, default_value = "0.1")]
     loss: String,
@@ -234,6 +260,13 @@ struct DemoArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
+    /// Raw KCP instead of the secure protocol (to compare their costs).
+    #[arg(long)]
+    raw: bool,
+    /// The key of the --server servers (secure mode); in-process servers get a fresh
+    /// key.
+    #[arg(long)]
+    server_key: Option<kcp_net::secure::PublicKey>,
     /// The server to load; without it a server is started in this process. Repeat it
     /// for the nodes of a cluster (--server A --server B): client i talks to the
     /// (i mod n)th, so every room spans the nodes.
@@ -308,6 +341,29 @@ fn probability(name: &str, value: &str) -> anyhow::Result<f64> {
 fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log.as_deref(), "info");
     let mut config = ChatServerConfig::new(args.preset);
+    if !args.raw {
+        let path = args
+            .key_file
+            .clone()
+            .unwrap_or_else(|| trust::default_dir().join("server.key"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let (identity, created) = ServerIdentity::load_or_create(&path)
+            .with_context(|| format!("the server key {}", path.display()))?;
+        let key = identity.public();
+        let _ = writeln!(
+            std::io::stdout(),
+            "server key {key} (fingerprint {}){}",
+            key.fingerprint(),
+            if created {
+                format!(", new, saved to {}", path.display())
+            } else {
+                String::new()
+            }
+        );
+        config.net.secure = Some(ServerSecurity::new(identity));
+    }
     config.net.threads = args.threads;
     config.net.idle_timeout = args.idle_timeout;
     config.net.max_sessions_per_ip = args.max_sessions_per_ip;
@@ -382,6 +438,30 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     config.keepalive = Some(args.keepalive);
     config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
+    let name = args.server.to_string();
+    let known = KnownServers::at(
+        args.known_servers
+            .clone()
+            .unwrap_or_else(|| trust::default_dir().join("known_servers")),
+    );
+    let trusted = if args.raw {
+        None
+    } else {
+        let trusted = trust::settle(&name, args.server, args.server_key, &known, &config)?;
+        if let Trusted::FirstUse(key) = trusted {
+            eprintln!(
+                "*** trusting {name} on first use: key {key} (fingerprint {}), remembered in {}",
+                key.fingerprint(),
+                known.path().display()
+            );
+        }
+        let mut security = ClientSecurity::new(trusted.key());
+        // Short, so that a reconnect to a server that is down blocks typing little:
+        // the next attempt follows at once.
+        security.handshake_timeout = Duration::from_secs(1);
+        config.secure = Some(security);
+        Some(trusted)
+    };
     let mut options = ClientOptions::new(
         args.server,
         &args.nick,
@@ -391,7 +471,21 @@ fn client(args: ClientArgs) -> anyhow::Result<ExitCode> {
     options.offline_queue = args.offline_queue;
     options.give_up_after = args.give_up_after;
     let input = BufReader::new(std::io::stdin());
-    let exit = run_client(options, input, std::io::stdout()).context("chat client")?;
+    let exit = match run_client(options, input, std::io::stdout()) {
+        Ok(exit) => exit,
+        Err(e) => {
+            let changed = trusted.and_then(|trusted| {
+                let source: &(dyn std::error::Error + 'static) = &e;
+                std::iter::successors(Some(source), |e| e.source())
+                    .find_map(|e| e.downcast_ref::<kcp_net::secure::HandshakeError>())
+                    .and_then(|net| trust::changed(&name, trusted, net, &known))
+            });
+            return Err(match changed {
+                Some(changed) => anyhow::Error::new(changed),
+                None => anyhow::Error::new(e).context("chat client"),
+            });
+        }
+    };
     Ok(match exit {
         ClientExit::Quit | ClientExit::ServerShutdown => ExitCode::SUCCESS,
         ClientExit::Refused(_) => ExitCode::from(2),
@@ -418,6 +512,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         interval: args.interval,
         narrate: !args.quiet,
         nodes: args.nodes.max(1),
+        secure: !args.raw,
     };
     let mut out = std::io::stdout();
     let report = run_demo(&options, &mut out).context("demo")?;
@@ -445,6 +540,8 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         preset: args.preset,
         progress: !args.no_progress,
+        secure: !args.raw,
+        server_key: args.server_key,
         ..BenchOptions::default()
     };
     let report = run_bench(&options).context("bench")?;

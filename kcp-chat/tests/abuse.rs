@@ -63,7 +63,7 @@ fn others_still_chat(server: &Server) {
 #[test]
 fn bad_frames_get_errors_then_a_disconnect() {
     let server = Server::start(&["--strikes", "3"]);
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     // Garbage before any hello: each gets bad-frame; the fourth is one too many.
     for junk in [&[0xffu8, 0xff][..], &[200], &[3, 50, b'x'], &[9, 9, 9, 9]] {
         raw.send(junk).unwrap();
@@ -79,7 +79,7 @@ fn bad_frames_get_errors_then_a_disconnect() {
 #[test]
 fn frames_before_hello_and_a_second_hello_are_refused() {
     let server = Server::start(&[]);
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     let say = ClientFrame::Say {
         room: "lobby".into(),
         text: "sneaky".into(),
@@ -96,7 +96,7 @@ fn frames_before_hello_and_a_second_hello_are_refused() {
 #[test]
 fn wrong_protocol_version_is_told_and_closed() {
     let server = Server::start(&[]);
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     let hello = ClientFrame::Hello {
         version: 99,
         nick: "future".into(),
@@ -106,7 +106,7 @@ fn wrong_protocol_version_is_told_and_closed() {
     assert_eq!(next_error(&mut raw), ErrorCode::WrongVersion);
     assert_disconnected(&mut raw);
     // A hello from a future version whose fields we cannot decode is recognised too.
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     raw.send(&[0, 7, 0xff, 0xff, 0xff]).unwrap();
     assert_eq!(next_error(&mut raw), ErrorCode::WrongVersion);
 }
@@ -157,7 +157,7 @@ fn a_flood_is_rate_limited_then_disconnected() {
 #[test]
 fn over_long_frames_and_nicks_are_refused() {
     let server = Server::start(&["--max-message", "50", "--max-nick", "8"]);
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     raw.send_bytes(encode(&ClientFrame::hello("much-too-long")).unwrap())
         .unwrap();
     assert_eq!(next_error(&mut raw), ErrorCode::BadNick);
@@ -204,7 +204,7 @@ fn a_full_server_says_so_and_closes() {
     let mut b = server.chat("b");
     join(&mut a, "lobby");
     join(&mut b, "lobby");
-    let mut raw = KcpClient::connect(server.addr, client_config()).unwrap();
+    let mut raw = KcpClient::connect(server.addr, server.client_config()).unwrap();
     raw.send_bytes(encode(&ClientFrame::hello("c")).unwrap())
         .unwrap();
     assert_eq!(next_error(&mut raw), ErrorCode::ServerFull);
@@ -248,7 +248,7 @@ fn a_new_conversation_per_burst_shares_its_address_budget() {
         "--stats-every",
         "100ms",
     ]);
-    let mut elsewhere_config = client_config();
+    let mut elsewhere_config = server.client_config();
     elsewhere_config.bind = Some("127.0.0.2:0".parse().unwrap());
     let mut elsewhere = ChatClient::connect(server.addr, "elsewhere", elsewhere_config).unwrap();
     join(&mut elsewhere, "lobby");

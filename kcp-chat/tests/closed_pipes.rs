@@ -14,7 +14,15 @@ use kcp_chat::client::ChatClient;
 #[test]
 fn the_server_keeps_serving_after_its_stdout_and_stderr_readers_close() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
-        .args(["server", "--listen", "127.0.0.1:0", "--stats-every", "20ms"])
+        // Raw KCP: this test is about pipes, not keys.
+        .args([
+            "server",
+            "--raw",
+            "--listen",
+            "127.0.0.1:0",
+            "--stats-every",
+            "20ms",
+        ])
         // Every session and drop is logged from the loop threads at debug level.
         .args(["--log", "debug"])
         .stdin(Stdio::null())

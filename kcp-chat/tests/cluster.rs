@@ -412,7 +412,9 @@ fn the_bench_spreads_clients_over_the_nodes_it_is_given() {
     let n1 = node(&redis, "n1", |_| {});
     let url = redis.url();
     // A real second process, so the bench finds its CPU by its UDP port.
+    // Raw KCP, as the in-process node n1 speaks.
     let n2 = Server::start(&[
+        "--raw",
         "--cluster",
         &url,
         "--node-id",
@@ -427,6 +429,7 @@ fn the_bench_spreads_clients_over_the_nodes_it_is_given() {
     let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
         .args([
             "bench",
+            "--raw",
             "--clients",
             "12",
             "--rate",

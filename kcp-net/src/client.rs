@@ -521,14 +521,22 @@ impl KcpClient {
     /// on the same socket, dropping whatever the old one had queued. Messages already
     /// received stay available. Returns the new conv.
     ///
+    /// In the secure mode this runs a new handshake (blocking up to its timeout).
+    ///
     /// # Errors
-    /// [`NetError::Config`] cannot happen (the config was validated at connect).
+    /// [`NetError::Handshake`] in the secure mode if the handshake fails; the client
+    /// then reports [`NetError::ServerGone`] until a reconnect succeeds.
     pub fn reconnect(&mut self) -> Result<u32, NetError> {
         let conv = random_conv(self.conversation.conv());
         self.conversation = Conversation::new(conv, self.config.conversation(), Instant::now())?;
         self.failure = None;
         if let Some(security) = self.config.secure.clone() {
-            self.handshake(conv, &security)?;
+            if let Err(e) = self.handshake(conv, &security) {
+                // No sealed conversation: every call reports the server gone until a
+                // reconnect succeeds (the placeholder must never speak raw KCP).
+                self.failure = Some(Failure::ServerGone(security.handshake_timeout));
+                return Err(e);
+            }
         }
         Ok(conv)
     }

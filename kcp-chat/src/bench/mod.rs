@@ -25,6 +25,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kcp_net::secure::{ClientSecurity, PublicKey, ServerIdentity, ServerSecurity};
 use kcp_net::{ClientConfig, NetError, Preset};
 use serde::Serialize;
 
@@ -68,6 +69,11 @@ pub struct BenchOptions {
     pub preset: Preset,
     /// Show a progress line on stderr while running.
     pub progress: bool,
+    /// The secure wire mode (the default); `false` speaks raw KCP, to compare.
+    pub secure: bool,
+    /// The key of the `servers` (secure mode with servers of its own); in-process
+    /// servers get a fresh key the clients pin.
+    pub server_key: Option<PublicKey>,
 }
 
 impl Default for BenchOptions {
@@ -87,6 +93,8 @@ impl Default for BenchOptions {
             threads: 2,
             preset: Preset::Fast,
             progress: true,
+            secure: true,
+            server_key: None,
         }
     }
 }
@@ -320,11 +328,22 @@ pub enum BenchError {
 struct Local {
     servers: Vec<ChatServer>,
     redis: Option<RedisServer>,
+    key: Option<PublicKey>,
 }
 
 /// Starts the in-process servers `options` asks for.
 fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
     let mut config = ChatServerConfig::new(options.preset);
+    let identity = if options.secure {
+        Some(
+            ServerIdentity::generate()
+                .map_err(|_| NetError::Setting("no random number generator for the server key"))?,
+        )
+    } else {
+        None
+    };
+    let key = identity.as_ref().map(ServerIdentity::public);
+    config.net.secure = identity.map(ServerSecurity::new);
     config.net.threads = options.server_threads.max(1);
     config.net.new_sessions_per_sec = 100_000;
     // Every bench client comes from 127.0.0.1.
@@ -348,6 +367,7 @@ fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
         return Ok(Local {
             servers: vec![ChatServer::bind(loopback, config)?],
             redis: None,
+            key,
         });
     }
     let redis = RedisServer::start()?;
@@ -362,6 +382,7 @@ fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
     Ok(Local {
         servers,
         redis: Some(redis),
+        key,
     })
 }
 
@@ -419,6 +440,16 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     config.flush_on_input = true;
     config.recv_buffer = 256 << 10;
     config.send_buffer = 256 << 10;
+    if options.secure {
+        let key = local
+            .as_ref()
+            .and_then(|l| l.key)
+            .or(options.server_key)
+            .ok_or(NetError::Setting(
+                "a secure bench of servers of its own needs their key (--server-key)",
+            ))?;
+        config.secure = Some(ClientSecurity::new(key));
+    }
     let shared = Arc::new(Shared {
         servers: servers.clone(),
         config,

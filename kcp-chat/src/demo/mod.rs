@@ -19,6 +19,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kcp_net::secure::{ClientSecurity, ServerIdentity, ServerSecurity};
 use kcp_net::{ClientConfig, NetError, Preset};
 
 pub use tracker::Deliveries;
@@ -63,6 +64,9 @@ pub struct DemoOptions {
     /// Chat servers: 1 is a single server; more start a `redis-server` and that many
     /// cluster nodes joined through it, with the bots spread over them.
     pub nodes: usize,
+    /// The secure wire mode (the default; the bots pin the server's fresh key);
+    /// `false` speaks raw KCP.
+    pub secure: bool,
 }
 
 impl Default for DemoOptions {
@@ -85,6 +89,7 @@ impl Default for DemoOptions {
             interval: Duration::from_millis(650),
             narrate: true,
             nodes: 1,
+            secure: true,
         }
     }
 }
@@ -286,8 +291,17 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let nodes = options.nodes.max(1);
+    let identity = if options.secure {
+        Some(
+            ServerIdentity::generate()
+                .map_err(|_| NetError::Setting("no random number generator for the server key"))?,
+        )
+    } else {
+        None
+    };
     let server_config = |node: usize| {
         let mut config = ChatServerConfig::new(options.preset);
+        config.net.secure = identity.clone().map(ServerSecurity::new);
         config.net.impair = Some(if node == 0 {
             options.link.to_config()
         } else {
@@ -315,7 +329,12 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
             .collect::<Result<Vec<_>, _>>()?;
         (Some(redis), servers)
     };
-    let plans = plans(options);
+    let mut plans = plans(options);
+    if let Some(identity) = &identity {
+        for plan in &mut plans {
+            plan.config.secure = Some(ClientSecurity::new(identity.public()));
+        }
+    }
     let (lines_tx, lines) = mpsc::channel();
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let stage = Stage {

@@ -163,24 +163,74 @@ impl Drop for Proc {
     }
 }
 
-/// A `kcp-chat server` on 127.0.0.1 (port 0 unless `args` says otherwise).
+/// A `kcp-chat server` on 127.0.0.1 (port 0 unless `args` says otherwise), secure
+/// unless `args` has `--raw`, with a home of its own (its key file; the clients'
+/// known-servers file).
 pub struct Server {
     pub proc: Proc,
     pub addr: SocketAddr,
+    /// Its public key (`None` with `--raw`).
+    pub key: Option<kcp_net::secure::PublicKey>,
+    pub home: std::path::PathBuf,
+}
+
+/// A fresh directory for one test server's files.
+fn fresh_home() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let home = std::env::temp_dir().join(format!("kcp-chat-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).expect("a temp dir");
+    home
 }
 
 impl Server {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_in(fresh_home(), args)
+    }
+
+    /// A server restarted in `home`: the same key file, so its clients trust it.
+    pub fn restart(before: &Self, args: &[&str]) -> Self {
+        Self::start_in(before.home.clone(), args)
+    }
+
+    fn start_in(home: std::path::PathBuf, args: &[&str]) -> Self {
         let mut command = binary();
         command.arg("server");
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        command.args(args).env("RUST_LOG", "warn");
+        command
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("KCP_CHAT_HOME", &home);
         let mut proc = Proc::spawn(command, false);
+        let key = if args.contains(&"--raw") {
+            None
+        } else {
+            let line = proc.expect(WAIT, |l| l.starts_with("server key "));
+            let key = line["server key ".len()..]
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            Some(key.parse().expect("a public key"))
+        };
         let line = proc.expect(WAIT, |l| l.starts_with("listening "));
         let addr = line["listening ".len()..].parse().expect("an address");
-        Self { proc, addr }
+        Self {
+            proc,
+            addr,
+            key,
+            home,
+        }
+    }
+
+    /// A client config for this server (pinning its key unless it is raw).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = client_config();
+        config.secure = self.key.map(kcp_net::secure::ClientSecurity::new);
+        config
     }
 
     /// `kcp-chat client` for `nick` on this server, with extra `args`.
@@ -188,7 +238,11 @@ impl Server {
         let mut command = binary();
         command
             .args(["client", "--server", &self.addr.to_string(), "--nick", nick])
+            .env("KCP_CHAT_HOME", &self.home)
             .args(args);
+        if let Some(key) = self.key.filter(|_| !args.contains(&"--raw")) {
+            command.args(["--server-key", &key.to_string()]);
+        }
         command
     }
 
@@ -209,7 +263,7 @@ impl Server {
 
     /// A library chat client (fast preset, flush on send).
     pub fn chat(&self, nick: &str) -> ChatClient {
-        ChatClient::connect(self.addr, nick, client_config()).expect("connecting")
+        ChatClient::connect(self.addr, nick, self.client_config()).expect("connecting")
     }
 }
 

@@ -166,13 +166,15 @@ impl ClientHandshake {
             Reply::Rejected {
                 reason,
                 server_version,
+                server_key,
             } => Err(match reason {
                 RejectReason::Version => HandshakeError::VersionMismatch {
                     ours: VERSION,
                     server: server_version,
                 },
                 RejectReason::WrongKey => HandshakeError::WrongServerKey {
-                    pinned: self.security.server_key.fingerprint(),
+                    pinned: self.security.server_key,
+                    offered: server_key,
                 },
                 RejectReason::HandshakeFailed => HandshakeError::PskMismatch,
                 RejectReason::Full => HandshakeError::ServerFull,

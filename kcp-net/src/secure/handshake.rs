@@ -79,6 +79,8 @@ pub(crate) enum Reply {
     Rejected {
         reason: RejectReason,
         server_version: u8,
+        /// The key a server that refused our key for it says it has.
+        server_key: Option<PublicKey>,
     },
     /// The handshake is done.
     Established(Box<Established>),
@@ -204,11 +206,19 @@ impl Initiator {
                     None => Reply::Ignored,
                 }
             }
-            Some(Kind::Reject) if datagram.len() == reject::LEN && names_us(reject::RECEIVER) => {
+            Some(Kind::Reject)
+                if matches!(datagram.len(), reject::LEN | reject::WITH_KEY_LEN)
+                    && names_us(reject::RECEIVER) =>
+            {
+                let server_key = datagram
+                    .get(reject::LEN..reject::WITH_KEY_LEN)
+                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                    .map(PublicKey::from_bytes);
                 match RejectReason::from_byte(datagram[reject::REASON]) {
                     Some(reason) => Reply::Rejected {
                         reason,
                         server_version: datagram[reject::VERSION],
+                        server_key,
                     },
                     None => Reply::Ignored,
                 }
@@ -326,6 +336,7 @@ impl Responder {
         }
         if !self.macs.mac1_ok(msg) {
             write_reject(out, RejectReason::WrongKey, sender);
+            out.extend_from_slice(self.identity.public().as_bytes());
             return Screened::WrongKey;
         }
         let ask = match self.policy {

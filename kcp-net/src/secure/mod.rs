@@ -110,12 +110,17 @@ impl ClientSecurity {
 pub enum HandshakeError {
     /// The server has another key than the one pinned.
     #[error(
-        "the server's key is not the one pinned ({pinned}): it has another identity, \
-         or this is not the server you meant"
+        "the server's key is not the one pinned (pinned {}, the server offers {}): it has \
+         another identity, or this is not the server you meant",
+        pinned.fingerprint(),
+        offered.map_or_else(|| "nothing".to_owned(), |k| k.fingerprint())
     )]
     WrongServerKey {
-        /// The fingerprint of the key we pinned.
-        pinned: String,
+        /// The key we pinned.
+        pinned: PublicKey,
+        /// The key the server says it has (unauthenticated: shown so a person can
+        /// compare, or trusted on first use).
+        offered: Option<PublicKey>,
     },
     /// The server could not read our handshake although it has the key we pinned:
     /// the pre-shared keys differ, or only one side has one.

@@ -66,13 +66,16 @@ pub(crate) mod cookie_reply {
     pub(crate) const LEN: usize = COOKIE + 16 + 16;
 }
 
-/// Reject: `kind, the server's version, reason, 0, receiver index (4)`. Not
-/// authenticated: a client only believes one that names its own sender index.
+/// Reject: `kind, the server's version, reason, 0, receiver index (4)`, and for a
+/// wrong key the server's public key (32), so that a client can show it or trust it
+/// on first use. Not authenticated: a client only believes one that names its own
+/// sender index.
 pub(crate) mod reject {
     pub(crate) const VERSION: usize = 1;
     pub(crate) const REASON: usize = 2;
     pub(crate) const RECEIVER: usize = 4;
     pub(crate) const LEN: usize = 8;
+    pub(crate) const WITH_KEY_LEN: usize = LEN + 32;
 }
 
 /// Why a server refused a handshake (the reason byte of a reject).
