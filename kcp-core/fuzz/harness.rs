@@ -9,9 +9,21 @@
 
 use core::convert::Infallible;
 
-use kcp_core::{Config, Kcp, Timestamp};
+use kcp_core::{Config, Kcp, PollAt, Stats, Timestamp};
 
 const CONV: u32 = 0x0BAD_CAFE;
+
+/// What a caller can observe of the engine without changing it: its counters and
+/// estimates, what waits to be sent, the next message's size and when it wants an
+/// update.
+fn observable(kcp: &Kcp, now: Timestamp) -> (Stats, usize, Option<usize>, PollAt) {
+    (
+        kcp.stats(),
+        kcp.wait_send(),
+        kcp.peek_size(),
+        kcp.check(now),
+    )
+}
 
 /// Runs one fuzz case. Panics (the fuzzer's "crash") if an invariant breaks.
 pub(crate) fn run(data: &[u8]) {
@@ -47,11 +59,14 @@ pub(crate) fn run(data: &[u8]) {
         if len & 1 == 0 && datagram.len() >= 4 {
             datagram[..4].copy_from_slice(&CONV.to_le_bytes());
         }
-        let before = kcp.clone();
+        // What a rejection must leave as it was. A snapshot, not a clone of the engine:
+        // cloning every window before every datagram cost most of the run time
+        // (~1,800 execs/s), and the check compared only these values anyway.
+        let before = observable(&kcp, now);
         if kcp.input(now, &datagram).is_err() {
-            let mut stats = kcp.stats();
-            stats.datagrams_rejected -= 1;
-            assert_eq!(stats, before.stats(), "a rejected datagram changed state");
+            let mut after = observable(&kcp, now);
+            after.0.datagrams_rejected -= 1;
+            assert_eq!(after, before, "a rejected datagram changed state");
         }
         let s = kcp.stats();
         assert!(s.recv_queue <= rcv_wnd && s.recv_buffer <= rcv_wnd);

@@ -4,22 +4,13 @@
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
+#[path = "../fuzz/replay.rs"]
+mod replay;
 
 #[test]
 fn saved_fuzz_cases_do_not_crash() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir).expect("fuzz/regressions exists") {
-        let path = entry.expect("readable directory").path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            continue;
-        }
-        harness::run(&std::fs::read(&path).expect("readable case"));
-        replayed += 1;
-    }
+    let replayed = replay::replay(&dir, harness::run);
     println!("replayed {replayed} saved fuzz cases");
 }
 

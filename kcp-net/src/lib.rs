@@ -187,7 +187,7 @@ mod stats;
 mod store;
 mod timer;
 mod trim;
-mod udp;
+pub mod udp;
 
 pub use client::KcpClient;
 pub use config::{

@@ -1,5 +1,6 @@
 //! The C reference as a UDP peer on loopback, for interop tests of the socket
-//! crates: an echo server on its own thread, and the C presets they run in.
+//! crates: an echo server on its own thread, an echo client, and the C presets they
+//! run in.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -111,4 +112,79 @@ pub fn echo_server(setup: CSetup, stop: Arc<AtomicBool>) -> (SocketAddr, thread:
         }
     });
     (addr, thread)
+}
+
+/// The `i`th message of [`echo_client`]: `len` bytes that differ from message to
+/// message.
+fn message(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (9 * 131 + i * 31 + j * 7) as u8).collect()
+}
+
+/// A C client set up as `setup`: sends `count` messages of varied size (1 to 3,000
+/// bytes) to the echo server at `server`, at most 16 unanswered, and checks every
+/// echo (in stream mode, the echoed byte stream). Returns the messages verified.
+///
+/// # Panics
+/// If an echo differs, a datagram of the server's is rejected or comes from another
+/// address, or 20 s pass before every echo is back.
+pub fn echo_client(server: SocketAddr, setup: CSetup, count: usize) -> usize {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("binding the C client");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("a read timeout");
+    let mut kcp = CKcp::new(0x0C11_E417);
+    setup.apply(&mut kcp);
+    let stream = matches!(setup, CSetup::Stream);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(20);
+    let sizes = |i: usize| 1 + (i * 397) % 3_000;
+    let (mut sent, mut verified) = (0, 0);
+    let mut expected: Vec<u8> = Vec::new(); // bytes sent and not yet echoed
+    // Stream mode: where each message ends in the byte stream, and bytes echoed so far.
+    let mut ends: Vec<usize> = Vec::new();
+    let mut echoed = 0;
+    let mut buf = [0u8; 2_048];
+    while verified < count {
+        assert!(
+            Instant::now() < deadline,
+            "{setup:?}: {verified} of {count} echoed"
+        );
+        while sent < count && sent - verified < 16 {
+            let m = message(sent, sizes(sent));
+            assert!(kcp.send(&m) >= 0);
+            expected.extend_from_slice(&m);
+            ends.push(ends.last().copied().unwrap_or(0) + m.len());
+            sent += 1;
+        }
+        kcp.update(millis(start));
+        send_output(&mut kcp, &socket, server);
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            assert_eq!(from, server);
+            assert_eq!(
+                kcp.input(&buf[..n]),
+                0,
+                "{setup:?}: C rejected our datagram"
+            );
+            socket.set_nonblocking(true).expect("non-blocking");
+        }
+        socket.set_nonblocking(false).expect("blocking");
+        for chunk in recv_all(&mut kcp) {
+            if stream {
+                assert!(chunk.len() <= expected.len());
+                assert_eq!(
+                    chunk[..],
+                    expected[..chunk.len()],
+                    "{setup:?}: stream bytes"
+                );
+                expected.drain(..chunk.len());
+                echoed += chunk.len();
+                verified = ends.partition_point(|&end| end <= echoed);
+            } else {
+                assert_eq!(chunk, message(verified, sizes(verified)), "{setup:?}");
+                expected.drain(..chunk.len());
+                verified += 1;
+            }
+        }
+    }
+    verified
 }

@@ -2,22 +2,24 @@
 //! owns the UDP socket, routes datagrams to sessions, opens sessions by kcp-net's
 //! rules, and runs one timer: the earliest `next_deadline` of the sessions that have
 //! one. A session with no deadline registers nothing, so idle costs no wake-ups.
+//! Datagrams move in batches ([`Socket`]): every session driven in a turn writes into
+//! one send batch, which leaves in as few syscalls as the backend allows.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kcp_core::conv_of;
+use kcp_net::admission::{Admission, Opening, Refusal, Room, UnconfirmedPool};
+use kcp_net::udp::{CLIENT_GRO_SLOTS, LOOP_GRO_SLOTS, RecvBatch, RecvMeta, SendBatch};
 use kcp_net::{CloseReason, Conversation, ConversationConfig, LoopStats, ServerConfig};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::session::{DriverShared, Session, State, lock};
+use crate::socket::Socket;
 use crate::stream::KcpStream;
-use kcp_net::admission::{Admission, Opening, Refusal, Room, UnconfirmedPool};
 
 /// Datagrams read in one turn before timers and output get theirs (kcp-net reads up
 /// to 256 per turn too): a flood delays timers by one bounded turn, never starves
@@ -49,7 +51,7 @@ pub(crate) struct ServerRole {
 /// The driver's state; [`run`](Self::run) is the task.
 #[derive(Debug)]
 pub(crate) struct Driver {
-    socket: UdpSocket,
+    socket: Socket,
     local: SocketAddr,
     shared: Arc<DriverShared>,
     role: Role,
@@ -60,10 +62,8 @@ pub(crate) struct Driver {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Sessions to drive this turn.
     dirty: Vec<u64>,
-    /// Datagrams to send this turn.
-    out: Vec<(SocketAddr, Vec<u8>)>,
-    /// A conversation's datagrams of one drive, before they are tagged with its peer.
-    wire: Vec<Vec<u8>>,
+    /// Datagrams to send this turn, written by the engines straight into the batch.
+    out: SendBatch,
     max_datagram: usize,
     stats: LoopStats,
     published: Arc<Mutex<LoopStats>>,
@@ -72,7 +72,7 @@ pub(crate) struct Driver {
 impl Driver {
     /// A listener's driver.
     pub(crate) fn server(
-        socket: UdpSocket,
+        socket: Socket,
         local: SocketAddr,
         config: ServerConfig,
         accepted: mpsc::UnboundedSender<KcpStream>,
@@ -99,7 +99,7 @@ impl Driver {
     }
 
     /// A client's driver, for its one session.
-    pub(crate) fn client(socket: UdpSocket, session: Arc<Session>, max_datagram: usize) -> Self {
+    pub(crate) fn client(socket: Socket, session: Arc<Session>, max_datagram: usize) -> Self {
         let mut driver = Self::with_role(
             socket,
             session.local,
@@ -116,7 +116,7 @@ impl Driver {
     }
 
     fn with_role(
-        socket: UdpSocket,
+        socket: Socket,
         local: SocketAddr,
         shared: Arc<DriverShared>,
         role: Role,
@@ -131,8 +131,7 @@ impl Driver {
             routes: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
-            out: Vec::new(),
-            wire: Vec::new(),
+            out: SendBatch::default(),
             max_datagram,
             stats: LoopStats::default(),
             published: Arc::new(Mutex::new(LoopStats::default())),
@@ -142,8 +141,11 @@ impl Driver {
     /// The task: until the listener is gone and its sessions closed (or the client's
     /// session ended).
     pub(crate) async fn run(mut self) {
-        // One byte more than we accept, to tell a datagram that was cut short.
-        let mut buf = vec![0u8; self.max_datagram + 1];
+        let gro_slots = match self.role {
+            Role::Server(_) => LOOP_GRO_SLOTS,
+            Role::Client => CLIENT_GRO_SLOTS,
+        };
+        let mut recv = self.socket.recv_batch(self.max_datagram, gro_slots);
         let shared = Arc::clone(&self.shared);
         loop {
             if shared.is_shut_down() {
@@ -153,21 +155,16 @@ impl Driver {
                 break;
             }
             let timer = self.timers.peek().map(|Reverse((at, _))| *at);
-            let received = tokio::select! {
+            let readable = tokio::select! {
                 biased;
-                () = shared.notify.notified() => None,
-                r = self.socket.recv_from(&mut buf) => Some(r),
-                () = sleep_until(timer) => None,
+                () = shared.notify.notified() => false,
+                r = self.socket.readable() => r.is_ok(),
+                () = sleep_until(timer) => false,
             };
             self.stats.wakeups += 1;
             let now = Instant::now();
-            if let Some(r) = received {
-                self.stats.recv_syscalls += 1;
-                if let Ok((n, from)) = r {
-                    self.datagram(&buf, n, from, now);
-                    self.drain_socket(&mut buf, now);
-                }
-                // Errors (ICMP reports) are consumed by the call that returned them.
+            if readable {
+                self.drain_socket(&mut recv, now);
             }
             self.run_timers(now);
             self.service_dirty(now);
@@ -192,27 +189,36 @@ impl Driver {
 
     // ---------------------------------------------------------------- input
 
-    /// Reads what else the socket holds, up to the per-turn bound.
-    fn drain_socket(&mut self, buf: &mut [u8], now: Instant) {
-        for _ in 1..MAX_DATAGRAMS_PER_TURN {
+    /// Reads what the socket holds, up to the per-turn bound, in batches. Stops early
+    /// once a read left the kernel's queue empty (the next datagram wakes us again),
+    /// or on an error (an ICMP report, consumed by the call that returned it).
+    fn drain_socket(&mut self, recv: &mut RecvBatch, now: Instant) {
+        let mut read = 0;
+        while read < MAX_DATAGRAMS_PER_TURN {
             self.stats.recv_syscalls += 1;
-            match self.socket.try_recv_from(buf) {
-                Ok((n, from)) => self.datagram(buf, n, from, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {}
+            let Ok(n) = self.socket.try_recv(recv) else {
+                break;
+            };
+            for i in 0..n {
+                let (meta, datagram) = recv.get(i);
+                self.datagram(meta, datagram, now);
+            }
+            read += n;
+            if !recv.may_hold_more() {
+                break;
             }
         }
     }
 
-    /// Routes one received datagram (`buf[..n]`) to its session, or opens one.
-    fn datagram(&mut self, buf: &[u8], n: usize, from: SocketAddr, now: Instant) {
+    /// Routes one received datagram to its session, or opens one.
+    fn datagram(&mut self, meta: RecvMeta, datagram: &[u8], now: Instant) {
         self.stats.datagrams_in += 1;
-        self.stats.bytes_in += n as u64;
-        if n > self.max_datagram {
+        self.stats.bytes_in += meta.len as u64;
+        if meta.truncated {
             self.stats.dropped_truncated += 1;
             return;
         }
-        let datagram = &buf[..n];
+        let from = meta.addr;
         let Some(conv) = conv_of(datagram) else {
             self.stats.dropped_malformed += 1;
             return;
@@ -404,13 +410,12 @@ impl Driver {
             let _span = session.span.enter();
             state.dirty = false;
             let flush = std::mem::take(&mut state.flush);
-            let retransmits = if flush {
-                state.conversation.flush_to_vec(now, &mut self.wire)
+            let out = &mut self.out.to(session.peer);
+            let Ok(retransmits) = if flush {
+                state.conversation.flush(now, out)
             } else {
-                state.conversation.drive_to_vec(now, &mut self.wire)
+                state.conversation.drive(now, out)
             };
-            let peer = session.peer;
-            self.out.extend(self.wire.drain(..).map(|d| (peer, d)));
             self.stats.retransmits += retransmits;
             if let Some(reason) = state.conversation.poll_close(now) {
                 drop(state);
@@ -435,9 +440,9 @@ impl Driver {
             return;
         };
         let mut state = session.lock();
-        state.conversation.flush_to_vec(now, &mut self.wire);
-        let peer = session.peer;
-        self.out.extend(self.wire.drain(..).map(|d| (peer, d)));
+        let Ok(_) = state
+            .conversation
+            .flush(now, &mut self.out.to(session.peer));
         state.ended = Some(reason);
         state.next_wake = None;
         state.wake(true, true);
@@ -485,19 +490,18 @@ impl Driver {
         }
     }
 
-    /// Sends this turn's datagrams. A send error (an ICMP report, a full buffer) drops
-    /// the datagram; KCP retransmits it like any loss.
+    /// Sends this turn's datagrams in batches, waiting while the socket buffer is
+    /// full. A datagram the OS refuses (an ICMP report, too large) is dropped; KCP
+    /// retransmits it like any loss.
     async fn send_out(&mut self) {
-        for (peer, datagram) in self.out.drain(..) {
-            self.stats.send_syscalls += 1;
-            match self.socket.send_to(&datagram, peer).await {
-                Ok(_) => {
-                    self.stats.datagrams_out += 1;
-                    self.stats.bytes_out += datagram.len() as u64;
-                }
-                Err(_) => self.stats.send_errors += 1,
-            }
+        if self.out.is_empty() {
+            return;
         }
+        let outcome = self.socket.send(&mut self.out).await;
+        self.stats.datagrams_out += outcome.datagrams;
+        self.stats.bytes_out += outcome.bytes;
+        self.stats.send_syscalls += outcome.syscalls;
+        self.stats.send_errors += outcome.errors;
     }
 }
 

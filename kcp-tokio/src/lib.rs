@@ -69,11 +69,20 @@
 //! acknowledged (at most the linger); dropping a listener does the same for all its
 //! sessions, then its task stops.
 //!
+//! # Portability
+//!
+//! Datagrams move through `kcp-net`'s batch I/O ([`kcp_net::udp`]) on tokio's socket:
+//! on Linux `recvmmsg`/`sendmmsg`, up to 32 messages per syscall, with UDP GSO and GRO
+//! where the kernel grants them (the `io` field of the configs, [`IoBackend`];
+//! `Auto` by default); elsewhere, or with `IoBackend::Portable`, one call per
+//! datagram. Every session driven in a turn of the driver writes into one batch.
+//!
 //! # Current behaviour, not guaranteed
 //!
-//! - Datagrams are sent one `send_to` each (no `sendmmsg`/GSO batching as in
-//!   `kcp-net`), and a failed send is dropped (KCP retransmits it).
-//! - The admission rules are a copy of `kcp-net`'s private ones, kept equal by hand.
+//! - A full socket buffer is waited out (tokio's `writable`), where `kcp-net`'s loops
+//!   drop the rest of the turn's datagrams; a datagram the OS refuses is dropped (KCP
+//!   retransmits it).
+//! - Sessions are admitted by `kcp-net`'s own rules ([`kcp_net::admission`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
@@ -81,14 +90,15 @@
 mod driver;
 mod listener;
 mod session;
+mod socket;
 mod stream;
 
 use std::io;
 use std::net::SocketAddr;
 
 pub use kcp_net::{
-    ClientConfig, CloseReason, Conversation, ConversationConfig, LoopStats, Preset, ServerConfig,
-    SessionStats,
+    ClientConfig, CloseReason, Conversation, ConversationConfig, IoBackend, LoopStats, Preset,
+    ServerConfig, SessionStats,
 };
 pub use listener::KcpListener;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::driver::Driver;
 use crate::session::{DriverShared, lock};
+use crate::socket::Socket;
 use crate::stream::KcpStream;
 use crate::{bind_udp, invalid, resolve};
 
@@ -21,8 +22,9 @@ use crate::{bind_udp, invalid, resolve};
 /// that is valid KCP and carries the first data segment of a conversation opens one,
 /// within `max_sessions` (confirmed sessions), `max_unconfirmed_sessions` (the oldest
 /// unconfirmed one is evicted), the per-IP and per-listener rates and
-/// `max_sessions_per_ip`; sessions end after `idle_timeout` of silence. `threads`,
-/// `io` and `impair` are ignored: the listener is one tokio task.
+/// `max_sessions_per_ip`; sessions end after `idle_timeout` of silence. `io` picks
+/// the batch I/O backend (see the crate's *Portability*); `threads` and `impair` are
+/// ignored: the listener is one tokio task.
 ///
 /// Sessions not yet accepted wait in a queue bounded by the session limits.
 /// Dropping the listener closes every session (accepted or not): each delivers what it
@@ -47,6 +49,7 @@ impl KcpListener {
         let addr = resolve(addr).await?;
         let socket = bind_udp(addr, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;
+        let socket = Socket::new(socket, config.io);
         let (tx, rx) = mpsc::unbounded_channel();
         let (driver, shared, stats) = Driver::server(socket, local, config, tx, Instant::now());
         tokio::spawn(driver.run());

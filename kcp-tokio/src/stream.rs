@@ -15,6 +15,7 @@ use tokio::net::ToSocketAddrs;
 
 use crate::driver::{CLIENT_LINGER, Driver};
 use crate::session::{DriverShared, Session, State};
+use crate::socket::Socket;
 use crate::{bind_udp, invalid, resolve};
 
 /// Closes the conversation when the last half of a stream goes.
@@ -84,6 +85,7 @@ impl KcpStream {
         });
         let socket = bind_udp(bind, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;
+        let socket = Socket::new(socket, config.io);
         let conv = loop {
             let conv: u32 = rand::random();
             if conv != 0 {

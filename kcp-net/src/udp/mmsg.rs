@@ -11,11 +11,10 @@ use std::io;
 use std::mem;
 use std::os::fd::AsRawFd;
 
-use mio::net::UdpSocket;
 use socket2::{SockAddr, SockAddrStorage};
 
 use super::offload::{self, ControlBuf, Offload};
-use super::{BATCH, DatagramIo, RecvBatch, RecvMeta, SendBatch};
+use super::{BATCH, DatagramIo, DatagramSocket, RecvBatch, RecvMeta, SendBatch, sealed};
 
 /// Turns a libc `-1` return into the thread's `errno` as an `io::Error` (mio's
 /// `syscall!` idea).
@@ -84,7 +83,7 @@ impl Mmsg {
     }
 
     /// One `sendmmsg` of the planned runs. `Ok(n)`: the first `n` runs went out.
-    fn send_runs(&mut self, socket: &UdpSocket, batch: &SendBatch) -> io::Result<usize> {
+    fn send_runs(&mut self, socket: &dyn DatagramSocket, batch: &SendBatch) -> io::Result<usize> {
         let count = self.runs.len();
         self.send_addrs.clear();
         let mut iovecs = [EMPTY_IOVEC; BATCH];
@@ -124,14 +123,17 @@ impl Mmsg {
         // control buffer in `controls` holding one complete `UDP_SEGMENT` message of
         // the stated length. None of these buffers is moved or mutated until the call
         // returns. `count <= BATCH` fits `c_uint`.
-        let sent =
-            check(unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), count as _, 0) })?;
+        let sent = check(unsafe {
+            libc::sendmmsg(socket.fd().as_raw_fd(), hdrs.as_mut_ptr(), count as _, 0)
+        })?;
         Ok(sent.min(count))
     }
 }
 
+impl sealed::Sealed for Mmsg {}
+
 impl DatagramIo for Mmsg {
-    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    fn recv(&mut self, socket: &dyn DatagramSocket, batch: &mut RecvBatch) -> io::Result<usize> {
         let mut iovecs = [EMPTY_IOVEC; BATCH];
         let mut controls = [ControlBuf::default(); BATCH];
         let mut hdrs: [libc::mmsghdr; BATCH] = std::array::from_fn(|_| zeroed_mmsghdr());
@@ -164,7 +166,7 @@ impl DatagramIo for Mmsg {
         // No timeout pointer: the socket is non-blocking, so the call returns at once.
         let received = check(unsafe {
             libc::recvmmsg(
-                socket.as_raw_fd(),
+                socket.fd().as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 count as _,
                 0,
@@ -200,7 +202,12 @@ impl DatagramIo for Mmsg {
         Ok(datagrams)
     }
 
-    fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize> {
+    fn send(
+        &mut self,
+        socket: &dyn DatagramSocket,
+        batch: &SendBatch,
+        from: usize,
+    ) -> io::Result<usize> {
         self.plan(batch, from);
         // sendmmsg returns an error only if the *first* message failed; a later failure
         // shortens the count, and the caller retries from there and sees the error.

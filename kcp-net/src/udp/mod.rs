@@ -5,9 +5,20 @@
 //! - `mmsg` (Linux): `recvmmsg`/`sendmmsg`, up to [`BATCH`] messages per syscall, and
 //!   with `offload` each message may carry a run of datagrams (UDP GSO on send, GRO
 //!   on receive). These two are the only modules of the crate with `unsafe` code.
-//! - `portable` (everywhere): a `recv_from`/`send_to` loop over `std`'s socket.
+//! - `portable` (everywhere): a `recv_from`/`send_to` loop over the socket.
 //!
-//! [`IoBackend`] picks one at construction, so tests run each on Linux.
+//! [`IoBackend`] picks one at construction ([`datagram_io`]), so tests run each on
+//! Linux. The socket is anything that implements [`DatagramSocket`] (`mio`'s here,
+//! tokio's in `kcp-tokio`), passed on each call.
+//!
+//! # Using it from another event loop
+//!
+//! Engines write their datagrams straight into a [`SendBatch`]
+//! (`conversation.drive(now, &mut batch.to(peer))`); [`send_all`] sends it in as few
+//! syscalls as the backend allows and drops what a full socket buffer refuses, while
+//! [`SendProgress`] stops at a full buffer so that a caller with readiness
+//! notifications can wait and resume. [`RecvBatch`] is the receive side: slots the
+//! kernel fills in one call, read back with [`RecvBatch::get`].
 
 use std::convert::Infallible;
 use std::fmt;
@@ -25,11 +36,14 @@ mod mmsg;
 #[cfg(target_os = "linux")]
 mod offload;
 mod portable;
+mod socket;
+
+pub use socket::DatagramSocket;
 
 /// Most datagrams moved by one batched syscall. 32 × a 1,500-byte slot is 48 KiB of
 /// receive buffer per loop; larger batches stop paying off once a syscall's fixed
 /// cost is amortised (quinn-udp settles on a similar figure).
-pub(crate) const BATCH: usize = 32;
+pub const BATCH: usize = 32;
 
 /// How a loop or client moves datagrams between its socket and memory.
 ///
@@ -70,18 +84,37 @@ impl IoBackend {
     }
 }
 
+mod sealed {
+    /// Only this module's backends implement [`DatagramIo`](super::DatagramIo): they
+    /// fill a [`RecvBatch`](super::RecvBatch) through crate-private methods.
+    pub trait Sealed {}
+}
+
 /// Moves batches of datagrams. Implementations keep no socket of their own: the caller
-/// passes the (non-blocking) socket on each call.
-pub(crate) trait DatagramIo: Send + fmt::Debug {
+/// passes the (non-blocking) socket on each call. Made by [`datagram_io`]; sealed.
+pub trait DatagramIo: Send + fmt::Debug + sealed::Sealed {
     /// Receives up to one datagram per slot of `batch` into `batch` (replacing its
     /// contents). `Ok(n)` with `n >= 1`, or `Err(WouldBlock)` when the socket is
     /// drained.
-    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize>;
+    ///
+    /// # Errors
+    /// The socket's: `WouldBlock` when nothing is queued, or what the OS reports (an
+    /// ICMP error from an earlier send, on a connected socket).
+    fn recv(&mut self, socket: &dyn DatagramSocket, batch: &mut RecvBatch) -> io::Result<usize>;
 
     /// Sends datagrams `from..` of `batch`, as many as one syscall (or loop) takes.
     /// `Ok(n)`: the first `n >= 1` were sent. `Err`: the first one failed (`WouldBlock`
     /// means the socket buffer is full).
-    fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize>;
+    ///
+    /// # Errors
+    /// The first datagram's: `WouldBlock` when the socket buffer is full, or what the
+    /// OS reports for it (unreachable, too large).
+    fn send(
+        &mut self,
+        socket: &dyn DatagramSocket,
+        batch: &SendBatch,
+        from: usize,
+    ) -> io::Result<usize>;
 
     /// Whether one received message may hold many datagrams (GRO), so that receive
     /// slots must hold [`GRO_SLOT`] bytes.
@@ -91,12 +124,12 @@ pub(crate) trait DatagramIo: Send + fmt::Debug {
 }
 
 /// The implementation of `backend` on this platform, set up for `socket` (offload is
-/// asked of the kernel here).
-pub(crate) fn datagram_io(backend: IoBackend, socket: &UdpSocket) -> Box<dyn DatagramIo> {
+/// asked of the kernel here, so use the result with this socket only).
+pub fn datagram_io(backend: IoBackend, socket: &dyn DatagramSocket) -> Box<dyn DatagramIo> {
     let _ = socket;
     match backend.resolve() {
         #[cfg(target_os = "linux")]
-        IoBackend::Offload => Box::new(mmsg::Mmsg::new(offload::enable(socket))),
+        IoBackend::Offload => Box::new(mmsg::Mmsg::new(offload::enable(socket.fd()))),
         #[cfg(target_os = "linux")]
         IoBackend::Batched => Box::new(mmsg::Mmsg::new(offload::Offload::NONE)),
         _ => Box::new(portable::Portable),
@@ -104,19 +137,19 @@ pub(crate) fn datagram_io(backend: IoBackend, socket: &UdpSocket) -> Box<dyn Dat
 }
 
 /// A receive slot that holds any message GRO can build (at most 64 KiB of payload).
-pub(crate) const GRO_SLOT: usize = 1 << 16;
+pub const GRO_SLOT: usize = 1 << 16;
 
 /// Receive slots of a server loop with GRO: 16 × 64 KiB, up to 1,024 datagrams per
 /// syscall. The memory is reserved, not touched, until the kernel writes into it.
-pub(crate) const LOOP_GRO_SLOTS: usize = 16;
+pub const LOOP_GRO_SLOTS: usize = 16;
 
 /// Receive slots of a client with GRO: 4 × 64 KiB (one peer sends to it; a
 /// process may run thousands of clients).
-pub(crate) const CLIENT_GRO_SLOTS: usize = 4;
+pub const CLIENT_GRO_SLOTS: usize = 4;
 
 /// Fixed slots the kernel writes received datagrams into; reused every turn.
 #[derive(Debug)]
-pub(crate) struct RecvBatch {
+pub struct RecvBatch {
     buf: Vec<u8>,
     slot: usize,
     /// The longest datagram accepted; longer ones read as truncated.
@@ -128,13 +161,16 @@ pub(crate) struct RecvBatch {
 
 /// Where one received datagram came from and where it lies in the batch.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RecvMeta {
-    pub(crate) addr: SocketAddr,
+pub struct RecvMeta {
+    /// The sender.
+    pub addr: SocketAddr,
     /// Offset of the datagram in the batch's buffer.
-    pub(crate) start: usize,
-    pub(crate) len: usize,
-    /// The datagram was longer than the slot and was cut.
-    pub(crate) truncated: bool,
+    pub start: usize,
+    /// Its length (of what was kept, if truncated).
+    pub len: usize,
+    /// The datagram was longer than the slot, or than the batch accepts, and must be
+    /// dropped.
+    pub truncated: bool,
 }
 
 impl RecvBatch {
@@ -154,7 +190,7 @@ impl RecvBatch {
     /// slot. A receive that filled fewer emptied the socket's queue, so any datagram
     /// arriving later raises a new readiness edge and the loop need not spend a
     /// syscall to hear `WouldBlock`.
-    pub(crate) fn may_hold_more(&self) -> bool {
+    pub const fn may_hold_more(&self) -> bool {
         self.full
     }
 
@@ -166,7 +202,7 @@ impl RecvBatch {
     /// Slots for `io` accepting datagrams of up to `max_datagram` bytes: [`BATCH`]
     /// slots one byte larger, or, if `io` coalesces datagrams, `gro_slots` of
     /// [`GRO_SLOT`] bytes, in which a longer datagram reads as truncated.
-    pub(crate) fn for_io(io: &dyn DatagramIo, max_datagram: usize, gro_slots: usize) -> Self {
+    pub fn for_io(io: &dyn DatagramIo, max_datagram: usize, gro_slots: usize) -> Self {
         let mut batch = if io.coalesces() {
             Self::new(gro_slots.clamp(1, BATCH), GRO_SLOT.max(max_datagram + 1))
         } else {
@@ -176,9 +212,12 @@ impl RecvBatch {
         batch
     }
 
-    /// The `i`th received datagram; `truncated` if it was cut or is longer than
-    /// accepted.
-    pub(crate) fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
+    /// The `i`th received datagram of the last receive (`i` below what it returned);
+    /// `truncated` if it was cut or is longer than accepted.
+    ///
+    /// # Panics
+    /// If `i` is not below the count the last receive returned.
+    pub fn get(&self, i: usize) -> (RecvMeta, &[u8]) {
         let mut meta = self.meta[i];
         meta.truncated |= meta.len > self.max_datagram;
         (meta, &self.buf[meta.start..meta.start + meta.len])
@@ -208,15 +247,14 @@ impl RecvBatch {
 /// Datagrams lie back to back in `data` in the order they were added, each recorded
 /// as `(destination, offset, length)`.
 #[derive(Debug, Default)]
-pub(crate) struct SendBatch {
+pub struct SendBatch {
     data: Vec<u8>,
     entries: Vec<(SocketAddr, usize, usize)>,
 }
 
 impl SendBatch {
     /// Copies a datagram for `addr` into the batch (the impaired link's releases).
-    #[cfg(any(test, feature = "impair"))]
-    pub(crate) fn push(&mut self, addr: SocketAddr, datagram: &[u8]) {
+    pub fn push(&mut self, addr: SocketAddr, datagram: &[u8]) {
         let start = self.data.len();
         self.data.extend_from_slice(datagram);
         self.entries.push((addr, start, datagram.len()));
@@ -224,20 +262,25 @@ impl SendBatch {
 
     /// A [`Transmit`] that lets an engine write datagrams for `addr` straight into the
     /// batch (no copy, unlike [`push`](Self::push)).
-    pub(crate) fn to(&mut self, addr: SocketAddr) -> BatchTransmit<'_> {
+    pub fn to(&mut self, addr: SocketAddr) -> BatchTransmit<'_> {
         BatchTransmit { batch: self, addr }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Datagrams in the batch.
+    pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether the batch holds no datagram.
+    pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The `i`th datagram and its destination.
-    pub(crate) fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
+    ///
+    /// # Panics
+    /// If `i` is not below [`len`](Self::len).
+    pub fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
         let (addr, start, len) = self.entries[i];
         (addr, &self.data[start..start + len])
     }
@@ -250,7 +293,8 @@ impl SendBatch {
         &self.data[start..last_start + last_len]
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Forgets every datagram, keeping the memory.
+    pub fn clear(&mut self) {
         self.data.clear();
         self.entries.clear();
     }
@@ -260,7 +304,7 @@ impl SendBatch {
 /// [`Kcp::flush_into`](kcp_core::Kcp::flush_into): the engine appends a datagram's
 /// bytes to the batch's buffer, and `commit` records them as one entry. Never fails.
 #[derive(Debug)]
-pub(crate) struct BatchTransmit<'a> {
+pub struct BatchTransmit<'a> {
     batch: &'a mut SendBatch,
     addr: SocketAddr,
 }
@@ -288,16 +332,72 @@ impl Transmit for BatchTransmit<'_> {
     }
 }
 
-/// What happened to a batch handed to [`send_all`].
+/// What happened to a batch handed to [`send_all`] (or sent through a
+/// [`SendProgress`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SendOutcome {
-    pub(crate) datagrams: u64,
-    pub(crate) bytes: u64,
-    pub(crate) syscalls: u64,
+pub struct SendOutcome {
+    /// Datagrams the socket took.
+    pub datagrams: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Send syscalls made (one per message batch, or per datagram when portable).
+    pub syscalls: u64,
     /// Dropped because the socket buffer was full (`WouldBlock`).
-    pub(crate) dropped_full: u64,
+    pub dropped_full: u64,
     /// Dropped because the OS refused them (unreachable, too large, ...).
-    pub(crate) errors: u64,
+    pub errors: u64,
+}
+
+/// A [`SendBatch`] on its way out: how far it got and what happened so far. A full
+/// socket buffer stops it ([`send`](Self::send) returns `WouldBlock`) without losing
+/// its place, so a caller that can wait for the socket to become writable (tokio's
+/// `writable().await`) resumes where it stopped instead of dropping the rest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendProgress {
+    next: usize,
+    /// What happened to the datagrams before the current position.
+    pub outcome: SendOutcome,
+}
+
+impl SendProgress {
+    /// Sends datagrams of `batch` from the current position on, in as few syscalls as
+    /// `io` allows, until all are gone or the socket buffer is full. A datagram the OS
+    /// refuses for another reason is counted in `errors` and skipped.
+    ///
+    /// # Errors
+    /// `WouldBlock` when the socket buffer is full; call again (with the same batch)
+    /// once it has room.
+    pub fn send(
+        &mut self,
+        io: &mut dyn DatagramIo,
+        socket: &dyn DatagramSocket,
+        batch: &SendBatch,
+    ) -> io::Result<()> {
+        while self.next < batch.len() {
+            self.outcome.syscalls += 1;
+            match io.send(socket, batch, self.next) {
+                Ok(n) => {
+                    for i in self.next..self.next + n {
+                        self.outcome.bytes += batch.get(i).1.len() as u64;
+                    }
+                    self.outcome.datagrams += n as u64;
+                    self.next += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.outcome.errors += 1;
+                    self.next += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Datagrams of the batch not sent (nor refused) yet.
+    pub fn remaining(&self, batch: &SendBatch) -> usize {
+        batch.len().saturating_sub(self.next)
+    }
 }
 
 /// Sends the whole batch, then clears it.
@@ -307,36 +407,17 @@ pub(crate) struct SendOutcome {
 /// A full socket buffer (`WouldBlock`) drops the rest of the batch instead of holding
 /// it: KCP retransmits what is lost, and holding would need memory a slow socket could
 /// grow without bound. Any other error drops just the datagram it names.
-pub(crate) fn send_all(
+pub fn send_all(
     io: &mut dyn DatagramIo,
-    socket: &UdpSocket,
+    socket: &dyn DatagramSocket,
     batch: &mut SendBatch,
 ) -> SendOutcome {
-    let mut outcome = SendOutcome::default();
-    let mut at = 0;
-    while at < batch.len() {
-        outcome.syscalls += 1;
-        match io.send(socket, batch, at) {
-            Ok(n) => {
-                for i in at..at + n {
-                    outcome.bytes += batch.get(i).1.len() as u64;
-                }
-                outcome.datagrams += n as u64;
-                at += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                outcome.dropped_full += (batch.len() - at) as u64;
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                outcome.errors += 1;
-                at += 1;
-            }
-        }
+    let mut progress = SendProgress::default();
+    if progress.send(io, socket, batch).is_err() {
+        progress.outcome.dropped_full += progress.remaining(batch) as u64;
     }
     batch.clear();
-    outcome
+    progress.outcome
 }
 
 /// A bound UDP socket that remembers whether a poll of the user's registered it

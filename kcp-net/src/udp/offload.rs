@@ -9,9 +9,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::AsRawFd;
-
-use mio::net::UdpSocket;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::SendBatch;
 
@@ -51,7 +49,7 @@ impl Offload {
 /// Asks the kernel for GSO and GRO on `socket`. GSO is probed by setting the socket's
 /// default segment size to 0 (which means "none", so sends without a control message
 /// stay single datagrams); GRO by turning it on.
-pub(crate) fn enable(socket: &UdpSocket) -> Offload {
+pub(crate) fn enable(socket: BorrowedFd<'_>) -> Offload {
     let fd = socket.as_raw_fd();
     Offload {
         gso: set_int_option(fd, UDP_SEGMENT, 0).is_ok(),

@@ -2,9 +2,7 @@
 
 use std::io;
 
-use mio::net::UdpSocket;
-
-use super::{DatagramIo, RecvBatch, RecvMeta, SendBatch};
+use super::{DatagramIo, DatagramSocket, RecvBatch, RecvMeta, SendBatch, sealed};
 
 /// Datagram I/O with plain `std` calls.
 #[derive(Debug)]
@@ -14,8 +12,10 @@ pub(crate) struct Portable;
 /// in line with the batched backend.
 const SEND_CHUNK: usize = super::BATCH;
 
+impl sealed::Sealed for Portable {}
+
 impl DatagramIo for Portable {
-    fn recv(&mut self, socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    fn recv(&mut self, socket: &dyn DatagramSocket, batch: &mut RecvBatch) -> io::Result<usize> {
         let (slot_size, slots, meta) = batch.slots_mut();
         let slot_count = slots.len();
         let mut drained = false;
@@ -43,7 +43,12 @@ impl DatagramIo for Portable {
         Ok(datagrams)
     }
 
-    fn send(&mut self, socket: &UdpSocket, batch: &SendBatch, from: usize) -> io::Result<usize> {
+    fn send(
+        &mut self,
+        socket: &dyn DatagramSocket,
+        batch: &SendBatch,
+        from: usize,
+    ) -> io::Result<usize> {
         let end = batch.len().min(from + SEND_CHUNK);
         for i in from..end {
             let (addr, datagram) = batch.get(i);

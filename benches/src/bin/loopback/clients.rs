@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use kcp_net::{ClientConfig, KcpClient, Preset};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::Impl;
 use crate::servers::tokio_kcp_config;
@@ -41,25 +43,31 @@ pub(crate) fn connect(
 ) -> anyhow::Result<Box<dyn EchoClient>> {
     Ok(match which {
         Impl::KcpNet => Box::new(KcpNetClient::connect(server, window)?),
+        Impl::KcpTokio => Box::new(KcpTokioClient::connect(server, window)?),
         Impl::TokioKcp => Box::new(TokioKcpClient::connect(server, window)?),
         Impl::Udp => Box::new(UdpClient::connect(server)?),
         Impl::Tcp => Box::new(TcpClient::connect(server)?),
     })
 }
 
+/// The client settings of kcp-net and kcp-tokio (the servers' in `servers.rs`).
+fn kcp_client_config(window: u16) -> ClientConfig {
+    let mut config = ClientConfig::new(Preset::Fast);
+    config.flush_on_send = true;
+    config.flush_on_input = true;
+    config.recv_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
+    config.send_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
+    config.engine.snd_wnd = u32::from(window);
+    config.engine.rcv_wnd = u32::from(window);
+    config.max_queued_bytes = 64 << 20;
+    config
+}
+
 struct KcpNetClient(KcpClient);
 
 impl KcpNetClient {
     fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new(Preset::Fast);
-        config.flush_on_send = true;
-        config.flush_on_input = true;
-        config.recv_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
-        config.send_buffer = kcp_net::DEFAULT_SOCKET_BUFFER;
-        config.engine.snd_wnd = u32::from(window);
-        config.engine.rcv_wnd = u32::from(window);
-        config.max_queued_bytes = 64 << 20;
-        Ok(Self(KcpClient::connect(server, config)?))
+        Ok(Self(KcpClient::connect(server, kcp_client_config(window))?))
     }
 }
 
@@ -83,6 +91,57 @@ impl Drop for KcpNetClient {
     }
 }
 
+/// A single-threaded runtime for one blocking client.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// kcp-tokio's stream on a runtime of its own (one per client, as a blocking caller
+/// would use it, like tokio_kcp's below).
+struct KcpTokioClient {
+    runtime: tokio::runtime::Runtime,
+    stream: kcp_tokio::KcpStream,
+}
+
+impl KcpTokioClient {
+    fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
+        let runtime = client_runtime()?;
+        let stream = runtime.block_on(kcp_tokio::KcpStream::connect(
+            server,
+            kcp_client_config(window),
+        ))?;
+        Ok(Self { runtime, stream })
+    }
+}
+
+impl EchoClient for KcpTokioClient {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let message = Bytes::copy_from_slice(message);
+        self.runtime.block_on(self.stream.send(message))?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let Self { runtime, stream } = self;
+        let message = runtime
+            .block_on(async { tokio::time::timeout(RECV_TIMEOUT, stream.recv()).await })
+            .context("kcp-tokio: no echo in time")?
+            .context("kcp-tokio: the stream ended")?;
+        Ok(message.to_vec())
+    }
+}
+
+impl Drop for KcpTokioClient {
+    fn drop(&mut self) {
+        let Self { runtime, stream } = self;
+        let _ = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(100), stream.shutdown()).await
+        });
+    }
+}
+
 /// tokio_kcp's stream on a runtime of its own (one per client, as a blocking caller
 /// would use it).
 struct TokioKcpClient {
@@ -93,9 +152,7 @@ struct TokioKcpClient {
 
 impl TokioKcpClient {
     fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = client_runtime()?;
         let stream = runtime.block_on(tokio_kcp::KcpStream::connect(
             &tokio_kcp_config(window),
             server,

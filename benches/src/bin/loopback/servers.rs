@@ -2,6 +2,7 @@
 //! child process of the harness (`loopback serve IMPL`), prints `listening ADDR` once
 //! ready and exits when its standard input closes, so its CPU time is its own.
 
+use std::future::Future;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::thread;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use kcp_net::{EventHandler, KcpServer, Preset, ServerConfig, SessionCtx};
+use kcp_net::{EventHandler, KcpServer, LoopStats, Preset, ServerConfig, SessionCtx};
 
 use crate::Impl;
 
@@ -24,6 +25,7 @@ pub(crate) const BULK_WINDOW: u16 = 4096;
 pub(crate) fn serve(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     match which {
         Impl::KcpNet => kcp_net_server(listen, window),
+        Impl::KcpTokio => kcp_tokio_server(listen, window),
         Impl::TokioKcp => tokio_kcp_server(listen, window),
         Impl::Udp => udp_server(listen),
         Impl::Tcp => tcp_server(listen),
@@ -50,9 +52,10 @@ impl EventHandler for Echo {
     }
 }
 
-/// kcp-net with the fast preset, flushing on every send and every input (as tokio_kcp
-/// does with `flush_write` and `flush_acks_input`), one event loop thread.
-fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
+/// The server settings of kcp-net and kcp-tokio: the fast preset, flushing on every
+/// send and every input (as tokio_kcp does with `flush_write` and
+/// `flush_acks_input`), limits no bench reaches.
+fn kcp_server_config(window: u16) -> ServerConfig {
     let mut config = ServerConfig::new(Preset::Fast);
     config.flush_on_send = true;
     config.flush_on_input = true;
@@ -65,13 +68,23 @@ fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     config.new_sessions_per_ip_per_sec = 1_000_000;
     config.max_queued_bytes_per_session = 64 << 20;
     config.idle_timeout = Duration::from_secs(600);
-    let server = KcpServer::bind(listen, config, Echo).context("binding kcp-net")?;
+    config
+}
+
+/// kcp-net, one event loop thread.
+fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
+    let server =
+        KcpServer::bind(listen, kcp_server_config(window), Echo).context("binding kcp-net")?;
     announce(server.local_addr());
     wait_for_stdin_eof();
-    let stats = server.shutdown(Duration::ZERO)?.total;
-    // For whoever reads the harness's standard error: what the loop did.
+    report("kcp-net", &server.shutdown(Duration::ZERO)?.total);
+    Ok(())
+}
+
+/// For whoever reads the harness's standard error: what a KCP server's loop did.
+fn report(name: &str, stats: &LoopStats) {
     eprintln!(
-        "  kcp-net server: {} datagrams in ({} recv calls), {} out ({} send calls), \
+        "  {name} server: {} datagrams in ({} recv calls), {} out ({} send calls), \
          {} wake-ups, {} retransmits, {} dropped on a full socket",
         stats.datagrams_in,
         stats.recv_syscalls,
@@ -81,6 +94,51 @@ fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
         stats.retransmits,
         stats.dropped_send_full
     );
+}
+
+/// Runs `serve` on a single-threaded runtime until the harness closes our standard
+/// input.
+fn serve_until_stdin_eof(serve: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (eof_tx, eof) = tokio::sync::oneshot::channel();
+        thread::spawn(move || {
+            wait_for_stdin_eof();
+            let _ = eof_tx.send(());
+        });
+        tokio::select! {
+            _ = eof => Ok(()),
+            served = serve => served,
+        }
+    })
+}
+
+/// kcp-tokio's listener on a single-threaded runtime, one task per accepted stream
+/// echoing its messages.
+fn kcp_tokio_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
+    let mut stats = None;
+    serve_until_stdin_eof(async {
+        let listener = kcp_tokio::KcpListener::bind(listen, kcp_server_config(window))
+            .await
+            .context("binding kcp-tokio")?;
+        announce(listener.local_addr());
+        let listener = &*stats.insert(listener);
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                while let Some(message) = stream.recv().await {
+                    if stream.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    })?;
+    if let Some(listener) = stats {
+        report("kcp-tokio", &listener.stats());
+    }
     Ok(())
 }
 
@@ -102,34 +160,21 @@ pub(crate) fn tokio_kcp_config(window: u16) -> tokio_kcp::KcpConfig {
 /// tokio_kcp's listener on a single-threaded runtime (as fair a match for our one event
 /// loop as it allows), one task per accepted session echoing what it receives.
 fn tokio_kcp_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    serve_until_stdin_eof(async move {
         let mut listener = tokio_kcp::KcpListener::bind(tokio_kcp_config(window), listen)
             .await
             .context("binding tokio_kcp")?;
         announce(listener.local_addr()?);
-        let (eof_tx, mut eof) = tokio::sync::oneshot::channel();
-        thread::spawn(move || {
-            wait_for_stdin_eof();
-            let _ = eof_tx.send(());
-        });
         loop {
-            tokio::select! {
-                _ = &mut eof => return Ok(()),
-                accepted = listener.accept() => {
-                    let (mut stream, _) = accepted?;
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 256 * 1024];
-                        while let Ok(n) = stream.recv(&mut buf).await {
-                            if stream.send(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
+            let (mut stream, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n) = stream.recv(&mut buf).await {
+                    if stream.send(&buf[..n]).await.is_err() {
+                        break;
+                    }
                 }
-            }
+            });
         }
     })
 }

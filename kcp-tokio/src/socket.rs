@@ -1,0 +1,105 @@
+//! A driver's UDP socket: tokio's socket for readiness, `kcp-net`'s batch I/O for the
+//! datagrams (`recvmmsg`/`sendmmsg` with UDP GSO/GRO on Linux, one call per datagram
+//! elsewhere or with [`IoBackend::Portable`]). The batched syscalls run inside tokio's
+//! `try_io`, so tokio learns when the socket is drained or full.
+
+use std::io;
+use std::net::SocketAddr;
+
+use kcp_net::IoBackend;
+use kcp_net::udp::{
+    self, DatagramIo, DatagramSocket, RecvBatch, SendBatch, SendOutcome, SendProgress,
+};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// tokio's socket as `kcp-net`'s batch I/O sees it: the non-waiting calls, and the
+/// descriptor for the batched syscalls.
+#[derive(Debug)]
+struct Tokio(UdpSocket);
+
+impl DatagramSocket for Tokio {
+    fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.try_send_to(datagram, to)
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.try_recv_from(buf)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+}
+
+/// A bound socket and the batch I/O set up for it.
+#[derive(Debug)]
+pub(crate) struct Socket {
+    udp: Tokio,
+    io: Box<dyn DatagramIo>,
+}
+
+impl Socket {
+    /// Uses `backend` on `udp` (offload is asked of the kernel here).
+    pub(crate) fn new(udp: UdpSocket, backend: IoBackend) -> Self {
+        let udp = Tokio(udp);
+        let io = udp::datagram_io(backend, &udp);
+        Self { udp, io }
+    }
+
+    /// Receive slots for this socket's backend: datagrams of up to `max_datagram`
+    /// bytes, `gro_slots` slots of 64 KiB if the kernel coalesces datagrams.
+    pub(crate) fn recv_batch(&self, max_datagram: usize, gro_slots: usize) -> RecvBatch {
+        RecvBatch::for_io(self.io.as_ref(), max_datagram, gro_slots)
+    }
+
+    /// Waits until the socket may have datagrams. (The future borrows tokio's socket
+    /// alone: the batch I/O is `Send` but not `Sync`.)
+    pub(crate) fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
+        self.udp.0.readable()
+    }
+
+    /// One receive into `batch` without waiting: the count of datagrams, or
+    /// `WouldBlock`. When it leaves the kernel's queue empty
+    /// ([`RecvBatch::may_hold_more`] is false) tokio is told so, as if the socket had
+    /// said `WouldBlock`: with edge-triggered readiness the next datagram raises a new
+    /// event, and no syscall is spent to hear `WouldBlock` (as `kcp-net`'s loops do).
+    pub(crate) fn try_recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let mut received = 0;
+        let result = self.udp.0.try_io(Interest::READABLE, || {
+            received = self.io.recv(&self.udp, batch)?;
+            if batch.may_hold_more() {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        });
+        match result {
+            Err(e) if received == 0 => Err(e),
+            _ => Ok(received),
+        }
+    }
+
+    /// Sends the whole batch in as few syscalls as the backend allows, then clears
+    /// it. A full socket buffer is waited out (no datagram is dropped for it); a
+    /// datagram the OS refuses is counted in `errors` and skipped (KCP retransmits it
+    /// like any loss).
+    pub(crate) async fn send(&mut self, batch: &mut SendBatch) -> SendOutcome {
+        let mut progress = SendProgress::default();
+        while progress.remaining(batch) > 0 {
+            let sent = self.udp.0.try_io(Interest::WRITABLE, || {
+                progress.send(self.io.as_mut(), &self.udp, batch)
+            });
+            // `SendProgress::send` fails only with WouldBlock, as does `try_io` when
+            // tokio has not seen the socket writable yet.
+            if sent.is_err() && self.udp.0.writable().await.is_err() {
+                // The socket cannot say when it has room (its runtime is gone).
+                progress.outcome.errors += progress.remaining(batch) as u64;
+                break;
+            }
+        }
+        batch.clear();
+        progress.outcome
+    }
+}
