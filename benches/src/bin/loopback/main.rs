@@ -1,5 +1,5 @@
-//! Loopback benchmarks of `kcp-net` beside `tokio_kcp`, plain TCP and raw UDP, all in
-//! the same run on 127.0.0.1, reported as ratios.
+//! Loopback benchmarks of `kcp-net` beside `tokio_kcp`, quinn (QUIC), plain TCP and
+//! raw UDP, all in the same run on 127.0.0.1, reported as ratios.
 //!
 //! ```sh
 //! cargo run -p benches --release --bin loopback            # the full run, ~2 minutes
@@ -13,6 +13,8 @@
 
 mod child;
 mod clients;
+mod handshake;
+mod quinn_peer;
 mod scenarios;
 mod servers;
 
@@ -35,6 +37,8 @@ pub(crate) enum Impl {
     Udp,
     /// TCP echo with `TCP_NODELAY`.
     Tcp,
+    /// quinn: QUIC with TLS 1.3, messages on one stream.
+    Quinn,
 }
 
 impl Impl {
@@ -44,12 +48,13 @@ impl Impl {
             Self::TokioKcp => "tokio-kcp",
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Quinn => "quinn",
         }
     }
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Loopback echo benchmarks: kcp-net vs tokio_kcp, TCP and raw UDP")]
+#[command(about = "Loopback echo benchmarks: kcp-net vs tokio_kcp, quinn, TCP and raw UDP")]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -84,6 +89,8 @@ enum Section {
     Bulk,
     /// Idle sessions.
     Idle,
+    /// Connections accepted per second.
+    Handshake,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +151,13 @@ impl Plan {
     }
 }
 
-const ALL: [Impl; 4] = [Impl::KcpNet, Impl::TokioKcp, Impl::Tcp, Impl::Udp];
+const ALL: [Impl; 5] = [
+    Impl::KcpNet,
+    Impl::TokioKcp,
+    Impl::Tcp,
+    Impl::Udp,
+    Impl::Quinn,
+];
 
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
@@ -212,7 +225,10 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut sections = String::new();
     let mut verdicts = Verdicts::default();
-    let _ = writeln!(out, "## Loopback: kcp-net, tokio_kcp, TCP and raw UDP\n");
+    let _ = writeln!(
+        out,
+        "## Loopback: kcp-net, tokio_kcp, quinn, TCP and raw UDP\n"
+    );
     let _ = writeln!(
         out,
         "Produced by `cargo run -p benches --release --bin loopback -- --markdown \
@@ -223,6 +239,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
          ticks).\n",
         machine()
     );
+    let _ = writeln!(out, "{}\n", quinn_peer::SETTINGS);
     let _ = writeln!(
         out,
         "Ratios are kcp-net's figure divided by the row's (below 1× is better for latency)."
@@ -242,6 +259,9 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
     }
     if wanted(Section::Idle) {
         idle(plan, &mut sections, &mut verdicts)?;
+    }
+    if wanted(Section::Handshake) {
+        handshake::section(plan, &mut sections)?;
     }
     verdicts.table(&mut out);
     out.push_str(&sections);
@@ -304,6 +324,7 @@ fn paced(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resu
         format!("{p99:.2}× ({} vs {} ms)", ms(ours.p99), ms(tcp.p99)),
         p99 <= 1.5,
     );
+    quinn_peer::paced_verdict(&rows, verdicts);
     Ok(())
 }
 
@@ -364,7 +385,7 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     );
     let _ = writeln!(
         out,
-        "kcp-net and TCP run {} rounds, interleaved (kcp-net, TCP, kcp-net, ...), and \
+        "kcp-net, TCP and quinn run {} rounds, interleaved (kcp-net, TCP, quinn, kcp-net, ...), and \
          each row shows the median round and the range; tokio_kcp, far slower, runs one \
          round of a quarter of the bytes.\n",
         plan.bulk_rounds
@@ -375,8 +396,11 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     );
     let _ = writeln!(out, "|---|---|---|---|---|");
     let (size, inflight) = (16 * 1024, plan.bulk_inflight);
-    let mut rounds: Vec<(Impl, Vec<Throughput>)> =
-        vec![(Impl::KcpNet, Vec::new()), (Impl::Tcp, Vec::new())];
+    let mut rounds: Vec<(Impl, Vec<Throughput>)> = vec![
+        (Impl::KcpNet, Vec::new()),
+        (Impl::Tcp, Vec::new()),
+        (Impl::Quinn, Vec::new()),
+    ];
     for round in 0..plan.bulk_rounds {
         for (which, results) in &mut rounds {
             eprintln!("bulk: {} (round {})", which.name(), round + 1);
@@ -422,6 +446,7 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
         ),
         ours >= tcp,
     );
+    quinn_peer::bulk_verdict(ours, medians[2].1.bytes_per_sec, verdicts);
     Ok(())
 }
 
