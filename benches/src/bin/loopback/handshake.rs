@@ -118,23 +118,14 @@ pub(crate) struct Handshakes {
     p50: Duration,
     /// 99th percentile of the same.
     p99: Duration,
-    /// Server CPU over the run, as a fraction of one core.
+    /// Server CPU over the run (closes included), as a fraction of one core.
     server_cpu: f64,
+    /// Server CPU time per completed connection.
+    cpu_per_connection: Duration,
     /// Connections completed.
     completed: usize,
     /// Dialers that stopped at a failed connection.
     failed: usize,
-}
-
-impl Handshakes {
-    /// Server CPU time per accepted connection.
-    fn cpu_per_connection(&self) -> Duration {
-        if self.per_sec > 0.0 {
-            Duration::from_secs_f64(self.server_cpu / self.per_sec)
-        } else {
-            Duration::ZERO
-        }
-    }
 }
 
 /// `dialers` threads, each repeating connect + round trip + close against one server
@@ -147,44 +138,49 @@ fn measure(row: Row, dialers: usize, duration: Duration) -> anyhow::Result<Hands
         .map(|_| {
             let ready = Arc::clone(&ready);
             thread::Builder::new()
-                .spawn(move || -> (Vec<Duration>, bool) {
+                .spawn(move || -> (Vec<Duration>, Duration, bool) {
                     let dialer = row.dialer(addr);
                     ready.wait();
                     let Ok(mut dialer) = dialer else {
-                        return (Vec::new(), true);
+                        return (Vec::new(), Duration::ZERO, true);
                     };
                     let (message, start) = (message(0, MESSAGE_SIZE), Instant::now());
-                    let mut times = Vec::new();
+                    let (mut times, mut failed) = (Vec::new(), false);
                     while start.elapsed() < duration {
                         let t0 = Instant::now();
                         if dialer.connect_echo_close(&message).is_err() {
-                            return (times, true);
+                            failed = true;
+                            break;
                         }
                         times.push(t0.elapsed());
                     }
-                    (times, false)
+                    // The dialer's drop (its last closes) is left out of the rate.
+                    (times, start.elapsed(), failed)
                 })
                 .context("spawning a dialer thread")
         })
         .collect::<anyhow::Result<_>>()?;
     ready.wait();
     let start = Instant::now();
-    let ((mut times, failed), cpu) = measure_cpu(&server, || {
-        let (mut all, mut failed) = (Vec::new(), 0);
+    let ((mut times, looped, failed), cpu) = measure_cpu(&server, || {
+        let (mut all, mut looped, mut failed) = (Vec::new(), Duration::ZERO, 0);
         for w in workers {
-            let (times, fail) = w.join().map_err(|_| anyhow::anyhow!("dialer panicked"))?;
+            let (times, elapsed, fail) =
+                w.join().map_err(|_| anyhow::anyhow!("dialer panicked"))?;
             all.extend(times);
+            looped = looped.max(elapsed);
             failed += usize::from(fail);
         }
-        Ok((all, failed))
+        Ok((all, looped, failed))
     })?;
-    let elapsed = start.elapsed();
+    let cpu_time = cpu * start.elapsed().as_secs_f64();
     times.sort_unstable();
     Ok(Handshakes {
-        per_sec: times.len() as f64 / elapsed.as_secs_f64(),
+        per_sec: times.len() as f64 / looped.as_secs_f64().max(1e-9),
         p50: percentile(&times, 0.50),
         p99: percentile(&times, 0.99),
         server_cpu: cpu,
+        cpu_per_connection: Duration::from_secs_f64(cpu_time / times.len().max(1) as f64),
         completed: times.len(),
         failed,
     })
@@ -223,7 +219,7 @@ pub(crate) fn section(plan: &Plan, out: &mut String) -> anyhow::Result<()> {
             ms(h.p50),
             ms(h.p99),
             h.server_cpu * 100.0,
-            h.cpu_per_connection().as_secs_f64() * 1e6,
+            h.cpu_per_connection.as_secs_f64() * 1e6,
             h.completed,
             h.failed
         );

@@ -310,72 +310,24 @@ async fn read_echo(recv: &mut RecvStream, frame: &mut Vec<u8>) -> anyhow::Result
         .context("quinn: no echo in time")?
 }
 
-/// One connection and its stream on a runtime of its own (one per client, as a
-/// blocking caller would use it, like the tokio_kcp client).
-pub(crate) struct Client {
+/// A client endpoint (one socket) on a current-thread runtime of its own, as a
+/// blocking caller would run quinn; dropping it gives closing connections up to
+/// 100 ms to say so to the server.
+struct Local {
     runtime: tokio::runtime::Runtime,
     endpoint: Endpoint,
-    connection: Connection,
-    send: SendStream,
-    recv: RecvStream,
-    frame: Vec<u8>,
 }
 
-impl Client {
-    /// Connects to `server` with windows of `window` KCP segments in bytes.
-    pub(crate) fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
+impl Local {
+    fn new(window: u16, resume: bool) -> anyhow::Result<Self> {
         let runtime = current_thread_runtime()?;
-        let endpoint = runtime.block_on(async { client_endpoint(window, false) })?;
-        let (connection, send, recv) = runtime.block_on(open(&endpoint, server))?;
-        Ok(Self {
-            runtime,
-            endpoint,
-            connection,
-            send,
-            recv,
-            frame: Vec::new(),
-        })
+        let endpoint = runtime.block_on(async { client_endpoint(window, resume) })?;
+        Ok(Self { runtime, endpoint })
     }
 }
 
-impl EchoClient for Client {
-    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
-        let Self {
-            runtime,
-            send,
-            frame,
-            ..
-        } = self;
-        runtime.block_on(write_frame(send, frame, message))
-    }
-
-    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
-        let Self {
-            runtime,
-            recv,
-            frame,
-            ..
-        } = self;
-        runtime.block_on(read_echo(recv, frame))?;
-        Ok(self.frame[4..].to_vec())
-    }
-
-    fn round_trip(&mut self, message: &[u8]) -> anyhow::Result<()> {
-        let Self {
-            runtime,
-            send,
-            recv,
-            frame,
-            ..
-        } = self;
-        runtime.block_on(round_trip(send, recv, frame, message))
-    }
-}
-
-impl Drop for Client {
+impl Drop for Local {
     fn drop(&mut self) {
-        // Let the close reach the server (as the kcp-net client waits for its last ACK).
-        self.connection.close(0u32.into(), b"done");
         let idle = self.endpoint.wait_idle();
         let _ = self.runtime.block_on(async {
             // (a timer needs the runtime, so it is made inside)
@@ -384,23 +336,82 @@ impl Drop for Client {
     }
 }
 
-/// The handshake loop's quinn client: one endpoint (one socket, one runtime) making
-/// connection after connection, as a real client process would. Each handshake is a
-/// full one unless `resume`.
+/// One connection and its stream, on a [`Local`] endpoint of its own (one per
+/// client, like the tokio_kcp client).
+pub(crate) struct Client {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    frame: Vec<u8>,
+    local: Local,
+}
+
+impl Client {
+    /// Connects to `server` with windows of `window` KCP segments in bytes.
+    pub(crate) fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
+        let local = Local::new(window, false)?;
+        let (connection, send, recv) = local.runtime.block_on(open(&local.endpoint, server))?;
+        Ok(Self {
+            connection,
+            send,
+            recv,
+            frame: Vec::new(),
+            local,
+        })
+    }
+}
+
+impl EchoClient for Client {
+    fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let Self {
+            local, send, frame, ..
+        } = self;
+        local.runtime.block_on(write_frame(send, frame, message))
+    }
+
+    fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
+        let Self {
+            local, recv, frame, ..
+        } = self;
+        local.runtime.block_on(read_echo(recv, frame))?;
+        Ok(self.frame[4..].to_vec())
+    }
+
+    fn round_trip(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let Self {
+            local,
+            send,
+            recv,
+            frame,
+            ..
+        } = self;
+        local
+            .runtime
+            .block_on(round_trip(send, recv, frame, message))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // `local`, dropped next, lets the close reach the server (as the kcp-net
+        // client waits for its last ACK).
+        self.connection.close(0u32.into(), b"done");
+    }
+}
+
+/// The handshake loop's quinn client: one [`Local`] endpoint making connection after
+/// connection, as a real client process would. Each handshake is a full one unless
+/// `resume`.
 pub(crate) struct QuinnDialer {
-    runtime: tokio::runtime::Runtime,
-    endpoint: Endpoint,
+    local: Local,
     server: SocketAddr,
     frame: Vec<u8>,
 }
 
 impl QuinnDialer {
     pub(crate) fn new(server: SocketAddr, window: u16, resume: bool) -> anyhow::Result<Self> {
-        let runtime = current_thread_runtime()?;
-        let endpoint = runtime.block_on(async { client_endpoint(window, resume) })?;
         Ok(Self {
-            runtime,
-            endpoint,
+            local: Local::new(window, resume)?,
             server,
             frame: Vec::new(),
         })
@@ -410,28 +421,18 @@ impl QuinnDialer {
 impl Dialer for QuinnDialer {
     fn connect_echo_close(&mut self, message: &[u8]) -> anyhow::Result<()> {
         let Self {
-            runtime,
-            endpoint,
+            local,
             server,
             frame,
         } = self;
-        runtime.block_on(async {
-            let (connection, mut send, mut recv) = open(endpoint, *server).await?;
+        local.runtime.block_on(async {
+            let (connection, mut send, mut recv) = open(&local.endpoint, *server).await?;
             round_trip(&mut send, &mut recv, frame, message).await?;
             // The CONNECTION_CLOSE leaves on this runtime's next turn (the next
             // connect); the draining period runs in the background, as in a real client.
             connection.close(0u32.into(), b"done");
             Ok(())
         })
-    }
-}
-
-impl Drop for QuinnDialer {
-    fn drop(&mut self) {
-        let idle = self.endpoint.wait_idle();
-        let _ = self
-            .runtime
-            .block_on(async { tokio::time::timeout(Duration::from_millis(500), idle).await });
     }
 }
 
