@@ -27,6 +27,7 @@ impl ServerProcess {
         let mut child = Command::new(exe)
             .args(["serve", which.name(), "--listen", "127.0.0.1:0"])
             .args(["--window", &window])
+            .envs(crate::quinn_peer::server_env(which))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -14,7 +14,7 @@ use crate::Impl;
 use crate::servers::tokio_kcp_config;
 
 /// How long one receive may wait before the run counts as failed.
-const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A blocking echo client.
 pub(crate) trait EchoClient {
@@ -47,6 +47,7 @@ pub(crate) fn connect(
         Impl::TokioKcp => Box::new(TokioKcpClient::connect(server, window)?),
         Impl::Udp => Box::new(UdpClient::connect(server)?),
         Impl::Tcp => Box::new(TcpClient::connect(server)?),
+        Impl::Quinn => Box::new(crate::quinn_peer::Client::connect(server, window)?),
     })
 }
 

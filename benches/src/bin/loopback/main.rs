@@ -1,4 +1,4 @@
-//! Loopback benchmarks of `kcp-net` and `kcp-tokio` beside `tokio_kcp`, plain TCP and
+//! Loopback benchmarks of `kcp-net` and `kcp-tokio` beside `tokio_kcp`, quinn (QUIC), plain TCP and
 //! raw UDP, all in the same run on 127.0.0.1, reported as ratios.
 //!
 //! ```sh
@@ -13,6 +13,8 @@
 
 mod child;
 mod clients;
+mod handshake;
+mod quinn_peer;
 mod scenarios;
 mod servers;
 
@@ -37,6 +39,8 @@ pub(crate) enum Impl {
     Udp,
     /// TCP echo with `TCP_NODELAY`.
     Tcp,
+    /// quinn: QUIC with TLS 1.3, messages on one stream.
+    Quinn,
 }
 
 impl Impl {
@@ -47,12 +51,15 @@ impl Impl {
             Self::TokioKcp => "tokio-kcp",
             Self::Udp => "udp",
             Self::Tcp => "tcp",
+            Self::Quinn => "quinn",
         }
     }
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Loopback echo benchmarks: kcp-net and kcp-tokio vs tokio_kcp, TCP and raw UDP")]
+#[command(
+    about = "Loopback echo benchmarks: kcp-net and kcp-tokio vs tokio_kcp, quinn, TCP and raw UDP"
+)]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -87,6 +94,8 @@ enum Section {
     Bulk,
     /// Idle sessions.
     Idle,
+    /// Connections accepted per second.
+    Handshake,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,12 +156,13 @@ impl Plan {
     }
 }
 
-const ALL: [Impl; 5] = [
+const ALL: [Impl; 6] = [
     Impl::KcpNet,
     Impl::KcpTokio,
     Impl::TokioKcp,
     Impl::Tcp,
     Impl::Udp,
+    Impl::Quinn,
 ];
 
 /// The result of `which` in `rows`.
@@ -238,7 +248,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
     let mut verdicts = Verdicts::default();
     let _ = writeln!(
         out,
-        "## Loopback: kcp-net, kcp-tokio, tokio_kcp, TCP and raw UDP\n"
+        "## Loopback: kcp-net, kcp-tokio, tokio_kcp, quinn, TCP and raw UDP\n"
     );
     let _ = writeln!(
         out,
@@ -250,6 +260,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
          ticks).\n",
         machine()
     );
+    let _ = writeln!(out, "{}\n", quinn_peer::SETTINGS);
     let _ = writeln!(
         out,
         "Ratios in the tables are kcp-net's figure divided by the row's (below 1× is \
@@ -273,6 +284,9 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
     }
     if wanted(Section::Idle) {
         idle(plan, &mut sections, &mut verdicts)?;
+    }
+    if wanted(Section::Handshake) {
+        handshake::section(plan, &mut sections)?;
     }
     verdicts.table(&mut out);
     out.push_str(&sections);
@@ -348,6 +362,7 @@ fn paced(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resu
             ratio <= 1.2,
         );
     }
+    quinn_peer::paced_verdict(&rows, verdicts);
     Ok(())
 }
 
@@ -460,9 +475,9 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     );
     let _ = writeln!(
         out,
-        "kcp-net, kcp-tokio and TCP run {} rounds, interleaved (kcp-net, kcp-tokio, TCP, \
-         kcp-net, ...), and each row shows the median round and the range; tokio_kcp, far \
-         slower, runs one round of a quarter of the bytes.\n",
+        "kcp-net, kcp-tokio, TCP and quinn run {} rounds, interleaved (kcp-net, kcp-tokio, \
+         TCP, quinn, kcp-net, ...), and each row shows the median round and the range; \
+         tokio_kcp, far slower, runs one round of a quarter of the bytes.\n",
         plan.bulk_rounds
     );
     let _ = writeln!(
@@ -475,6 +490,7 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
         (Impl::KcpNet, Vec::new()),
         (Impl::KcpTokio, Vec::new()),
         (Impl::Tcp, Vec::new()),
+        (Impl::Quinn, Vec::new()),
     ];
     for round in 0..plan.bulk_rounds {
         for (which, results) in &mut rounds {
@@ -552,6 +568,7 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
         ),
         ours >= tcp,
     );
+    quinn_peer::bulk_verdict(ours, medians[2].1.bytes_per_sec, verdicts);
     Ok(())
 }
 

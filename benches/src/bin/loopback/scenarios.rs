@@ -40,11 +40,11 @@ pub(crate) struct Throughput {
 }
 
 /// A 100-byte-ish message whose content depends on `i`.
-fn message(i: usize, size: usize) -> Vec<u8> {
+pub(crate) fn message(i: usize, size: usize) -> Vec<u8> {
     (0..size).map(|j| (i * 31 + j * 7) as u8).collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -52,7 +52,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// CPU used by `server` while `run` runs, as a fraction of one core.
-fn measure_cpu<T>(
+pub(crate) fn measure_cpu<T>(
     server: &ServerProcess,
     run: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, f64)> {

@@ -29,16 +29,17 @@ pub(crate) fn serve(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Res
         Impl::TokioKcp => tokio_kcp_server(listen, window),
         Impl::Udp => udp_server(listen),
         Impl::Tcp => tcp_server(listen),
+        Impl::Quinn => crate::quinn_peer::serve(listen, window),
     }
 }
 
 /// Blocks until the harness closes our standard input.
-fn wait_for_stdin_eof() {
+pub(crate) fn wait_for_stdin_eof() {
     let mut sink = Vec::new();
     let _ = std::io::stdin().lock().read_to_end(&mut sink);
 }
 
-fn announce(addr: SocketAddr) {
+pub(crate) fn announce(addr: SocketAddr) {
     println!("listening {addr}");
     let _ = std::io::stdout().flush();
 }
