@@ -260,11 +260,13 @@ struct DemoArgs {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Raw KCP instead of the secure protocol (to compare their costs).
+    /// The secure protocol instead of raw KCP (opt-in for the bench in this version:
+    /// with many clients connecting at once most secure handshakes failed, not yet
+    /// understood).
     #[arg(long)]
-    raw: bool,
-    /// The key of the --server servers (secure mode); in-process servers get a fresh
-    /// key.
+    secure: bool,
+    /// The key of the --server servers (with --secure); in-process servers get a
+    /// fresh key.
     #[arg(long)]
     server_key: Option<kcp_net::secure::PublicKey>,
     /// The server to load; without it a server is started in this process. Repeat it
@@ -540,7 +542,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         preset: args.preset,
         progress: !args.no_progress,
-        secure: !args.raw,
+        secure: args.secure,
         server_key: args.server_key,
         ..BenchOptions::default()
     };
