@@ -11,6 +11,20 @@ use std::time::Duration;
 use kcp_net::secure::{ClientSecurity, HandshakeError, PublicKey, ServerIdentity};
 use kcp_net::{ClientConfig, KcpClient, NetError};
 
+/// A fresh key pair for servers this process starts itself (the demo, the bench),
+/// whose clients pin it directly; `None` when `secure` is off.
+///
+/// # Errors
+/// [`NetError::Setting`] if the system has no random number generator.
+pub fn in_process_identity(secure: bool) -> Result<Option<ServerIdentity>, NetError> {
+    if !secure {
+        return Ok(None);
+    }
+    ServerIdentity::generate()
+        .map(Some)
+        .map_err(|_| NetError::Setting("no random number generator for the server key"))
+}
+
 /// Where `known_servers` lives by default: `$KCP_CHAT_HOME`, else `$HOME/.kcp-chat`.
 pub fn default_dir() -> PathBuf {
     std::env::var_os("KCP_CHAT_HOME")

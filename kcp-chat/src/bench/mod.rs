@@ -335,14 +335,7 @@ struct Local {
 /// Starts the in-process servers `options` asks for.
 fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
     let mut config = ChatServerConfig::new(options.preset);
-    let identity = if options.secure {
-        Some(
-            ServerIdentity::generate()
-                .map_err(|_| NetError::Setting("no random number generator for the server key"))?,
-        )
-    } else {
-        None
-    };
+    let identity = crate::trust::in_process_identity(options.secure)?;
     let key = identity.as_ref().map(ServerIdentity::public);
     config.net.secure = identity.map(ServerSecurity::new);
     config.net.threads = options.server_threads.max(1);

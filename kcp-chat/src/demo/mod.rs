@@ -19,7 +19,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kcp_net::secure::{ClientSecurity, ServerIdentity, ServerSecurity};
+use kcp_net::secure::{ClientSecurity, ServerSecurity};
 use kcp_net::{ClientConfig, NetError, Preset};
 
 pub use tracker::Deliveries;
@@ -291,14 +291,7 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let nodes = options.nodes.max(1);
-    let identity = if options.secure {
-        Some(
-            ServerIdentity::generate()
-                .map_err(|_| NetError::Setting("no random number generator for the server key"))?,
-        )
-    } else {
-        None
-    };
+    let identity = crate::trust::in_process_identity(options.secure)?;
     let server_config = |node: usize| {
         let mut config = ChatServerConfig::new(options.preset);
         config.net.secure = identity.clone().map(ServerSecurity::new);

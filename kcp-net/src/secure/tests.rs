@@ -81,14 +81,18 @@ fn hostile_link(seed: u64) -> Link {
     Link::new(config, seed)
 }
 
-/// Runs a handshake over the two links; returns both conversations and the time.
+/// Runs a handshake with a new server (`policy`, both ends `rekey`) over the two
+/// links; returns both conversations and the time.
 fn handshake(
     t0: Instant,
-    server: &mut Server,
-    security: ClientSecurity,
+    policy: CookiePolicy,
+    rekey: RekeyPolicy,
     up: &mut Link,
     down: &mut Link,
 ) -> (Conversation, Conversation, u64) {
+    let identity = ServerIdentity::generate().unwrap();
+    let mut server = Server::new(&identity, policy, rekey, t0);
+    let security = client_security(&identity, rekey);
     let config = ConversationConfig::new(Preset::Fast);
     let mut client = ClientHandshake::new(security, 9, config, t0).unwrap();
     let mut server_side: Option<Conversation> = None;
@@ -167,22 +171,15 @@ fn run(
 #[test]
 fn a_handshake_then_a_transfer_with_rekeys_through_loss_reorder_and_duplication() {
     let t0 = Instant::now();
-    let identity = ServerIdentity::generate().unwrap();
     let rekey = RekeyPolicy {
         after_bytes: 20_000,
         after: Duration::from_secs(3600),
     };
-    let mut server = Server::new(&identity, CookiePolicy::Never, rekey, t0);
+    let policy = CookiePolicy::Never;
     let (mut up, mut down) = (hostile_link(1), hostile_link(2));
     // The first two initiations are lost.
     up.drop_next(2);
-    let (mut client, mut session, t) = handshake(
-        t0,
-        &mut server,
-        client_security(&identity, rekey),
-        &mut up,
-        &mut down,
-    );
+    let (mut client, mut session, t) = handshake(t0, policy, rekey, &mut up, &mut down);
     assert!(
         !session.is_address_proven(),
         "until the client's first sealed datagram"
@@ -224,17 +221,10 @@ fn a_handshake_then_a_transfer_with_rekeys_through_loss_reorder_and_duplication(
 #[test]
 fn a_close_reaches_the_peer_through_a_lossy_link() {
     let t0 = Instant::now();
-    let identity = ServerIdentity::generate().unwrap();
     let rekey = RekeyPolicy::default();
-    let mut server = Server::new(&identity, CookiePolicy::Always, rekey, t0);
+    let policy = CookiePolicy::Always;
     let (mut up, mut down) = (hostile_link(3), hostile_link(4));
-    let (mut client, mut session, t) = handshake(
-        t0,
-        &mut server,
-        client_security(&identity, rekey),
-        &mut up,
-        &mut down,
-    );
+    let (mut client, mut session, t) = handshake(t0, policy, rekey, &mut up, &mut down);
     client
         .send(ms(t0, t), Bytes::from_static(b"bye soon"))
         .unwrap();
@@ -273,20 +263,13 @@ fn a_close_reaches_the_peer_through_a_lossy_link() {
 #[test]
 fn a_move_to_a_new_address_is_budgeted_until_the_path_answers() {
     let t0 = Instant::now();
-    let identity = ServerIdentity::generate().unwrap();
     let rekey = RekeyPolicy::default();
-    let mut server = Server::new(&identity, CookiePolicy::Never, rekey, t0);
+    let policy = CookiePolicy::Never;
     let (mut up, mut down) = (
         Link::new(LinkConfig::lossy(0.0, 5, 0), 5),
         Link::new(LinkConfig::lossy(0.0, 5, 0), 6),
     );
-    let (mut client, mut session, t) = handshake(
-        t0,
-        &mut server,
-        client_security(&identity, rekey),
-        &mut up,
-        &mut down,
-    );
+    let (mut client, mut session, t) = handshake(t0, policy, rekey, &mut up, &mut down);
     run(
         t0,
         t,
@@ -336,20 +319,13 @@ fn a_move_to_a_new_address_is_budgeted_until_the_path_answers() {
 
 /// A server conversation and a valid datagram for it.
 fn established(t0: Instant) -> (Conversation, Conversation, Vec<u8>) {
-    let identity = ServerIdentity::generate().unwrap();
     let rekey = RekeyPolicy::default();
-    let mut server = Server::new(&identity, CookiePolicy::Never, rekey, t0);
+    let policy = CookiePolicy::Never;
     let (mut up, mut down) = (
         Link::new(LinkConfig::lossy(0.0, 1, 0), 7),
         Link::new(LinkConfig::lossy(0.0, 1, 0), 8),
     );
-    let (mut client, session, _) = handshake(
-        t0,
-        &mut server,
-        client_security(&identity, rekey),
-        &mut up,
-        &mut down,
-    );
+    let (mut client, session, _) = handshake(t0, policy, rekey, &mut up, &mut down);
     client.send(t0, Bytes::from_static(b"valid")).unwrap();
     let mut out = Vec::new();
     client.flush_to_vec(t0, &mut out);
