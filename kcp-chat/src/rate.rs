@@ -29,9 +29,18 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_with_slack(now, 0.0)
+    }
+
+    /// Takes one token if there is one, letting the bucket hold up to `slack`
+    /// tokens beyond its burst: the frames a steady sender sent during a delay the
+    /// network added, which then arrive together (see [`late_slack`]). An idle bucket
+    /// fills to `burst + slack`, so the slack must stay small and bounded.
+    pub fn take_with_slack(&mut self, now: Instant, slack: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
-        self.tokens = elapsed.mul_add(self.rate, self.tokens).min(self.burst);
+        let capacity = self.burst + slack.max(0.0);
+        self.tokens = elapsed.mul_add(self.rate, self.tokens).min(capacity);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -51,6 +60,16 @@ impl TokenBucket {
     pub fn is_full(&self, now: Instant) -> bool {
         self.tokens_at(now) >= self.burst
     }
+}
+
+/// Tokens a bucket of `rate` per second may hold beyond its burst for a session
+/// whose retransmission timeout is `rto`: what a sender at `rate` sends while one of
+/// its segments waits through four transmissions (fast mode backs off by 1.5x, so
+/// about 8 RTOs), capped at `max_late`. Frames that a retransmission delayed and then
+/// released together are not a flood; a flood is faster than `rate` for longer than
+/// that.
+pub fn late_slack(rate: f64, rto: Duration, max_late: Duration) -> f64 {
+    rate * rto.saturating_mul(8).min(max_late).as_secs_f64()
 }
 
 /// Counts abuse within a sliding window: more than `allowed` strikes within `window`
@@ -117,6 +136,35 @@ mod tests {
         assert!(b.take(t0) && b.take(t0));
         assert!(!b.is_full(t0 + Duration::from_millis(150)));
         assert!(b.is_full(t0 + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn slack_lets_a_late_burst_through_but_not_a_flood() {
+        let t0 = Instant::now();
+        let rate = 20.0;
+        // A client at 10 frames/s whose frames were held 3 s by retransmissions: 30
+        // arrive at once, on top of a bucket that refilled to its burst of 5.
+        let slack = late_slack(rate, Duration::from_millis(400), Duration::from_secs(5));
+        assert!((slack - 64.0).abs() < 1e-9, "8 x 400 ms at 20/s: {slack}");
+        let later = t0 + Duration::from_secs(10);
+        let mut b = TokenBucket::new(rate, 5, t0);
+        assert_eq!(
+            (0..30).filter(|_| b.take_with_slack(later, slack)).count(),
+            30
+        );
+        let mut plain = TokenBucket::new(rate, 5, t0);
+        assert_eq!((0..30).filter(|_| plain.take(later)).count(), 5);
+        // A flood still runs dry: the slack is spent once, then the rate holds.
+        let mut b = TokenBucket::new(rate, 5, t0);
+        assert_eq!(
+            (0..1000)
+                .filter(|_| b.take_with_slack(later, slack))
+                .count(),
+            69
+        );
+        // The cap holds however large the RTO.
+        let capped = late_slack(rate, Duration::from_secs(60), Duration::from_secs(5));
+        assert!((capped - 100.0).abs() < 1e-9);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct ChatServerConfig {
     pub rate: f64,
     /// Frames a client (one session) may send in a burst.
     pub burst: u32,
+    /// The longest delay the network may add to a client's frames without their
+    /// arrival counting as a flood: frames a retransmission held back arrive together,
+    /// and the session's bucket may hold `rate` x min(8 x RTO, `max_late`) tokens
+    /// beyond `burst` for them (see [`late_slack`](crate::rate::late_slack)).
+    pub max_late: Duration,
     /// Frames per second all sessions from one source address (an IPv4 address, an
     /// IPv6 /64) may send together on average. A client that opens a new conversation
     /// per burst draws from this budget whatever its conv. Larger than
@@ -45,7 +50,8 @@ pub struct ChatServerConfig {
 impl ChatServerConfig {
     /// Defaults for `preset`: flush on send and on input (chat is interactive, and
     /// prompt ACKs spare clients spurious retransmissions), 1,000 clients,
-    /// 20 frames/s with bursts of 40 per session, 100 frames/s with bursts of 200 per
+    /// 20 frames/s with bursts of 40 per session (plus up to 5 s of frames a
+    /// retransmission delayed), 100 frames/s with bursts of 200 per
     /// source address, 5 strikes per 10 s per session and 20 per address, 30 s idle
     /// timeout.
     pub fn new(preset: Preset) -> Self {
@@ -58,6 +64,7 @@ impl ChatServerConfig {
             max_clients: 1000,
             rate: 20.0,
             burst: 40,
+            max_late: Duration::from_secs(5),
             ip_rate: 100.0,
             ip_burst: 200,
             strikes: 5,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kcp_net::{CloseCtx, CloseReason, EventHandler, ServerHandle, SessionCtx, SessionKey};
@@ -22,7 +22,7 @@ use crate::protocol::{
     ClientFrame, ErrorCode, LeaveReason, MessageKind, PROTOCOL_VERSION, ServerFrame, decode_client,
     encode, peek_hello_version,
 };
-use crate::rate::{Strikes, TokenBucket};
+use crate::rate::{Strikes, TokenBucket, late_slack};
 use crate::room::{RoomError, UserId};
 
 /// One session's state, kept on its loop.
@@ -183,12 +183,18 @@ impl Turn<'_, '_, '_> {
             );
             return self.error(ErrorCode::TooLong, text);
         }
-        if !self.client.bucket.take(self.now) {
+        // Frames a retransmission held back arrive together: not a flood (see
+        // `late_slack`).
+        let rto = self.session.session().conversation().engine().stats().rto;
+        let rto = Duration::from_millis(u64::from(rto));
+        let slack = late_slack(self.config.rate, rto, self.config.max_late);
+        if !self.client.bucket.take_with_slack(self.now, slack) {
             AtomicCounters::bump(&self.hub.counters.rate_limited);
             let text = format!("slow down: at most {} frames per second", self.config.rate);
             return self.error(ErrorCode::RateLimited, text);
         }
-        if !self.hub.ip_take(self.client.ip, self.now) {
+        let ip_slack = late_slack(self.config.ip_rate, rto, self.config.max_late);
+        if !self.hub.ip_take(self.client.ip, self.now, ip_slack) {
             AtomicCounters::bump(&self.hub.counters.rate_limited);
             AtomicCounters::bump(&self.hub.counters.ip_rate_limited);
             let text = format!(

@@ -156,8 +156,8 @@ impl Hub {
     }
 
     /// Takes a token from `ip`'s shared bucket; `false` when it is empty.
-    pub(crate) fn ip_take(&self, ip: IpAddr, now: Instant) -> bool {
-        self.ips().take(ip, now)
+    pub(crate) fn ip_take(&self, ip: IpAddr, now: Instant, slack: f64) -> bool {
+        self.ips().take(ip, now, slack)
     }
 
     /// Records an abuse strike against `ip`; `true` when it is one too many.

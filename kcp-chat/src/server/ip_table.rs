@@ -139,9 +139,10 @@ impl IpTable {
         }
     }
 
-    /// Takes one token from `ip`'s bucket if there is one.
-    pub(crate) fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.entry(ip, now).bucket.take(now)
+    /// Takes one token from `ip`'s bucket if there is one, with `slack` tokens
+    /// beyond the burst allowed (as `TokenBucket::take_with_slack`).
+    pub(crate) fn take(&mut self, ip: IpAddr, now: Instant, slack: f64) -> bool {
+        self.entry(ip, now).bucket.take_with_slack(now, slack)
     }
 
     /// Records a strike against `ip`; `true` when it is one too many.
@@ -178,14 +179,14 @@ mod tests {
         let t0 = Instant::now();
         let mut table = IpTable::new(policy(), 100);
         table.open(ip(1), t0);
-        assert_eq!((0..3).filter(|_| table.take(ip(1), t0)).count(), 3);
+        assert_eq!((0..3).filter(|_| table.take(ip(1), t0, 0.0)).count(), 3);
         // A second session of the same address, or a reconnect: no fresh bucket.
         table.close(ip(1), t0);
         table.open(ip(1), t0);
-        assert_eq!((0..5).filter(|_| table.take(ip(1), t0)).count(), 2);
+        assert_eq!((0..5).filter(|_| table.take(ip(1), t0, 0.0)).count(), 2);
         // Another address has its own.
         table.open(ip(2), t0);
-        assert_eq!((0..5).filter(|_| table.take(ip(2), t0)).count(), 5);
+        assert_eq!((0..5).filter(|_| table.take(ip(2), t0, 0.0)).count(), 5);
     }
 
     #[test]
@@ -194,7 +195,7 @@ mod tests {
         let mut table = IpTable::new(policy(), 100);
         table.open(ip(1), t0);
         table.open(ip(1), t0);
-        assert!(table.take(ip(1), t0));
+        assert!(table.take(ip(1), t0, 0.0));
         table.close(ip(1), t0);
         table.close(ip(1), t0);
         // The bucket is one token short: the entry stays, or a reconnect would refill it.
@@ -223,7 +224,7 @@ mod tests {
         let mut table = IpTable::new(policy(), 4);
         for last in 0..4 {
             table.open(ip(last), t0);
-            assert!(table.take(ip(last), t0));
+            assert!(table.take(ip(last), t0, 0.0));
             table.close(ip(last), t0);
         }
         assert_eq!(table.len(), 4);
