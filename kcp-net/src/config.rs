@@ -149,6 +149,13 @@ pub struct ConversationConfig {
     /// no-op for every KCP peer), so that a server holding to the three-times rule may
     /// answer with up to 3,600 bytes at once. Default `false`; [`ClientConfig`] sets it.
     pub pad_opening: bool,
+    /// End the conversation with
+    /// [`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer) when a send was
+    /// refused for a full queue and the queue is still over half of
+    /// `max_queued_bytes` this long after: the peer cannot keep up, and every further
+    /// message to it would be dropped. `None` (the default): sends keep failing with
+    /// [`QueueError::Full`](crate::QueueError::Full) and the conversation stays.
+    pub slow_consumer: Option<Duration>,
 }
 
 impl ConversationConfig {
@@ -165,6 +172,7 @@ impl ConversationConfig {
             swallow_empty_messages: true,
             unconfirmed: None,
             pad_opening: false,
+            slow_consumer: None,
         }
     }
 
@@ -185,6 +193,9 @@ impl ConversationConfig {
         }
         if self.idle_timeout.is_some_and(|t| t.is_zero()) {
             return Err(NetError::Setting("idle_timeout must be positive"));
+        }
+        if self.slow_consumer.is_some_and(|t| t.is_zero()) {
+            return Err(NetError::Setting("slow_consumer must be positive"));
         }
         Ok(())
     }
@@ -280,6 +291,13 @@ pub struct ServerConfig {
     /// How long a session closed by the application keeps running to deliver what it
     /// has queued before it is dropped. Default 2 s.
     pub close_linger: Duration,
+    /// Close a session whose peer cannot keep up: a send to it was refused for a full
+    /// queue (`max_queued_bytes_per_session`) and its queue is still over half full
+    /// this long after ([`CloseReason::SlowConsumer`](crate::CloseReason::SlowConsumer),
+    /// counted in `closed_slow_consumer`; a secure peer is told why). Default `None`:
+    /// sends keep failing with [`QueueError::Full`](crate::QueueError::Full) and the
+    /// session stays.
+    pub slow_consumer_timeout: Option<Duration>,
     /// How datagrams move between socket and memory. Default [`IoBackend::Auto`].
     pub io: IoBackend,
     /// Requested `SO_RCVBUF`. Default [`DEFAULT_SOCKET_BUFFER`].
@@ -312,6 +330,7 @@ impl ServerConfig {
             flush_on_input: false,
             swallow_empty_messages: true,
             close_linger: Duration::from_secs(2),
+            slow_consumer_timeout: None,
             io: IoBackend::Auto,
             recv_buffer: DEFAULT_SOCKET_BUFFER,
             send_buffer: DEFAULT_SOCKET_BUFFER,
@@ -333,6 +352,7 @@ impl ServerConfig {
             swallow_empty_messages: self.swallow_empty_messages,
             unconfirmed: Some(self.unconfirmed),
             pad_opening: false,
+            slow_consumer: self.slow_consumer_timeout,
         }
     }
 
@@ -475,6 +495,7 @@ impl ClientConfig {
             swallow_empty_messages: true,
             unconfirmed: None,
             pad_opening: self.pad_opening,
+            slow_consumer: None,
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Conversation {
     held: Held,
     /// The first datagram went out padded (`pad_opening`).
     opening_padded: bool,
+    /// Since when the queue is full for the peer: a send was refused for it, and the
+    /// queue has not drained below half its limit since (`slow_consumer`).
+    full_since: Option<Instant>,
     /// The secure wire mode's part (`None`: raw KCP).
     secure: Option<Box<SecureSession>>,
 }
@@ -155,6 +158,7 @@ impl Conversation {
             unproven: (!confirmed).then_some(PathBudget::default()),
             held: Held::default(),
             opening_padded: false,
+            full_since: None,
             secure: None,
         })
     }
@@ -346,6 +350,9 @@ impl Conversation {
             self.unproven = None;
             self.confirmed = true;
         }
+        if self.full_since.is_some() && !self.is_over_half_full() {
+            self.full_since = None;
+        }
         // We heard the peer: restart the silence clock if we still wait for it.
         self.waiting_since = (self.kcp.wait_send() > 0).then_some(now);
         if self.config.flush_on_input {
@@ -459,6 +466,7 @@ impl Conversation {
         let limit = self.config.max_queued_bytes;
         if queued + message.len() > limit {
             self.counters.sends_refused += 1;
+            self.full_since.get_or_insert(now);
             return Err(QueueError::Full {
                 queued,
                 message: message.len(),
@@ -584,6 +592,9 @@ impl Conversation {
         if self.peer_deadline().is_some_and(|at| now >= at) {
             return Some(CloseReason::PeerGone);
         }
+        if self.slow_consumer_deadline().is_some_and(|at| now >= at) {
+            return Some(CloseReason::SlowConsumer);
+        }
         match self.state {
             SessionState::Closing { reason, deadline }
                 if self.kcp.wait_send() == 0 || now >= deadline =>
@@ -628,7 +639,7 @@ impl Conversation {
             .map(|limits| self.last_heard + limits.idle_timeout);
         let timeouts = earliest(
             earliest(self.idle_deadline(), self.peer_deadline()),
-            unconfirmed,
+            earliest(unconfirmed, self.slow_consumer_deadline()),
         );
         earliest(
             earliest(engine, self.keepalive_deadline()),
@@ -639,6 +650,18 @@ impl Conversation {
     /// The limits in force while the peer is unconfirmed (`None` once confirmed).
     fn unconfirmed_limits(&self) -> Option<crate::config::UnconfirmedLimits> {
         self.config.unconfirmed.filter(|_| !self.confirmed)
+    }
+
+    /// When a full queue makes the peer a slow consumer: `slow_consumer` after a send
+    /// was refused for it, unless the queue drained below half its limit since.
+    fn slow_consumer_deadline(&self) -> Option<Instant> {
+        let bound = self.config.slow_consumer?;
+        let since = self.full_since?;
+        self.is_over_half_full().then_some(since + bound)
+    }
+
+    fn is_over_half_full(&self) -> bool {
+        self.queued_bytes() > self.config.max_queued_bytes / 2
     }
 
     fn idle_deadline(&self) -> Option<Instant> {
@@ -845,6 +868,42 @@ mod tests {
             c.send(t0, Bytes::from_static(b"x")),
             Err(QueueError::Closed)
         );
+    }
+
+    #[test]
+    fn a_peer_that_leaves_the_queue_full_is_a_slow_consumer_after_the_bound() {
+        let t0 = Instant::now();
+        let mut config = config();
+        config.max_queued_bytes = 3000;
+        config.slow_consumer = Some(Duration::from_secs(1));
+        let mut c = Conversation::new(1, config.clone(), t0).unwrap();
+        c.send(t0, Bytes::from(vec![1; 2000])).unwrap();
+        // A full queue alone is not slowness: only a refused send starts the clock.
+        assert_eq!(c.poll_close(t0 + Duration::from_secs(5)), None);
+        let t1 = t0 + 100 * MS;
+        assert!(c.send(t1, Bytes::from(vec![1; 2000])).is_err());
+        assert!(
+            c.next_deadline(t1)
+                .is_some_and(|at| at <= t1 + Duration::from_secs(1))
+        );
+        assert_eq!(c.poll_close(t1 + 999 * MS), None);
+        assert_eq!(
+            c.poll_close(t1 + Duration::from_secs(1)),
+            Some(CloseReason::SlowConsumer)
+        );
+
+        // The same, but the peer acknowledges in time: the clock stops.
+        let mut c = Conversation::new(1, config, t0).unwrap();
+        let mut peer = Conversation::new(1, ConversationConfig::new(Preset::Fast), t0).unwrap();
+        c.send(t0, Bytes::from(vec![1; 2000])).unwrap();
+        assert!(c.send(t0, Bytes::from(vec![1; 2000])).is_err());
+        for step in 0..10 {
+            let now = t0 + step * 20 * MS;
+            carry(&mut c, &mut peer, now);
+            carry(&mut peer, &mut c, now);
+        }
+        assert_eq!(c.queued_bytes(), 0);
+        assert_eq!(c.poll_close(t0 + Duration::from_secs(5)), None);
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub enum CloseReason {
     /// handling this session; the panic was caught, the session dropped at once and
     /// the loop went on.
     HandlerPanicked,
+    /// The peer did not keep up: a send to it was refused because its queue was full
+    /// (`max_queued_bytes`), and the queue was still over half full after the
+    /// slow-consumer timeout
+    /// ([`ConversationConfig::slow_consumer`](crate::ConversationConfig::slow_consumer)).
+    SlowConsumer,
     /// The peer said it closed (secure wire mode only: raw KCP has no close). Its
     /// code and words are in [`Conversation::peer_close`](crate::Conversation::peer_close).
     PeerClosed,

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::lifecycle::CloseReason;
+
 /// Defines a counter struct (plain `u64` fields, `accumulate`), and with
 /// `/ AtomicName` also its atomic mirror with `publish`/`snapshot`.
 macro_rules! counters {
@@ -155,6 +157,9 @@ counters! {
         handler_panics,
         /// Sessions closed because the peer said so (secure mode).
         closed_by_peer,
+        /// Sessions closed because their peer could not keep up
+        /// ([`CloseReason::SlowConsumer`]).
+        closed_slow_consumer,
         /// Secure handshakes completed (a response sent for a new session).
         handshakes,
         /// Cookie replies sent: an initiation had to prove its address first.
@@ -180,6 +185,24 @@ counters! {
         dropped_sealed_other,
         /// Secure sessions that moved to a new address.
         migrations,
+    }
+}
+
+impl LoopStats {
+    /// Counts a session closed for `reason` in its `closed_*` counter.
+    pub fn count_close(&mut self, reason: CloseReason) {
+        let counter = match reason {
+            CloseReason::IdleTimeout => &mut self.closed_idle,
+            CloseReason::DeadLink | CloseReason::PeerGone => &mut self.closed_dead_link,
+            CloseReason::Local => &mut self.closed_local,
+            CloseReason::Shutdown => &mut self.closed_shutdown,
+            CloseReason::HandlerPanicked => &mut self.closed_handler_panicked,
+            CloseReason::Unconfirmed => &mut self.closed_unconfirmed,
+            CloseReason::Evicted => &mut self.evicted_unconfirmed,
+            CloseReason::PeerClosed => &mut self.closed_by_peer,
+            CloseReason::SlowConsumer => &mut self.closed_slow_consumer,
+        };
+        *counter += 1;
     }
 }
 

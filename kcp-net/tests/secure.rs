@@ -60,6 +60,17 @@ fn echo(client: &mut KcpClient, message: &[u8]) {
     assert_eq!(&got[..], message);
 }
 
+/// Reads (and drops) messages until the client fails; panics after [`WAIT`].
+fn recv_until_error(client: &mut KcpClient) -> NetError {
+    let started = Instant::now();
+    loop {
+        match client.recv(Duration::from_millis(50)) {
+            Err(e) => return e,
+            Ok(_) => assert!(started.elapsed() < WAIT, "the client never heard"),
+        }
+    }
+}
+
 #[test]
 fn a_sealed_echo_with_datagrams_and_a_close_the_server_learns_at_once() {
     let (server, identity, closes) = secure_server(|_, _| {});
@@ -101,12 +112,7 @@ fn a_server_shutdown_reaches_the_client_at_once() {
     echo(&mut client, b"hello");
     let started = Instant::now();
     server.shutdown(Duration::from_secs(1)).unwrap();
-    let err = loop {
-        match client.recv(Duration::from_millis(50)) {
-            Err(e) => break e,
-            Ok(_) => assert!(started.elapsed() < WAIT, "the client never heard"),
-        }
-    };
+    let err = recv_until_error(&mut client);
     assert!(
         matches!(
             err,
@@ -226,5 +232,59 @@ fn a_client_that_moves_to_a_new_port_mid_transfer_loses_nothing() {
     let stats = wait_for_stats(&server, &mut client, |s| s.migrations > 0);
     assert_eq!(stats.migrations, 1);
     assert_eq!(stats.sessions_opened, 1);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+/// Answers any message with as many 1 KiB messages as the session's queue takes.
+#[derive(Clone)]
+struct Flood(std::sync::mpsc::Sender<CloseReason>);
+
+impl EventHandler for Flood {
+    fn on_message(&mut self, session: &mut SessionCtx<'_>, _message: Bytes) {
+        while session.send_bytes(Bytes::from(vec![9; 1024])).is_ok() {}
+    }
+    fn on_close(&mut self, _session: &CloseCtx<'_>, reason: CloseReason) {
+        let _ = self.0.send(reason);
+    }
+}
+
+#[test]
+fn a_client_that_does_not_keep_up_is_closed_as_a_slow_consumer_and_told_why() {
+    let identity = ServerIdentity::generate().unwrap();
+    let mut config = server_config();
+    config.secure = Some(ServerSecurity::new(identity.clone()));
+    config.max_queued_bytes_per_session = 64 << 10;
+    config.slow_consumer_timeout = Some(Duration::from_millis(300));
+    let (tx, closes) = std::sync::mpsc::channel();
+    let server = KcpServer::bind(localhost(), config, Flood(tx)).unwrap();
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    client.send(b"flood me").unwrap();
+    // Neither reading nor acknowledging: the server's queue for us stays full.
+    let reason = closes
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the server closes the session");
+    assert_eq!(reason, CloseReason::SlowConsumer);
+    // The loop publishes its counters at the end of the turn that closed it.
+    let deadline = Instant::now() + WAIT;
+    while server.handle().stats().total.closed_slow_consumer == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed_slow_consumer never counted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.handle().stats().total.closed_slow_consumer, 1);
+    // The client learns why as soon as it reads again.
+    let err = recv_until_error(&mut client);
+    assert!(
+        matches!(
+            err,
+            NetError::ClosedByServer {
+                reason: Some(CloseReason::SlowConsumer),
+                ..
+            }
+        ),
+        "{err}"
+    );
     server.shutdown(Duration::ZERO).unwrap();
 }

@@ -458,16 +458,7 @@ impl Driver {
         if self.sessions.is_empty() {
             self.timers.clear();
         }
-        let counter = match reason {
-            CloseReason::IdleTimeout => &mut self.stats.closed_idle,
-            CloseReason::DeadLink | CloseReason::PeerGone => &mut self.stats.closed_dead_link,
-            CloseReason::Local => &mut self.stats.closed_local,
-            CloseReason::Shutdown => &mut self.stats.closed_shutdown,
-            CloseReason::Unconfirmed => &mut self.stats.closed_unconfirmed,
-            CloseReason::Evicted => &mut self.stats.evicted_unconfirmed,
-            _ => &mut self.stats.closed_local,
-        };
-        *counter += 1;
+        self.stats.count_close(reason);
         tracing::debug!(parent: &session.span, ?reason, "session closed");
     }
 

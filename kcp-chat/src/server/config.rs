@@ -53,11 +53,14 @@ impl ChatServerConfig {
     /// 20 frames/s with bursts of 40 per session (plus up to 5 s of frames a
     /// retransmission delayed), 100 frames/s with bursts of 200 per
     /// source address, 5 strikes per 10 s per session and 20 per address, 30 s idle
-    /// timeout.
+    /// timeout, and a client whose queue stays full for 10 s is closed as a slow consumer.
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
         net.flush_on_send = true;
         net.flush_on_input = true;
+        // A client that cannot take what its rooms say is told and let go, instead of
+        // silently missing lines.
+        net.slow_consumer_timeout = Some(Duration::from_secs(10));
         Self {
             net,
             rooms: RoomLimits::default(),

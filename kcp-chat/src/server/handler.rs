@@ -130,7 +130,11 @@ impl EventHandler for ChatHandler {
 
     fn on_close(&mut self, closed: &CloseCtx<'_>, reason: CloseReason) {
         let session = closed.session();
-        debug!(peer = %session.peer(), ?reason, "session closed");
+        if reason == CloseReason::SlowConsumer {
+            warn!(peer = %session.peer(), "closed a client that could not keep up (its queue stayed full)");
+        } else {
+            debug!(peer = %session.peer(), ?reason, "session closed");
+        }
         let Some(client) = self.clients.remove(&session.key()) else {
             return;
         };

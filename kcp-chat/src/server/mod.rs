@@ -64,7 +64,7 @@ impl fmt::Display for ChatStats {
         write!(
             f,
             "sessions {} users {} rooms {} | frames in {} out {} messages {} errors {} \
-             bad {} rate-limited {} (per address {}) kicked {} | datagrams in {} out {} retransmits {} \
+             bad {} rate-limited {} (per address {}) kicked {} slow {} | datagrams in {} out {} retransmits {} \
              dropped {} (per-IP limits {}) | unconfirmed: confirmed {} evicted {} closed {} withheld {}",
             self.sessions,
             self.users,
@@ -77,6 +77,7 @@ impl fmt::Display for ChatStats {
             c.rate_limited,
             c.ip_rate_limited,
             c.kicked,
+            n.closed_slow_consumer,
             n.datagrams_in,
             n.datagrams_out,
             n.retransmits,

@@ -70,7 +70,7 @@ pub(crate) enum Delivered<'a> {
 }
 
 /// The codes of [`CloseReason`]s on the wire.
-const CLOSE_CODES: [(CloseReason, u16); 8] = [
+const CLOSE_CODES: [(CloseReason, u16); 9] = [
     (CloseReason::Local, 1),
     (CloseReason::Shutdown, 2),
     (CloseReason::IdleTimeout, 3),
@@ -79,6 +79,7 @@ const CLOSE_CODES: [(CloseReason, u16); 8] = [
     (CloseReason::HandlerPanicked, 6),
     (CloseReason::Unconfirmed, 7),
     (CloseReason::Evicted, 8),
+    (CloseReason::SlowConsumer, 9),
 ];
 
 fn close_code(reason: CloseReason) -> u16 {

@@ -696,16 +696,7 @@ impl ServerDriver {
             // for no wake-up.
             self.timers.rebuild(std::iter::empty());
         }
-        match reason {
-            CloseReason::IdleTimeout => self.stats.closed_idle += 1,
-            CloseReason::DeadLink | CloseReason::PeerGone => self.stats.closed_dead_link += 1,
-            CloseReason::Local => self.stats.closed_local += 1,
-            CloseReason::Shutdown => self.stats.closed_shutdown += 1,
-            CloseReason::HandlerPanicked => self.stats.closed_handler_panicked += 1,
-            CloseReason::Unconfirmed => self.stats.closed_unconfirmed += 1,
-            CloseReason::Evicted => self.stats.evicted_unconfirmed += 1,
-            CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
-        }
+        self.stats.count_close(reason);
         tracing::debug!(loop_id = self.id, %key, peer = %session.peer(), conv = session.conv(), ?reason, "session closed");
         self.events.push_back(ServerEvent::Closed {
             key,
@@ -858,6 +849,11 @@ pub(crate) fn queue(
             stats.messages_out += 1;
             entry.mark_dirty();
         }
+        Err(QueueError::Full { .. }) => {
+            stats.sends_refused += 1;
+            // A full queue may make the peer a slow consumer: reschedule.
+            entry.mark_dirty();
+        }
         Err(_) => stats.sends_refused += 1,
     }
     result
@@ -1007,6 +1003,9 @@ const fn close_text(reason: CloseReason) -> &'static str {
         CloseReason::PeerGone | CloseReason::DeadLink => "the client stopped answering",
         CloseReason::HandlerPanicked => "the server failed handling this session",
         CloseReason::Unconfirmed | CloseReason::Evicted => "the handshake was not completed",
+        CloseReason::SlowConsumer => {
+            "too slow: the data queued for this session stayed over its limit"
+        }
         CloseReason::PeerClosed => "",
     }
 }
