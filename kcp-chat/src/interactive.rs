@@ -404,7 +404,10 @@ impl<W: Write> Session<W> {
             ServerFrame::Error { code, .. }
                 if matches!(
                     code,
-                    ErrorCode::Kicked | ErrorCode::WrongVersion | ErrorCode::ServerFull
+                    ErrorCode::Kicked
+                        | ErrorCode::WrongVersion
+                        | ErrorCode::ServerFull
+                        | ErrorCode::ServerBusy
                 ) =>
             {
                 Some(ClientExit::Refused(*code))

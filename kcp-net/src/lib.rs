@@ -179,6 +179,7 @@ mod error;
 pub mod impair;
 mod lifecycle;
 mod limits;
+mod loop_lag;
 mod outbox;
 pub mod secure;
 mod server;

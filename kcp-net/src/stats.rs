@@ -142,6 +142,11 @@ counters! {
         withheld_unconfirmed,
         /// Sessions currently open (a gauge, not a counter).
         sessions_active,
+        /// How late the loop served its timers, at worst, over the last one to two
+        /// seconds, in microseconds (a gauge: its scheduling delay, which every
+        /// session's ACKs and retransmissions suffer too). In a server's `total`, the
+        /// sum over loops: see [`ServerStats::max_loop_lag`].
+        loop_lag_us,
         /// Sessions closed by idle timeout.
         closed_idle,
         /// Sessions closed because the engine reported a dead link (or the peer went
@@ -258,6 +263,12 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    /// The worst [`loop_lag_us`](LoopStats::loop_lag_us) of any loop.
+    pub fn max_loop_lag(&self) -> std::time::Duration {
+        let us = self.loops.iter().map(|l| l.loop_lag_us).max().unwrap_or(0);
+        std::time::Duration::from_micros(us)
+    }
+
     pub(crate) fn from_loops(loops: Vec<LoopStats>) -> Self {
         let mut total = LoopStats::default();
         for l in &loops {

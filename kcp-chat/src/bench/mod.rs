@@ -20,7 +20,7 @@ mod worker;
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -184,12 +184,17 @@ pub struct BenchReport {
     pub redis_batching: Option<RedisBatching>,
     /// Time to connect and join everyone, seconds.
     pub setup_s: f64,
+    /// Clients the server refused as busy (admission control): not counted as failed,
+    /// and nothing is expected at them.
+    pub refused_busy: usize,
 }
 
 impl BenchReport {
-    /// Nothing lost or duplicated and every client stayed up.
+    /// Nothing lost or duplicated and every client admitted stayed up.
     pub const fn passed(&self) -> bool {
-        self.lost == 0 && self.duplicates == 0 && self.clients_ok == self.clients
+        self.lost == 0
+            && self.duplicates == 0
+            && self.clients_ok + self.refused_busy == self.clients
     }
 }
 
@@ -212,6 +217,13 @@ impl fmt::Display for BenchReport {
             "  setup        {:.1} s to connect and join",
             self.setup_s
         )?;
+        if self.refused_busy > 0 {
+            writeln!(
+                f,
+                "  refused      {} clients: server busy",
+                self.refused_busy
+            )?;
+        }
         writeln!(f, "  sent         {}", self.sent)?;
         writeln!(
             f,
@@ -459,6 +471,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         drain: options.drain,
         live: Live::default(),
         sent_by: (0..options.clients).map(|_| AtomicU64::new(0)).collect(),
+        refused: (0..options.clients)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
         ready: Barrier::new(workers + 1),
     });
     let per = options.clients.div_ceil(workers);
@@ -523,6 +538,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut latencies = Latencies::new();
     let mut cross_node = Latencies::new();
     let mut failed = 0;
+    let mut refused = 0;
     let mut retransmits = 0;
     let mut delivered = 0;
     for handle in handles {
@@ -530,6 +546,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         latencies.merge(&result.latencies);
         cross_node.merge(&result.cross_node);
         failed += result.failed;
+        refused += result.refused;
         retransmits += result.retransmits;
         delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
     }
@@ -544,11 +561,13 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         }
     }
     let sent: u64 = shared.sent_by.iter().map(|s| s.load(Relaxed)).sum();
+    // Every admitted member of the sender's room (a client refused as busy is none).
     let expected: u64 = (0..options.clients)
         .map(|i| {
-            let size = shared.room_size;
-            let room_first = i / size * size;
-            let members = (room_first + size).min(options.clients) - room_first;
+            let members = shared
+                .room_mates(i)
+                .filter(|&j| !shared.refused[j].load(Relaxed))
+                .count();
             shared.sent_by[i].load(Relaxed) * members as u64
         })
         .sum();
@@ -570,7 +589,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         server: names.join(" "),
         nodes: servers.len(),
         clients: options.clients,
-        clients_ok: options.clients - failed,
+        clients_ok: options.clients - failed - refused,
+        refused_busy: refused,
         rooms: options.clients.div_ceil(shared.room_size),
         rate: options.rate,
         duration_s: options.duration.as_secs_f64(),

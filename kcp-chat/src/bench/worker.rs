@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::client::{ChatClient, ChatError};
 use crate::latency::Latencies;
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
 
 /// Counters every worker adds to while it runs (read by the progress line).
 #[derive(Debug, Default)]
@@ -28,6 +28,8 @@ pub(crate) struct Live {
     pub(crate) delivered: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Clients the server refused as busy (admission control).
+    pub(crate) refused: AtomicU64,
     /// Workers whose send phase is over (sent counts are final when all are).
     pub(crate) done_sending: AtomicUsize,
 }
@@ -51,6 +53,9 @@ pub(crate) struct Shared {
     pub(crate) live: Live,
     /// Messages each client sent (final once `sending_done`).
     pub(crate) sent_by: Vec<AtomicU64>,
+    /// Clients the server refused as busy: not members of their rooms, so nothing is
+    /// expected at them.
+    pub(crate) refused: Vec<AtomicBool>,
     /// Workers and the main thread meet here when everyone has joined.
     pub(crate) ready: Barrier,
 }
@@ -66,7 +71,7 @@ impl Shared {
     }
 
     /// The clients in `client`'s room.
-    fn room_mates(&self, client: usize) -> std::ops::Range<usize> {
+    pub(crate) fn room_mates(&self, client: usize) -> std::ops::Range<usize> {
         let size = self.room_size.max(1);
         let first = self.room_of(client) * size;
         first..(first + size).min(self.clients)
@@ -81,7 +86,10 @@ pub(crate) struct WorkerResult {
     pub(crate) cross_node: Latencies,
     /// Unique deliveries per client of this worker: (client, count).
     pub(crate) delivered: Vec<(usize, u64)>,
+    /// Clients that failed (connect, join or link), the refused not included.
     pub(crate) failed: usize,
+    /// Clients the server refused as busy.
+    pub(crate) refused: usize,
     pub(crate) retransmits: u64,
 }
 
@@ -91,6 +99,8 @@ struct BenchClient {
     room: String,
     joined: bool,
     failed: bool,
+    /// Refused as busy (also `failed`: it takes no further part).
+    refused: bool,
     seq: u64,
     next_send: Instant,
     /// Per sender, a bitmap of the sequence numbers received.
@@ -165,6 +175,15 @@ impl Worker<'_> {
                 } else {
                     shared.live.duplicates.fetch_add(1, Relaxed);
                 }
+            }
+            ServerFrame::Error {
+                code: ErrorCode::ServerBusy,
+                ..
+            } if !client.joined => {
+                client.failed = true;
+                client.refused = true;
+                shared.refused[client.index].store(true, Relaxed);
+                shared.live.refused.fetch_add(1, Relaxed);
             }
             ServerFrame::Error { .. } => {
                 shared.live.errors.fetch_add(1, Relaxed);
@@ -323,6 +342,7 @@ pub(crate) fn run_worker(
             room,
             joined: false,
             failed: false,
+            refused: false,
             seq: 0,
             next_send: start + phase,
             seen: HashMap::new(),
@@ -353,7 +373,8 @@ pub(crate) fn run_worker(
             .all(|c| c.failed || c.unique >= w.expected(c.index))
     });
     let mut result = WorkerResult {
-        failed: failed_connect + w.clients.iter().filter(|c| c.failed).count(),
+        failed: failed_connect + w.clients.iter().filter(|c| c.failed && !c.refused).count(),
+        refused: w.clients.iter().filter(|c| c.refused).count(),
         ..WorkerResult::default()
     };
     for c in &mut w.clients {

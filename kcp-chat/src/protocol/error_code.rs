@@ -41,6 +41,9 @@ pub enum ErrorCode {
     /// A cluster node cannot reach Redis (or its buffer for the outage is full): the
     /// frame was not carried out; try again later. Only a cluster sends it.
     Unavailable,
+    /// The server is at capacity (its event loop is behind): the hello was refused and
+    /// the session is closed; the text says when to try again.
+    ServerBusy,
 }
 
 impl ErrorCode {
@@ -69,6 +72,7 @@ impl ErrorCode {
             Self::ServerFull => "server-full",
             Self::Kicked => "kicked",
             Self::Unavailable => "unavailable",
+            Self::ServerBusy => "server-busy",
         }
     }
 }

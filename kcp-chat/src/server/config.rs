@@ -45,6 +45,13 @@ pub struct ChatServerConfig {
     pub ip_strikes: u32,
     /// The window in which strikes count.
     pub strike_window: Duration,
+    /// Admission control: while the event loop serves its timers later than this
+    /// ([`SessionCtx::loop_lag`](kcp_net::SessionCtx::loop_lag)), a hello from a new
+    /// user is refused with `server-busy` instead of slowing everyone down (a resumed
+    /// user is let back in). `None`: never refuse.
+    pub busy_lag: Option<Duration>,
+    /// The wait a `server-busy` refusal asks for.
+    pub busy_retry: Duration,
 }
 
 impl ChatServerConfig {
@@ -53,7 +60,9 @@ impl ChatServerConfig {
     /// 20 frames/s with bursts of 40 per session (plus up to 5 s of frames a
     /// retransmission delayed), 100 frames/s with bursts of 200 per
     /// source address, 5 strikes per 10 s per session and 20 per address, 30 s idle
-    /// timeout, and a client whose queue stays full for 10 s is closed as a slow consumer.
+    /// timeout; a client whose queue stays full for 10 s is closed as a slow consumer, and
+    /// new users are refused as `server-busy` (retry in 5 s) while the loop is more than
+    /// 200 ms behind.
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
         net.flush_on_send = true;
@@ -73,6 +82,8 @@ impl ChatServerConfig {
             strikes: 5,
             ip_strikes: 20,
             strike_window: Duration::from_secs(10),
+            busy_lag: Some(Duration::from_millis(200)),
+            busy_retry: Duration::from_secs(5),
         }
     }
 

@@ -287,6 +287,22 @@ impl Turn<'_, '_, '_> {
         let holder = state.rooms.holder(nick);
         let resumed = holder
             .filter(|id| resume.is_some() && state.members.get(id).map(|m| m.token) == resume);
+        let lag = self.session.loop_lag();
+        if resumed.is_none() && self.config.busy_lag.is_some_and(|limit| lag > limit) {
+            drop(state);
+            AtomicCounters::bump(&hub.counters.refused_busy);
+            self.client.closing = true;
+            self.reply(&ServerFrame::Error {
+                code: ErrorCode::ServerBusy,
+                text: format!(
+                    "server busy (its event loop is {} ms behind), retry in {} s",
+                    lag.as_millis(),
+                    self.config.busy_retry.as_secs().max(1)
+                ),
+            });
+            close(self.session);
+            return;
+        }
         if resumed.is_none() && state.rooms.user_count() >= self.config.max_clients {
             drop(state);
             self.client.closing = true;

@@ -40,6 +40,8 @@ pub struct ChatCounters {
     pub kicked: u64,
     /// Users welcomed.
     pub welcomed: u64,
+    /// Hellos refused as `server-busy` (admission control).
+    pub refused_busy: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +55,7 @@ pub(crate) struct AtomicCounters {
     pub(crate) ip_rate_limited: AtomicU64,
     pub(crate) kicked: AtomicU64,
     pub(crate) welcomed: AtomicU64,
+    pub(crate) refused_busy: AtomicU64,
 }
 
 impl AtomicCounters {
@@ -76,6 +79,7 @@ impl AtomicCounters {
             ip_rate_limited: self.ip_rate_limited.load(Relaxed),
             kicked: self.kicked.load(Relaxed),
             welcomed: self.welcomed.load(Relaxed),
+            refused_busy: self.refused_busy.load(Relaxed),
         }
     }
 }

@@ -64,7 +64,7 @@ impl fmt::Display for ChatStats {
         write!(
             f,
             "sessions {} users {} rooms {} | frames in {} out {} messages {} errors {} \
-             bad {} rate-limited {} (per address {}) kicked {} slow {} | datagrams in {} out {} retransmits {} \
+             bad {} rate-limited {} (per address {}) kicked {} slow {} busy {} | datagrams in {} out {} retransmits {} \
              dropped {} (per-IP limits {}) | unconfirmed: confirmed {} evicted {} closed {} withheld {}",
             self.sessions,
             self.users,
@@ -78,6 +78,7 @@ impl fmt::Display for ChatStats {
             c.ip_rate_limited,
             c.kicked,
             n.closed_slow_consumer,
+            c.refused_busy,
             n.datagrams_in,
             n.datagrams_out,
             n.retransmits,

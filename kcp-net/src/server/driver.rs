@@ -2,6 +2,7 @@
 //! `now`, polls the socket when it likes and takes events back as values; the
 //! threaded [`KcpServer`](crate::KcpServer) runs one per loop thread.
 
+use crate::loop_lag::LagMeter;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
@@ -145,6 +146,8 @@ pub struct ServerDriver {
     pub(super) buffers: Buffers,
     /// The secure wire mode's handshakes and session indices (`None`: raw KCP).
     pub(super) front: Option<SecureFront>,
+    /// How late the timers fire (`loop_lag_us`).
+    pub(super) lag: LagMeter,
 }
 
 /// The loop's share of `max_buffered_bytes` and what its sessions hold: each held
@@ -253,6 +256,7 @@ impl ServerDriver {
             front,
             unconfirmed,
             buffers,
+            lag: LagMeter::new(now),
         }
     }
 
@@ -592,6 +596,7 @@ impl ServerDriver {
     pub fn tick(&mut self, now: Instant) {
         self.outbox.set_now(now);
         self.run_timers(now);
+        self.stats.loop_lag_us = u64::try_from(self.lag.lag(now).as_micros()).unwrap_or(u64::MAX);
         self.service_dirty(now);
         self.send_datagrams(now);
         self.log_drops(now);
@@ -624,6 +629,7 @@ impl ServerDriver {
             }
             session.next_wake = None;
             self.stats.timer_fires += 1;
+            self.lag.record(at, now);
             entry.mark_dirty();
         }
         if self.timers.len() > 2 * self.store.len() + 1024 {

@@ -145,6 +145,14 @@ impl SessionCtx<'_> {
         Ok(())
     }
 
+    /// How late this loop serves its timers, at worst, over the last one to two
+    /// seconds ([`LoopStats::loop_lag_us`](crate::LoopStats::loop_lag_us)): its
+    /// scheduling delay. A loop that is behind delays every session it holds; refuse
+    /// new work while it is high.
+    pub fn loop_lag(&self) -> Duration {
+        Duration::from_micros(self.stats.loop_lag_us)
+    }
+
     /// Closes the session once what it has queued is acknowledged, or after the
     /// configured `close_linger`.
     pub fn close(&mut self) {
