@@ -15,7 +15,10 @@
 //! CPU of the Redis we started.
 
 mod cpu;
+mod server_side;
 mod worker;
+
+pub use server_side::ServerSide;
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -187,6 +190,15 @@ pub struct BenchReport {
     /// Clients the server refused as busy (admission control): not counted as failed,
     /// and nothing is expected at them.
     pub refused_busy: usize,
+    /// The CPU of the bench's own client threads over the sending phase: how much of
+    /// the machine the load generator takes.
+    pub load_cpu: Option<ServerCpu>,
+    /// UDP datagrams the kernel dropped at full socket receive buffers over the
+    /// sending phase, on the whole machine (`RcvbufErrors` of `/proc/net/snmp`): loss
+    /// on a link that loses nothing.
+    pub udp_rcvbuf_drops: Option<u64>,
+    /// The in-process servers' counters over the sending phase.
+    pub server_side: Option<ServerSide>,
 }
 
 impl BenchReport {
@@ -246,6 +258,40 @@ impl fmt::Display for BenchReport {
             )?;
         }
         writeln!(f, "  retransmits  {} (clients)", self.client_retransmits)?;
+        if let Some(s) = &self.server_side {
+            writeln!(
+                f,
+                "  server       {} messages out, {} retransmits ({:.1}%), datagrams in {} out {}, \
+                 {} turns, {} receive calls, worst loop lag {:.0} ms",
+                s.messages_out,
+                s.retransmits,
+                s.retransmit_percent(),
+                s.datagrams_in,
+                s.datagrams_out,
+                s.wakeups,
+                s.recv_syscalls,
+                s.max_loop_lag_ms
+            )?;
+            writeln!(
+                f,
+                "  refusals     {} sends refused (full queues), {} slow consumers closed, \
+                 {} kicked, {} rate-limited, {} busy",
+                s.sends_refused, s.slow_consumers, s.kicked, s.rate_limited, s.refused_busy
+            )?;
+        }
+        if let Some(drops) = self.udp_rcvbuf_drops {
+            writeln!(
+                f,
+                "  kernel       {drops} UDP datagrams dropped at full receive buffers (whole machine)"
+            )?;
+        }
+        if let Some(cpu) = &self.load_cpu {
+            writeln!(
+                f,
+                "  load CPU     {:.2} s, {:.0}% of one core ({})",
+                cpu.seconds, cpu.percent_of_one_core, cpu.source
+            )?;
+        }
         match &self.server_cpu {
             Some(cpu) => write!(
                 f,
@@ -280,6 +326,8 @@ enum CpuProbe {
     InProcess,
     /// Processes, added up.
     Pids(Vec<u32>),
+    /// This process's bench client threads (the load generator).
+    Bench,
     None,
 }
 
@@ -291,6 +339,7 @@ impl CpuProbe {
                 Some(loops + cpu::own_threads_cpu("kcp-chat-").unwrap_or_default())
             }
             Self::Pids(pids) => pids.iter().map(|pid| cpu::process_cpu(*pid)).sum(),
+            Self::Bench => cpu::own_threads_cpu("bench-"),
             Self::None => None,
         }
     }
@@ -298,6 +347,7 @@ impl CpuProbe {
     fn source(&self) -> String {
         match self {
             Self::InProcess => "in-process".into(),
+            Self::Bench => "bench client threads".into(),
             Self::Pids(pids) => {
                 let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
                 format!("pid {}", pids.join("+"))
@@ -509,16 +559,37 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let begin = Instant::now();
     let cpu_start = probe.read();
     let redis_start = redis_probe.read();
+    let load_start = cpu::own_threads_cpu("bench-");
+    let drops_start = server_side::udp_rcvbuf_errors();
+    let side = || {
+        local.as_ref().map(|l| {
+            let stats: Vec<_> = l.servers.iter().map(ChatServer::stats).collect();
+            ServerSide::of(&stats)
+        })
+    };
+    let side_start = side();
+    let mut worst_lag: f64 = 0.0;
     let mut last_line = Instant::now();
     let mut cpu_end = None;
     let mut redis_end = None;
+    let mut load_end = None;
+    let mut drops_end = None;
+    let mut side_end = None;
     while handles.iter().any(|h| !h.is_finished()) {
         thread::sleep(Duration::from_millis(250));
         let elapsed = begin.elapsed();
         let sending = elapsed < options.duration;
+        if sending {
+            if let Some(now) = side() {
+                worst_lag = worst_lag.max(now.max_loop_lag_ms);
+            }
+        }
         if !sending && cpu_end.is_none() {
             cpu_end = probe.read();
             redis_end = redis_probe.read();
+            load_end = cpu::own_threads_cpu("bench-");
+            drops_end = server_side::udp_rcvbuf_errors();
+            side_end = side();
         }
         if options.progress && (tty || last_line.elapsed() >= Duration::from_secs(5)) {
             let line = progress_line(&shared.live, elapsed, options, sending);
@@ -535,6 +606,13 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     }
     let cpu_end = cpu_end.or_else(|| probe.read());
     let redis_end = redis_end.or_else(|| redis_probe.read());
+    let load_end = load_end.or_else(|| cpu::own_threads_cpu("bench-"));
+    let drops_end = drops_end.or_else(server_side::udp_rcvbuf_errors);
+    let server_side = side_end.or_else(side).zip(side_start).map(|(end, start)| {
+        let mut side = end.since(&start);
+        side.max_loop_lag_ms = side.max_loop_lag_ms.max(worst_lag);
+        side
+    });
     let mut latencies = Latencies::new();
     let mut cross_node = Latencies::new();
     let mut failed = 0;
@@ -584,6 +662,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let server_cpu = probe.between(cpu_start, cpu_end, options.duration);
     let redis_cpu = redis_probe.between(redis_start, redis_end, options.duration);
+    let load_cpu = CpuProbe::Bench.between(load_start, load_end, options.duration);
     let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
     Ok(BenchReport {
         server: names.join(" "),
@@ -609,6 +688,11 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         redis_cpu,
         redis_batching: batching.map(|(events, pipelines)| RedisBatching { events, pipelines }),
         setup_s: setup.as_secs_f64(),
+        load_cpu,
+        udp_rcvbuf_drops: drops_end
+            .zip(drops_start)
+            .map(|(end, start)| end.saturating_sub(start)),
+        server_side,
     })
 }
 

@@ -33,11 +33,19 @@ use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions
 use super::secure_front::SecureFront;
 
 /// Datagrams received in one [`ServerDriver::poll_io`] after which no further read
-/// starts before timers and output get their turn: 8 batches (one GRO read may bring
+/// starts before timers and output get their turn: 64 batches (one GRO read may bring
 /// up to 1,024, so a call can end above it). Bounds the latency a flood can add to
-/// timers and to other sessions' output (quinn's `IO_LOOP_BOUND` idea); at ~1 µs per
-/// datagram it is ~0.3 ms of work.
-pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 8 * BATCH;
+/// timers and to other sessions' output (quinn's `IO_LOOP_BOUND` idea): at ~1 µs per
+/// datagram, ~2 ms of work.
+///
+/// It was 8 batches. Measured with `kcp-chat bench --clients 1000` on a loaded
+/// machine, a loop that fell behind then ran its timers every 256 datagrams while the
+/// ACKs that answered them still waited in the socket: 19% of segments were
+/// retransmitted for nothing, the extra traffic filled the 8 MiB receive buffer (57 k
+/// datagrams dropped by the kernel in 8 s) and p99 reached 7.5 s. Reading 2,048 first
+/// lets the ACKs in before the timers judge, and each session touched by many of them
+/// is flushed once: 2.5% retransmitted, no kernel drops, p99 1.5 s, same load.
+pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 64 * BATCH;
 
 /// How often, at most, the driver logs a summary of the datagrams it dropped.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
