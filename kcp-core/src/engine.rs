@@ -23,6 +23,8 @@ use crate::stats::Stats;
 use crate::transmit::{ClosureSink, Emitter, Transmit};
 use crate::{Sn, Timestamp};
 
+mod retune;
+
 /// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
 const CLOCK_JUMP: i32 = 10_000;
 /// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference refuses
@@ -61,7 +63,7 @@ impl PollAt {
 ///
 /// # Calling contract
 ///
-/// The methods fall in four families:
+/// The methods fall in five families:
 ///
 /// - **getters**: [`stats`](Self::stats), [`peek_size`](Self::peek_size),
 ///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv);
@@ -69,7 +71,10 @@ impl PollAt {
 /// - **application commands**: [`send`](Self::send), [`send_bytes`](Self::send_bytes),
 ///   [`recv`](Self::recv), [`recv_into`](Self::recv_into);
 /// - **output and timer**: [`update`](Self::update), [`flush`](Self::flush),
-///   [`check`](Self::check).
+///   [`check`](Self::check);
+/// - **live retuning** (ikcp's setters, validated as [`Config`]):
+///   [`set_mtu`](Self::set_mtu), [`set_windows`](Self::set_windows),
+///   [`set_nodelay`](Self::set_nodelay), [`reconfigure`](Self::reconfigure).
 ///
 /// After any input or command, call `update` (or `flush` for lowest latency), then ask
 /// `check` when to come back. `now` must never go backwards (it may wrap past

@@ -110,4 +110,8 @@ pub enum ConfigError {
     /// `send_queue_limit` of 0.
     #[error("send_queue_limit must be at least 1 segment")]
     SendQueueLimit,
+    /// A live engine was asked to change a setting both peers fixed at the start
+    /// ([`Kcp::reconfigure`](crate::Kcp::reconfigure)): `stream` or `initial_sn`.
+    #[error("{0} cannot change on a live engine")]
+    Fixed(&'static str),
 }

@@ -8,7 +8,7 @@
 
 use kcp_core::sim::reference::ReferenceMode;
 use kcp_core::sim::{Link, LinkConfig, LossModel};
-use kcp_core::{Config, Kcp, PollAt, Timestamp};
+use kcp_core::{Config, Kcp, NoDelay, PollAt, Timestamp};
 use kcp_ref::CKcp;
 
 #[path = "support/describe.rs"]
@@ -166,6 +166,32 @@ impl Twin {
     }
 }
 
+/// Live retuning, applied to both engines of a twin (ikcp's setters on the C one).
+impl Twin {
+    fn set_mtu(&mut self, mtu: usize) {
+        self.ours.set_mtu(mtu).unwrap();
+        assert_eq!(self.c.set_mtu(mtu as i32), 0);
+    }
+
+    fn set_windows(&mut self, snd_wnd: u32, rcv_wnd: u32) {
+        self.ours.set_windows(snd_wnd, rcv_wnd).unwrap();
+        self.c.wndsize(snd_wnd as i32, rcv_wnd as i32);
+    }
+
+    fn set_nodelay(&mut self, nodelay: NoDelay, interval: u32, resend: u32, nc: bool) {
+        self.ours
+            .set_nodelay(nodelay, interval, resend, nc)
+            .unwrap();
+        let mode = match nodelay {
+            NoDelay::Off => 0,
+            NoDelay::On => 1,
+            NoDelay::Linear => 2,
+        };
+        self.c
+            .nodelay(mode, interval as i32, resend as i32, i32::from(nc));
+    }
+}
+
 trait TakeAfter {
     fn take_output_after(&mut self, f: impl FnOnce(&mut Self)) -> Vec<Vec<u8>>;
 }
@@ -192,10 +218,15 @@ impl Workload {
 
 /// Runs one lock-step conversation for `ms` virtual milliseconds.
 fn lock_step(preset: Preset, stream: bool, loss: f64, seed: u64, ms: u32) -> (usize, usize) {
-    lock_step_shaped(preset, stream, loss, seed, ms, Shape::CHAT)
+    lock_step_shaped(preset, stream, loss, seed, ms, Shape::CHAT, no_retune)
 }
 
-/// [`lock_step`] with the given windows, backlog and first sequence number.
+/// Keeps the settings both sides started with.
+fn no_retune(_: u64, _: &mut Twin, _: &mut Twin) {}
+
+/// [`lock_step`] with the given windows, backlog and first sequence number, letting
+/// `retune(t, a, b)` change both sides' settings at the start of every millisecond
+/// `t`, before the updates ([`no_retune`] changes nothing).
 fn lock_step_shaped(
     preset: Preset,
     stream: bool,
@@ -203,6 +234,7 @@ fn lock_step_shaped(
     seed: u64,
     ms: u32,
     shape: Shape,
+    mut retune: impl FnMut(u64, &mut Twin, &mut Twin),
 ) -> (usize, usize) {
     let trace = format!("{preset:?} stream={stream} loss={loss} seed={seed} {shape:?}");
     let mut a = Twin::new(preset, stream, true, shape);
@@ -222,6 +254,7 @@ fn lock_step_shaped(
     let (mut sent, mut delivered) = (0, 0);
     for t in 0..u64::from(ms) {
         let now = CLOCK_START.wrapping_add(t as u32);
+        retune(t, &mut a, &mut b);
         for d in a.update(now, &trace) {
             a_to_b.push(t, &d);
         }
@@ -336,7 +369,8 @@ fn identical_datagrams_with_wide_windows_under_bulk_load() {
     };
     for preset in [Preset::Fast, Preset::Default] {
         for loss in [0.0, 0.1, 0.3] {
-            let (sent, delivered) = lock_step_shaped(preset, false, loss, 3, 6_000, shape);
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 3, 6_000, shape, no_retune);
             assert!(sent > 1_000, "bulk workload ran ({sent} sent)");
             assert!(delivered > 0, "{preset:?} at {loss}: nothing arrived");
         }
@@ -346,6 +380,54 @@ fn identical_datagrams_with_wide_windows_under_bulk_load() {
         backlog: 8192,
         ..shape
     };
-    let (_, delivered) = lock_step_shaped(Preset::Fast, false, 0.1, 4, 6_000, wider);
+    let (_, delivered) = lock_step_shaped(Preset::Fast, false, 0.1, 4, 6_000, wider, no_retune);
     assert!(delivered > 1_000, "{delivered} arrived");
+}
+
+#[test]
+fn identical_datagrams_when_both_sides_retune_mid_session() {
+    // Both peers change MTU, windows and nodelay settings mid-transfer, with data in
+    // flight, queued and held out of order: MTU down (segments already cut keep their
+    // size) and up again, receive window up and back down to 128 (what it holds
+    // beyond the shrunk window stays), interval and RTO mode back and forth.
+    let schedule = |t: u64, a: &mut Twin, b: &mut Twin| {
+        for side in [a, b] {
+            match t {
+                4_000 => side.set_nodelay(NoDelay::On, 20, 2, true),
+                8_000 => {
+                    side.set_mtu(1_000);
+                    side.set_windows(64, 256);
+                }
+                12_000 => {
+                    side.set_windows(16, 128);
+                    side.set_nodelay(NoDelay::Linear, 10, 1, false);
+                }
+                16_000 => {
+                    side.set_mtu(1_400);
+                    side.set_nodelay(NoDelay::Off, 40, 0, false);
+                }
+                _ => {}
+            }
+        }
+    };
+    let bulk = Shape {
+        window: 0,
+        backlog: 300,
+        initial_sn: u32::MAX - 1_000,
+    };
+    for (preset, shape) in [
+        (Preset::Default, Shape::CHAT),
+        (Preset::Fast, Shape::CHAT),
+        (Preset::Fast, bulk),
+    ] {
+        for loss in [0.0, 0.1, 0.3] {
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 5, 22_000, shape, schedule);
+            assert!(
+                sent > 100,
+                "{preset:?} at {loss}: the workload ran ({sent} sent)"
+            );
+            assert!(delivered > 50, "{preset:?} at {loss}: {delivered} arrived");
+        }
+    }
 }
