@@ -66,7 +66,8 @@ impl PollAt {
 /// The methods fall in five families:
 ///
 /// - **getters**: [`stats`](Self::stats), [`peek_size`](Self::peek_size),
-///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv);
+///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv),
+///   [`last_heard`](Self::last_heard), [`silent_for`](Self::silent_for);
 /// - **network input**: [`input`](Self::input); an `Err` changes no state;
 /// - **application commands**: [`send`](Self::send), [`send_bytes`](Self::send_bytes),
 ///   [`recv`](Self::recv), [`recv_into`](Self::recv_into);
@@ -161,6 +162,11 @@ pub struct Kcp {
     remote_window: u32,
     /// Next time on the flush grid; `None` until the first `update`.
     next_flush: Option<Timestamp>,
+    /// The `now` of the latest input that applied a segment (see [`Kcp::last_heard`]).
+    last_heard: Option<Timestamp>,
+    /// The first `update` or `flush`: silence is counted from here until the peer is
+    /// first heard.
+    started: Option<Timestamp>,
     /// Some segment reached `dead_link` transmissions (`state == -1`).
     dead: bool,
     stats: Stats,
@@ -187,6 +193,8 @@ impl Kcp {
             probe: WindowProbe::default(),
             remote_window: 128,
             next_flush: None,
+            last_heard: None,
+            started: None,
             dead: false,
             stats: Stats::default(),
             out_buf: Vec::with_capacity(config.mtu),
@@ -234,6 +242,34 @@ impl Kcp {
     /// being acknowledged. The engine keeps retransmitting; the host decides what to do.
     pub const fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// When the peer was last heard: the `now` of the latest [`input`](Self::input)
+    /// that applied at least one segment. A datagram rejected whole, or whose every
+    /// segment was refused as impossible (see the crate's `# Security` notes), does
+    /// not count. `None` until the peer is first heard.
+    ///
+    /// Raw KCP cannot tell a forger who knows `conv` from the peer; behind an
+    /// authenticated transport (kcp-net's secure mode) only the peer's datagrams
+    /// reach the engine, and this is the time of its last one.
+    pub const fn last_heard(&self) -> Option<Timestamp> {
+        self.last_heard
+    }
+
+    /// How long the peer has been silent at `now`, in ms: since
+    /// [`last_heard`](Self::last_heard), or, before the peer was first heard, since
+    /// the first [`update`](Self::update) or [`flush`](Self::flush); 0 before either.
+    ///
+    /// The liveness check a game wants: [`is_dead`](Self::is_dead) waits for
+    /// [`Config::dead_link`] retransmissions of one segment (minutes with the default
+    /// RTO backoff, and never while nothing is sent), whereas
+    /// `kcp.silent_for(now) >= 10_000` says "no word from the peer for 10 s". The peer
+    /// must then send something now and then (a keepalive) while it has nothing to say.
+    /// Correct for silences up to 2^31 ms (24.8 days).
+    pub fn silent_for(&self, now: Timestamp) -> u32 {
+        self.last_heard
+            .or(self.started)
+            .map_or(0, |since| now.since(since).max(0) as u32)
     }
 
     /// `retransmits_timeout + retransmits_fast` of [`stats`](Self::stats), cheaply.
@@ -292,7 +328,7 @@ impl Kcp {
             };
             self.apply(now, &h, payload, &mut walk);
         }
-        self.finish_input(walk);
+        self.finish_input(now, walk);
         Ok(())
     }
 
@@ -308,7 +344,7 @@ impl Kcp {
             let mut payload = datagram;
             payload.advance(HEADER_LEN);
             self.apply(now, &h, payload, &mut walk);
-            self.finish_input(walk);
+            self.finish_input(now, walk);
             return Ok(());
         }
         let shape = self.accept(&datagram)?;
@@ -333,7 +369,7 @@ impl Kcp {
             payload.truncate(h.len as usize);
             self.apply(now, &h, payload, &mut walk);
         }
-        self.finish_input(walk);
+        self.finish_input(now, walk);
         Ok(())
     }
 
@@ -431,6 +467,7 @@ impl Kcp {
         let Some(sample) = self.screen(now, h) else {
             return;
         };
+        walk.heard = true;
         self.remote_window = u32::from(h.wnd);
         self.snd.ack_before(h.una);
         match h.cmd {
@@ -479,7 +516,10 @@ impl Kcp {
 
     /// What follows the segments of a datagram: the fast-ACK count, congestion growth,
     /// and the check of a zero window that nothing confirmed.
-    fn finish_input(&mut self, walk: InputWalk) {
+    fn finish_input(&mut self, now: Timestamp, walk: InputWalk) {
+        if walk.heard {
+            self.last_heard = Some(now);
+        }
         if let Some((max_ack, latest_ts)) = walk.max_ack {
             let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
             self.snd.count_fast_ack(max_ack, latest_ts, conserve, rule);
@@ -675,6 +715,7 @@ impl Kcp {
         now: Timestamp,
         out: &mut T,
     ) -> Result<(), T::Error> {
+        self.started.get_or_insert(now);
         let mut next = *self.next_flush.get_or_insert(now);
         let mut slap = now.since(next);
         if !(-CLOCK_JUMP..CLOCK_JUMP).contains(&slap) {
@@ -819,6 +860,7 @@ impl Kcp {
     /// [`flush`](Self::flush), writing the datagrams straight into `out`'s memory (see
     /// [`Transmit`]): no copy out of an engine buffer.
     pub fn flush_into<T: Transmit>(&mut self, now: Timestamp, out: &mut T) -> Result<(), T::Error> {
+        self.started.get_or_insert(now);
         let rule = self.fast_rule();
         let window = self.send_window();
         let mut emitter = Emitter {
@@ -956,6 +998,8 @@ struct InputWalk {
     rcv_limit: Sn,
     /// An ACK of the datagram removed a segment in flight.
     acked: bool,
+    /// A segment of the datagram was applied (not refused).
+    heard: bool,
     /// `(max_ack, latest_ts)` of the datagram's ACKs, for fast retransmit.
     max_ack: Option<(Sn, Timestamp)>,
 }
@@ -967,6 +1011,7 @@ impl InputWalk {
             prev_window: kcp.remote_window,
             rcv_limit: kcp.rcv.limit(),
             acked: false,
+            heard: false,
             max_ack: None,
         }
     }
