@@ -27,9 +27,6 @@ mod retune;
 
 /// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
 const CLOCK_JUMP: i32 = 10_000;
-/// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference refuses
-/// 128 or more regardless of the windows.
-const MAX_FRAGMENTS: usize = 127;
 
 /// When the engine next needs [`Kcp::update`]. Returned by [`Kcp::check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +172,11 @@ pub struct Kcp {
 }
 
 impl Kcp {
+    /// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference
+    /// refuses 128 or more regardless of the windows, so we do too
+    /// ([`SendError::TooLarge`]). At the default MTU that is 127 × 1,376 = 174,752 bytes.
+    pub const MAX_FRAGMENTS: usize = 127;
+
     /// A new conversation `conv` with the given configuration.
     ///
     /// Both peers must use the same `conv` (and [`Config::initial_sn`], 0 unless you
@@ -578,8 +580,10 @@ impl Kcp {
     /// up (or the error if that was 0).
     ///
     /// # Errors
-    /// [`SendError::TooLarge`] if the message needs more than 127 segments (127 × mss
-    /// bytes, 174,752 at the default MTU), [`SendError::QueueFull`] if the send queue
+    /// [`SendError::TooLarge`] if the message needs more than
+    /// [`MAX_FRAGMENTS`](Self::MAX_FRAGMENTS) segments (127 × mss bytes, 174,752 at
+    /// the default MTU, whatever the windows; see [`large`](crate::large) for more),
+    /// [`SendError::QueueFull`] if the send queue
     /// is at [`Config::send_queue_limit`].
     #[inline]
     pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, SendError> {
@@ -617,10 +621,10 @@ impl Kcp {
         }
         let count = data.len().div_ceil(mss).max(1);
         let refuse = |e| if sent > 0 { Ok(sent) } else { Err(e) };
-        if count > MAX_FRAGMENTS {
+        if count > Self::MAX_FRAGMENTS {
             return refuse(SendError::TooLarge {
                 fragments: count,
-                max: MAX_FRAGMENTS,
+                max: Self::MAX_FRAGMENTS,
             });
         }
         let queued = self.snd.queued();

@@ -15,6 +15,8 @@
 //!   [`Kcp::flush_into`] writes each datagram once, straight into a send batch.
 //! - [`Timestamp`] and [`Sn`] are the wrapping 32-bit clock and sequence numbers.
 //! - `sim` (feature `sim`) is a seeded lossy-link simulator on a virtual clock.
+//! - [`large`] carries messages above the 127 fragments one KCP message may have
+//!   ([`Kcp::MAX_FRAGMENTS`]), in chunks, when both ends use this crate (opt-in).
 //!
 //! The crate is `#![no_std]` (it needs `alloc`) and contains no `unsafe` code.
 //!
@@ -114,6 +116,7 @@ mod engine;
 mod error;
 mod flight;
 mod history;
+pub mod large;
 mod probe;
 mod recv;
 mod ring;
