@@ -10,7 +10,9 @@
 //! and cheap to embed in a game loop, a server's event loop or a test.
 //!
 //! - [`Kcp`] is one conversation; its doc lists the calling contract.
-//! - [`Config`] holds every knob, with the reference's presets.
+//! - [`Config`] holds every knob, with the reference's presets; [`ConfigBuilder`]
+//!   writes one in a single expression. A live engine takes new settings too
+//!   ([`Kcp::set_mtu`], [`Kcp::set_windows`], [`Kcp::set_nodelay`]).
 //! - [`Transmit`] is a sink that lends the engine its memory, so
 //!   [`Kcp::flush_into`] writes each datagram once, straight into a send batch.
 //! - [`Timestamp`] and [`Sn`] are the wrapping 32-bit clock and sequence numbers.
@@ -123,6 +125,7 @@ mod ring;
 mod rtt;
 pub mod segment;
 mod seq;
+mod setters;
 mod stats;
 mod time;
 mod transmit;
@@ -130,7 +133,7 @@ mod transmit;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use config::{Config, NoDelay};
+pub use config::{Config, ConfigBuilder, NoDelay};
 pub use engine::{Kcp, PollAt};
 pub use error::{ConfigError, InputError, RecvError, SendError};
 pub use segment::conv_of;

@@ -170,6 +170,7 @@
 
 pub mod admission;
 mod amplification;
+mod builder;
 mod client;
 mod clock;
 mod config;
@@ -190,6 +191,7 @@ mod timer;
 mod trim;
 pub mod udp;
 
+pub use builder::{ClientConfigBuilder, ConversationConfigBuilder, ServerConfigBuilder};
 pub use client::KcpClient;
 pub use config::{
     ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig,
