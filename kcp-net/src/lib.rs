@@ -14,8 +14,9 @@
 //! - [`KcpServer`]: one driver per thread, each owning a UDP socket bound to the same
 //!   port (`SO_REUSEPORT`), calling an [`EventHandler`] and taking requests that other
 //!   threads post through a [`ServerHandle`]. A [`KcpClient`] is one conversation
-//!   driven by its owner's thread: blocking, from a game loop, or from your own `mio`
-//!   poll.
+//!   driven by its owner's thread: blocking, from a game loop that takes
+//!   [`ClientEvent`]s each frame ([`KcpClient::poll_event`],
+//!   `examples/game_client.rs`), or from your own `mio` poll.
 //!
 //! It is not an async runtime, and it knows nothing of what the messages mean.
 //!
@@ -192,7 +193,7 @@ mod trim;
 pub mod udp;
 
 pub use builder::{ClientConfigBuilder, ConversationConfigBuilder, ServerConfigBuilder};
-pub use client::KcpClient;
+pub use client::{ClientEvent, KcpClient};
 pub use config::{
     ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig,
     UnconfirmedLimits, WireMode,
