@@ -10,6 +10,7 @@
 //! and cheap to embed in a game loop, a server's event loop or a test.
 //!
 //! - [`Kcp`] is one conversation; its doc lists the calling contract.
+//!   [`Kcp::silent_for`] tells how long the peer has said nothing (a game's timeout).
 //! - [`Config`] holds every knob, with the reference's presets; [`ConfigBuilder`]
 //!   writes one in a single expression. A live engine takes new settings too
 //!   ([`Kcp::set_mtu`], [`Kcp::set_windows`], [`Kcp::set_nodelay`]).

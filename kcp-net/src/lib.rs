@@ -18,6 +18,10 @@
 //!   [`ClientEvent`]s each frame ([`KcpClient::poll_event`],
 //!   `examples/game_client.rs`), or from your own `mio` poll.
 //!
+//! The settings ([`ServerConfig`], [`ClientConfig`], [`ConversationConfig`]) are
+//! `#[non_exhaustive]`; outside this crate write them with their builders
+//! (`ServerConfig::builder().threads(2).build()?`), which validate at `build`.
+//!
 //! It is not an async runtime, and it knows nothing of what the messages mean.
 //!
 //! # Example: loopback echo
