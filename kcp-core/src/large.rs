@@ -245,7 +245,9 @@ impl LargeSender {
     ///
     /// # Errors
     /// [`LargeError::StreamMode`] for a stream-mode engine; [`LargeError::Send`] if
-    /// the engine refused a chunk otherwise (the chunk stays queued).
+    /// the engine refused a chunk otherwise, for instance an empty send queue whose
+    /// [`Config::send_queue_limit`] is below [`Limits::chunk_segments`] (the chunk
+    /// stays queued).
     pub fn pump(&mut self, kcp: &mut Kcp) -> Result<usize, LargeError> {
         if kcp.config().stream {
             return Err(LargeError::StreamMode);
@@ -272,7 +274,9 @@ impl LargeSender {
             chunk.extend_from_slice(&out.data[..take]);
             match kcp.send_bytes(chunk.freeze()) {
                 Ok(_) => {}
-                Err(SendError::QueueFull { .. }) => break,
+                // Full for now: the engine takes more as its flight drains.
+                Err(SendError::QueueFull { queued, .. }) if queued > 0 => break,
+                // Refused by an empty queue, a chunk can never fit: say so, not stall.
                 Err(e) => return Err(LargeError::Send(e)),
             }
             chunks += 1;
@@ -569,5 +573,14 @@ mod tests {
         );
         assert!(!s.is_empty());
         assert_eq!(s.pump(&mut kcp), Ok(0), "still full");
+
+        // A queue that can never hold one chunk is an error, not a silent stall.
+        let mut config = Config::fast();
+        config.send_queue_limit = 8;
+        let mut small = Kcp::new(1, config).unwrap();
+        assert!(matches!(
+            s.pump(&mut small),
+            Err(LargeError::Send(SendError::QueueFull { queued: 0, .. }))
+        ));
     }
 }
