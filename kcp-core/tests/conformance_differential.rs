@@ -90,6 +90,8 @@ struct Twin {
     ours: Kcp,
     c: CKcp,
     name: &'static str,
+    /// The application does not read (`recv_all` takes nothing) while set.
+    paused: bool,
 }
 
 impl Twin {
@@ -98,6 +100,7 @@ impl Twin {
             ours: ours(preset, stream, side_a, shape),
             c: reference(preset, stream, side_a, shape),
             name: if side_a { "A" } else { "B" },
+            paused: false,
         }
     }
 
@@ -145,6 +148,9 @@ impl Twin {
     /// Receives from both; asserts the same messages, returns them.
     fn recv_all(&mut self) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
+        if self.paused {
+            return got;
+        }
         while let Some(m) = self.ours.recv() {
             got.push(m.to_vec());
         }
@@ -430,4 +436,47 @@ fn identical_datagrams_when_both_sides_retune_mid_session() {
             assert!(delivered > 50, "{preset:?} at {loss}: {delivered} arrived");
         }
     }
+}
+
+#[test]
+fn identical_datagrams_when_a_full_receive_window_grows() {
+    // B stops reading, so its in-order queue fills the window and later segments wait
+    // out of order behind it; then both windows grow while B holds them. ikcp moves
+    // them only at the next arrival or receive, and so must we: the windows B
+    // advertises meanwhile are compared byte for byte. Then B shrinks back to 128
+    // while its queue holds more than that, and reads again.
+    let bulk = Shape {
+        window: 0,
+        backlog: 400,
+        initial_sn: 0,
+    };
+    let mut held_beyond_the_window = 0;
+    // Presets without a congestion window, so that A's flight outruns B's window.
+    for loss in [0.0, 0.1, 0.3] {
+        for preset in [Preset::Fast, Preset::Linear] {
+            let schedule = |t: u64, a: &mut Twin, b: &mut Twin| match t {
+                1_000 => b.paused = true,
+                4_000 => {
+                    let held = b.ours.held_segments();
+                    assert!(held >= 128, "B's window is full ({held} held)");
+                    held_beyond_the_window += usize::from(held > 128);
+                    a.set_windows(64, 256);
+                    b.set_windows(64, 256);
+                }
+                7_000 => b.set_windows(64, 128),
+                9_000 => b.paused = false,
+                _ => {}
+            };
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 11, 16_000, bulk, schedule);
+            assert!(
+                sent > 300 && delivered > 300,
+                "{preset:?} at {loss}: {sent} sent, {delivered} arrived"
+            );
+        }
+    }
+    assert!(
+        held_beyond_the_window > 0,
+        "some run grew the window while segments waited behind a full queue"
+    );
 }
