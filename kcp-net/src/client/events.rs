@@ -53,6 +53,10 @@ impl KcpClient {
 
     /// Does the pending work once, then yields every event it and earlier calls
     /// produced: a frame's worth of [`poll_event`](Self::poll_event) with one tick.
+    ///
+    /// The iterator borrows the client. To answer while handling the events (a send
+    /// per message, say), loop on `while let Some(event) = client.poll_event()`
+    /// instead, which costs one more tick at the end of the frame.
     pub fn drain_events(&mut self) -> impl Iterator<Item = ClientEvent> + '_ {
         let error = self.tick_for_events();
         error
