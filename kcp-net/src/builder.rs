@@ -84,13 +84,11 @@ impl ServerConfigBuilder {
         flush_on_input: bool,
         swallow_empty_messages: bool,
         close_linger: Duration,
+        slow_consumer_timeout: Option<Duration>,
         io: IoBackend,
         recv_buffer: usize,
         send_buffer: usize,
-    });
-
-    #[cfg(feature = "impair")]
-    builder_setters!(ServerConfig {
+        #[cfg(feature = "impair")]
         impair: Option<ImpairConfig>,
     });
 }
@@ -132,10 +130,7 @@ impl ClientConfigBuilder {
         io: IoBackend,
         recv_buffer: usize,
         send_buffer: usize,
-    });
-
-    #[cfg(feature = "impair")]
-    builder_setters!(ClientConfig {
+        #[cfg(feature = "impair")]
         impair: Option<ImpairConfig>,
     });
 }
@@ -172,6 +167,7 @@ impl ConversationConfigBuilder {
         swallow_empty_messages: bool,
         unconfirmed: Option<UnconfirmedLimits>,
         pad_opening: bool,
+        slow_consumer: Option<Duration>,
     });
 }
 
