@@ -1,5 +1,7 @@
 //! Two game peers in a fixed 60 Hz loop exchange small state updates through an
-//! in-memory link that drops some datagrams; prints what arrived and how late.
+//! in-memory link that drops some datagrams; prints what arrived and how late. Then
+//! the server vanishes, and the player notices within a 10 s timeout
+//! ([`Kcp::silent_for`]), long before the engine's own dead-link rule would.
 //!
 //! ```text
 //! cargo run -p kcp-core --example game_loop [-- LOSS_PERCENT]
@@ -14,7 +16,9 @@ use std::convert::Infallible;
 use kcp_core::{Config, Kcp, Timestamp};
 
 const FRAME_MS: u32 = 16;
-const FRAMES: u32 = 600; // ten seconds of game time
+const FRAMES: u32 = 600; // ten seconds of game time, then the server vanishes
+/// The player gives up on a server that said nothing for this long.
+const PEER_TIMEOUT_MS: u32 = 10_000;
 const ONE_WAY_DELAY_FRAMES: u32 = 2;
 
 /// A state update: frame number, position and the frame it was produced on.
@@ -91,8 +95,21 @@ fn main() {
         "60 Hz, {loss_percent}% loss each way, one-way delay {} ms",
         ONE_WAY_DELAY_FRAMES * FRAME_MS
     );
-    for frame in 0..FRAMES {
+    let mut frame = 0;
+    loop {
         let now = Timestamp::from_millis(frame * FRAME_MS);
+        // Liveness: every ACK or update from the server resets `silent_for`.
+        let silent = player.silent_for(now);
+        if silent >= PEER_TIMEOUT_MS {
+            println!(
+                "frame {frame:4}: server silent for {silent} ms, disconnecting \
+                 (is_dead: {}, {} segments unacknowledged)",
+                player.is_dead(),
+                player.wait_send()
+            );
+            break;
+        }
+        let server_up = frame < FRAMES;
         // Game logic: the player moves on a circle and reports every 6th frame (10 Hz).
         if frame % 6 == 0 {
             let angle = frame as f32 / 60.0;
@@ -106,14 +123,17 @@ fn main() {
                 Ok::<_, Infallible>(())
             })
             .expect("infallible sink");
-        server
-            .update(now, |d| {
-                down.send(frame, d);
-                Ok::<_, Infallible>(())
-            })
-            .expect("infallible sink");
-        for d in up.arrivals(frame) {
-            server.input(now, &d).expect("well-formed datagram");
+        let arrivals = up.arrivals(frame);
+        if server_up {
+            server
+                .update(now, |d| {
+                    down.send(frame, d);
+                    Ok::<_, Infallible>(())
+                })
+                .expect("infallible sink");
+            for d in arrivals {
+                server.input(now, &d).expect("well-formed datagram");
+            }
         }
         for d in down.arrivals(frame) {
             player.input(now, &d).expect("well-formed datagram");
@@ -131,12 +151,13 @@ fn main() {
                 );
             }
         }
+        frame += 1;
     }
     latencies.sort_unstable();
     let pct = |p: usize| latencies[(latencies.len() - 1) * p / 100];
     let stats = player.stats();
     println!(
-        "received {received}/{} updates in order; latency p50 {} ms, p99 {} ms, max {} ms",
+        "received {received}/{} updates sent while the server was up, in order; latency p50 {} ms, p99 {} ms, max {} ms",
         FRAMES / 6,
         pct(50),
         pct(99),

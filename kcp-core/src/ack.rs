@@ -26,6 +26,12 @@ impl AckList {
         }
     }
 
+    /// Bounds the list by a new receive window (entries beyond the new bound stay
+    /// until the next flush; no more are added meanwhile).
+    pub(crate) fn set_window(&mut self, rcv_wnd: u32) {
+        self.limit = 4 * rcv_wnd as usize;
+    }
+
     /// Records an ACK to send; `false` if the list is full and it was dropped.
     pub(crate) fn push(&mut self, sn: Sn, ts: Timestamp) -> bool {
         if self.entries.len() >= self.limit {

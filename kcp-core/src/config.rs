@@ -197,6 +197,84 @@ impl Default for Config {
     }
 }
 
+/// Builds a [`Config`] in one expression, validated by [`build`](Self::build).
+///
+/// `Config` is `#[non_exhaustive]`, so outside this crate struct update syntax
+/// (`Config { mtu: 1200, ..Config::fast() }`) does not compile; chain setters instead:
+///
+/// ```
+/// use kcp_core::{Config, ConfigBuilder, ConfigError, NoDelay};
+///
+/// let config = ConfigBuilder::new(Config::fast()).mtu(1200).snd_wnd(256).rcv_wnd(256).build()?;
+/// assert_eq!((config.mtu, config.nodelay), (1200, NoDelay::On));
+///
+/// let refused = Config::builder().nodelay_mode(NoDelay::On, 5, 2, true).build();
+/// assert_eq!(refused, Err(ConfigError::Interval(5)));
+/// # Ok::<(), ConfigError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct ConfigBuilder(Config);
+
+impl Config {
+    /// A builder starting from [`Config::reference_default`]; see [`ConfigBuilder`].
+    pub const fn builder() -> ConfigBuilder {
+        ConfigBuilder(Self::reference_default())
+    }
+}
+
+impl ConfigBuilder {
+    /// A builder starting from `config` (a preset, say).
+    pub const fn new(config: Config) -> Self {
+        Self(config)
+    }
+
+    crate::builder_setters!(Config {
+        nodelay: NoDelay,
+        interval: u32,
+        fast_resend: u32,
+        fast_limit: u32,
+        congestion_control: bool,
+        snd_wnd: u32,
+        rcv_wnd: u32,
+        mtu: usize,
+        min_rto: u32,
+        max_rto: u32,
+        stream: bool,
+        dead_link: u32,
+        fastack_conserve: bool,
+        send_queue_limit: usize,
+        initial_sn: u32,
+    });
+
+    /// Applies [`Config::with_nodelay`] (ikcp's `ikcp_nodelay`, which also resets
+    /// `min_rto`).
+    pub const fn nodelay_mode(
+        self,
+        nodelay: NoDelay,
+        interval: u32,
+        resend: u32,
+        nc: bool,
+    ) -> Self {
+        Self(self.0.with_nodelay(nodelay, interval, resend, nc))
+    }
+
+    /// The configuration, if [`Config::validate`] accepts it.
+    ///
+    /// # Errors
+    /// The first field out of range, as [`Config::validate`] reports it.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.0.validate()?;
+        Ok(self.0)
+    }
+}
+
+impl From<Config> for ConfigBuilder {
+    fn from(config: Config) -> Self {
+        Self(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +292,35 @@ mod tests {
         assert_eq!(
             Config::default().with_nodelay(NoDelay::Off, 40, 0, false),
             Config::normal()
+        );
+    }
+
+    #[test]
+    fn the_builder_sets_each_field_and_validates() {
+        let built = ConfigBuilder::new(Config::fast())
+            .mtu(1200)
+            .snd_wnd(64)
+            .rcv_wnd(256)
+            .stream(true)
+            .build()
+            .unwrap();
+        let mut expected = Config::fast();
+        (
+            expected.mtu,
+            expected.snd_wnd,
+            expected.rcv_wnd,
+            expected.stream,
+        ) = (1200, 64, 256, true);
+        assert_eq!(built, expected);
+        assert_eq!(
+            Config::builder()
+                .nodelay_mode(NoDelay::On, 10, 2, true)
+                .build(),
+            Ok(Config::fast())
+        );
+        assert_eq!(
+            Config::builder().rcv_wnd(16).build(),
+            Err(ConfigError::ReceiveWindow(16))
         );
     }
 

@@ -23,6 +23,12 @@ impl Congestion {
         }
     }
 
+    /// A new segment size after an MTU change (`ikcp_setmtu`): the window keeps its
+    /// count of segments, the byte counter `incr` is left as it is, as in the reference.
+    pub(crate) fn set_mss(&mut self, mss: u32) {
+        self.mss = mss;
+    }
+
     /// Growth once per `input` call in which `snd_una` advanced (spec §10.1).
     pub(crate) fn on_una_advanced(&mut self, rmt_wnd: u32) {
         if self.cwnd >= rmt_wnd {

@@ -23,11 +23,10 @@ use crate::stats::Stats;
 use crate::transmit::{ClosureSink, Emitter, Transmit};
 use crate::{Sn, Timestamp};
 
+mod retune;
+
 /// `update` treats a clock jump of this many ms or more as a reset of its flush grid.
 const CLOCK_JUMP: i32 = 10_000;
-/// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference refuses
-/// 128 or more regardless of the windows.
-const MAX_FRAGMENTS: usize = 127;
 
 /// When the engine next needs [`Kcp::update`]. Returned by [`Kcp::check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,15 +60,19 @@ impl PollAt {
 ///
 /// # Calling contract
 ///
-/// The methods fall in four families:
+/// The methods fall in five families:
 ///
 /// - **getters**: [`stats`](Self::stats), [`peek_size`](Self::peek_size),
-///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv);
+///   [`wait_send`](Self::wait_send), [`is_dead`](Self::is_dead), [`conv`](Self::conv),
+///   [`last_heard`](Self::last_heard), [`silent_for`](Self::silent_for);
 /// - **network input**: [`input`](Self::input); an `Err` changes no state;
 /// - **application commands**: [`send`](Self::send), [`send_bytes`](Self::send_bytes),
 ///   [`recv`](Self::recv), [`recv_into`](Self::recv_into);
 /// - **output and timer**: [`update`](Self::update), [`flush`](Self::flush),
-///   [`check`](Self::check).
+///   [`check`](Self::check);
+/// - **live retuning** (ikcp's setters, validated as [`Config`]):
+///   [`set_mtu`](Self::set_mtu), [`set_windows`](Self::set_windows),
+///   [`set_nodelay`](Self::set_nodelay), [`reconfigure`](Self::reconfigure).
 ///
 /// After any input or command, call `update` (or `flush` for lowest latency), then ask
 /// `check` when to come back. `now` must never go backwards (it may wrap past
@@ -156,6 +159,11 @@ pub struct Kcp {
     remote_window: u32,
     /// Next time on the flush grid; `None` until the first `update`.
     next_flush: Option<Timestamp>,
+    /// The `now` of the latest input that applied a segment (see [`Kcp::last_heard`]).
+    last_heard: Option<Timestamp>,
+    /// The first `update` or `flush`: silence is counted from here until the peer is
+    /// first heard.
+    started: Option<Timestamp>,
     /// Some segment reached `dead_link` transmissions (`state == -1`).
     dead: bool,
     stats: Stats,
@@ -164,6 +172,11 @@ pub struct Kcp {
 }
 
 impl Kcp {
+    /// Most fragments one message may have (`IKCP_WND_RCV - 1`): the reference
+    /// refuses 128 or more regardless of the windows, so we do too
+    /// ([`SendError::TooLarge`]). At the default MTU that is 127 × 1,376 = 174,752 bytes.
+    pub const MAX_FRAGMENTS: usize = 127;
+
     /// A new conversation `conv` with the given configuration.
     ///
     /// Both peers must use the same `conv` (and [`Config::initial_sn`], 0 unless you
@@ -182,6 +195,8 @@ impl Kcp {
             probe: WindowProbe::default(),
             remote_window: 128,
             next_flush: None,
+            last_heard: None,
+            started: None,
             dead: false,
             stats: Stats::default(),
             out_buf: Vec::with_capacity(config.mtu),
@@ -229,6 +244,34 @@ impl Kcp {
     /// being acknowledged. The engine keeps retransmitting; the host decides what to do.
     pub const fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// When the peer was last heard: the `now` of the latest [`input`](Self::input)
+    /// that applied at least one segment. A datagram rejected whole, or whose every
+    /// segment was refused as impossible (see the crate's `# Security` notes), does
+    /// not count. `None` until the peer is first heard.
+    ///
+    /// Raw KCP cannot tell a forger who knows `conv` from the peer; behind an
+    /// authenticated transport (kcp-net's secure mode) only the peer's datagrams
+    /// reach the engine, and this is the time of its last one.
+    pub const fn last_heard(&self) -> Option<Timestamp> {
+        self.last_heard
+    }
+
+    /// How long the peer has been silent at `now`, in ms: since
+    /// [`last_heard`](Self::last_heard), or, before the peer was first heard, since
+    /// the first [`update`](Self::update) or [`flush`](Self::flush); 0 before either.
+    ///
+    /// The liveness check a game wants: [`is_dead`](Self::is_dead) waits for
+    /// [`Config::dead_link`] retransmissions of one segment (minutes with the default
+    /// RTO backoff, and never while nothing is sent), whereas
+    /// `kcp.silent_for(now) >= 10_000` says "no word from the peer for 10 s". The peer
+    /// must then send something now and then (a keepalive) while it has nothing to say.
+    /// Correct for silences up to 2^31 ms (24.8 days).
+    pub fn silent_for(&self, now: Timestamp) -> u32 {
+        self.last_heard
+            .or(self.started)
+            .map_or(0, |since| now.since(since).max(0) as u32)
     }
 
     /// `retransmits_timeout + retransmits_fast` of [`stats`](Self::stats), cheaply.
@@ -287,7 +330,7 @@ impl Kcp {
             };
             self.apply(now, &h, payload, &mut walk);
         }
-        self.finish_input(walk);
+        self.finish_input(now, walk);
         Ok(())
     }
 
@@ -303,7 +346,7 @@ impl Kcp {
             let mut payload = datagram;
             payload.advance(HEADER_LEN);
             self.apply(now, &h, payload, &mut walk);
-            self.finish_input(walk);
+            self.finish_input(now, walk);
             return Ok(());
         }
         let shape = self.accept(&datagram)?;
@@ -328,7 +371,7 @@ impl Kcp {
             payload.truncate(h.len as usize);
             self.apply(now, &h, payload, &mut walk);
         }
-        self.finish_input(walk);
+        self.finish_input(now, walk);
         Ok(())
     }
 
@@ -426,6 +469,7 @@ impl Kcp {
         let Some(sample) = self.screen(now, h) else {
             return;
         };
+        walk.heard = true;
         self.remote_window = u32::from(h.wnd);
         self.snd.ack_before(h.una);
         match h.cmd {
@@ -474,7 +518,10 @@ impl Kcp {
 
     /// What follows the segments of a datagram: the fast-ACK count, congestion growth,
     /// and the check of a zero window that nothing confirmed.
-    fn finish_input(&mut self, walk: InputWalk) {
+    fn finish_input(&mut self, now: Timestamp, walk: InputWalk) {
+        if walk.heard {
+            self.last_heard = Some(now);
+        }
         if let Some((max_ack, latest_ts)) = walk.max_ack {
             let (conserve, rule) = (self.config.fastack_conserve, self.fast_rule());
             self.snd.count_fast_ack(max_ack, latest_ts, conserve, rule);
@@ -533,8 +580,10 @@ impl Kcp {
     /// up (or the error if that was 0).
     ///
     /// # Errors
-    /// [`SendError::TooLarge`] if the message needs more than 127 segments (127 × mss
-    /// bytes, 174,752 at the default MTU), [`SendError::QueueFull`] if the send queue
+    /// [`SendError::TooLarge`] if the message needs more than
+    /// [`MAX_FRAGMENTS`](Self::MAX_FRAGMENTS) segments (127 × mss bytes, 174,752 at
+    /// the default MTU, whatever the windows; see [`large`](crate::large) for more),
+    /// [`SendError::QueueFull`] if the send queue
     /// is at [`Config::send_queue_limit`].
     #[inline]
     pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, SendError> {
@@ -572,10 +621,10 @@ impl Kcp {
         }
         let count = data.len().div_ceil(mss).max(1);
         let refuse = |e| if sent > 0 { Ok(sent) } else { Err(e) };
-        if count > MAX_FRAGMENTS {
+        if count > Self::MAX_FRAGMENTS {
             return refuse(SendError::TooLarge {
                 fragments: count,
-                max: MAX_FRAGMENTS,
+                max: Self::MAX_FRAGMENTS,
             });
         }
         let queued = self.snd.queued();
@@ -670,6 +719,7 @@ impl Kcp {
         now: Timestamp,
         out: &mut T,
     ) -> Result<(), T::Error> {
+        self.started.get_or_insert(now);
         let mut next = *self.next_flush.get_or_insert(now);
         let mut slap = now.since(next);
         if !(-CLOCK_JUMP..CLOCK_JUMP).contains(&slap) {
@@ -814,6 +864,7 @@ impl Kcp {
     /// [`flush`](Self::flush), writing the datagrams straight into `out`'s memory (see
     /// [`Transmit`]): no copy out of an engine buffer.
     pub fn flush_into<T: Transmit>(&mut self, now: Timestamp, out: &mut T) -> Result<(), T::Error> {
+        self.started.get_or_insert(now);
         let rule = self.fast_rule();
         let window = self.send_window();
         let mut emitter = Emitter {
@@ -951,6 +1002,8 @@ struct InputWalk {
     rcv_limit: Sn,
     /// An ACK of the datagram removed a segment in flight.
     acked: bool,
+    /// A segment of the datagram was applied (not refused).
+    heard: bool,
     /// `(max_ack, latest_ts)` of the datagram's ACKs, for fast retransmit.
     max_ack: Option<(Sn, Timestamp)>,
 }
@@ -962,6 +1015,7 @@ impl InputWalk {
             prev_window: kcp.remote_window,
             rcv_limit: kcp.rcv.limit(),
             acked: false,
+            heard: false,
             max_ack: None,
         }
     }

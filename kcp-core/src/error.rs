@@ -45,12 +45,18 @@ pub enum InputError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// The message needs more fragments than a receiver can reassemble.
-    #[error("message needs {fragments} fragments; at most {max} fit the receive window")]
+    /// The message needs more fragments (segments of `mtu - 24` bytes) than one KCP
+    /// message may have: [`Kcp::MAX_FRAGMENTS`](crate::Kcp::MAX_FRAGMENTS), 127. The
+    /// limit is ikcp's (`IKCP_WND_RCV - 1`, fixed at build time) and holds whatever the
+    /// windows are: a larger window does not raise it. Split larger messages, for
+    /// instance with [`large`](crate::large) when both ends use this crate.
+    #[error(
+        "message needs {fragments} fragments; a KCP message has at most {max}, whatever the windows"
+    )]
     TooLarge {
         /// Fragments the message would need.
         fragments: usize,
-        /// The most a message may have.
+        /// The most a message may have ([`Kcp::MAX_FRAGMENTS`](crate::Kcp::MAX_FRAGMENTS)).
         max: usize,
     },
     /// The send queue is at its limit ([`Config::send_queue_limit`](crate::Config::send_queue_limit));
@@ -110,4 +116,8 @@ pub enum ConfigError {
     /// `send_queue_limit` of 0.
     #[error("send_queue_limit must be at least 1 segment")]
     SendQueueLimit,
+    /// A live engine was asked to change a setting both peers fixed at the start
+    /// ([`Kcp::reconfigure`](crate::Kcp::reconfigure)): `stream` or `initial_sn`.
+    #[error("{0} cannot change on a live engine")]
+    Fixed(&'static str),
 }

@@ -318,6 +318,15 @@ impl SendWindow {
         self.unsent += n;
     }
 
+    /// The fast retransmit rule changed (a live retune): the block summaries were
+    /// taken under the old one, so every block is scanned at the next flush, which
+    /// summarises it under the new rule.
+    pub(crate) fn forget_fast_summaries(&mut self) {
+        for block in &mut self.blocks {
+            block.fast = true;
+        }
+    }
+
     /// Doubles the capacity, re-placing the slots; every block summary is unknown.
     #[cold]
     fn grow(&mut self) {

@@ -10,11 +10,16 @@
 //! and cheap to embed in a game loop, a server's event loop or a test.
 //!
 //! - [`Kcp`] is one conversation; its doc lists the calling contract.
-//! - [`Config`] holds every knob, with the reference's presets.
+//!   [`Kcp::silent_for`] tells how long the peer has said nothing (a game's timeout).
+//! - [`Config`] holds every knob, with the reference's presets; [`ConfigBuilder`]
+//!   writes one in a single expression. A live engine takes new settings too
+//!   ([`Kcp::set_mtu`], [`Kcp::set_windows`], [`Kcp::set_nodelay`]).
 //! - [`Transmit`] is a sink that lends the engine its memory, so
 //!   [`Kcp::flush_into`] writes each datagram once, straight into a send batch.
 //! - [`Timestamp`] and [`Sn`] are the wrapping 32-bit clock and sequence numbers.
 //! - `sim` (feature `sim`) is a seeded lossy-link simulator on a virtual clock.
+//! - [`large`] carries messages above the 127 fragments one KCP message may have
+//!   ([`Kcp::MAX_FRAGMENTS`]), in chunks, when both ends use this crate (opt-in).
 //!
 //! The crate is `#![no_std]` (it needs `alloc`) and contains no `unsafe` code.
 //!
@@ -114,12 +119,14 @@ mod engine;
 mod error;
 mod flight;
 mod history;
+pub mod large;
 mod probe;
 mod recv;
 mod ring;
 mod rtt;
 pub mod segment;
 mod seq;
+mod setters;
 mod stats;
 mod time;
 mod transmit;
@@ -127,7 +134,7 @@ mod transmit;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use config::{Config, NoDelay};
+pub use config::{Config, ConfigBuilder, NoDelay};
 pub use engine::{Kcp, PollAt};
 pub use error::{ConfigError, InputError, RecvError, SendError};
 pub use segment::conv_of;

@@ -46,6 +46,10 @@ pub(crate) struct RecvWindow {
     /// Next sequence number expected in order (`rcv_nxt`).
     nxt: Sn,
     wnd: u32,
+    /// The window grew while the ready queue was full and segments were held: the
+    /// next arrival in the window or the next receive moves them, as the reference's
+    /// `ikcp_parse_data` and `ikcp_recv` would (see [`set_wnd`](Self::set_wnd)).
+    move_pending: bool,
 }
 
 impl RecvWindow {
@@ -56,6 +60,49 @@ impl RecvWindow {
             ready: Ring::new(),
             nxt,
             wnd,
+            move_pending: false,
+        }
+    }
+
+    /// Changes `rcv_wnd` on a live window (`ikcp_wndsize`).
+    ///
+    /// Segments already held stay, even beyond a shrunk window, and move to the ready
+    /// queue in order as before; the ready queue may hold more than a shrunk window
+    /// (the advertised window is then 0). When the window grows, held segments do not
+    /// move at once: as in the reference, they move at the next arrival in the window
+    /// or the next receive, so the windows advertised meanwhile are the reference's.
+    pub(crate) fn set_wnd(&mut self, wnd: u32) {
+        let want = (wnd as usize).next_power_of_two();
+        if self.buffered == 0 {
+            // Nothing held: allocate at the new size on the next out-of-order arrival.
+            if self.held.len() != want {
+                self.held = Vec::new();
+            }
+        } else if self.held.len() < want {
+            self.reslot(want);
+        }
+        // Held segments lie within `held.len()` of `rcv_nxt`, and new ones only within
+        // the window, so no two ever share a slot of the (never smaller) ring.
+        if wnd > self.wnd && self.buffered > 0 {
+            self.move_pending = true;
+        }
+        self.wnd = wnd;
+    }
+
+    /// Moves the held segments into a larger ring of `len` slots.
+    fn reslot(&mut self, len: usize) {
+        let old = core::mem::take(&mut self.held);
+        let mask = old.len() - 1;
+        self.held.resize_with(len, || None);
+        let nxt = self.nxt.get() as usize;
+        for (i, fragment) in old.into_iter().enumerate() {
+            if let Some(fragment) = fragment {
+                // Held `sn`s lie in `[rcv_nxt, rcv_nxt + old.len())`: slot `i` holds
+                // the one whose offset from `rcv_nxt` is `(i - rcv_nxt) mod old.len()`.
+                let offset = i.wrapping_sub(nxt) & mask;
+                let at = nxt.wrapping_add(offset) & (len - 1);
+                self.held[at] = Some(fragment);
+            }
         }
     }
 
@@ -112,16 +159,19 @@ impl RecvWindow {
                 .resize_with((self.wnd as usize).next_power_of_two(), || None);
         }
         let i = self.slot(sn);
-        if self.held[i].is_some() {
-            return Arrival::Duplicate;
-        }
-        self.held[i] = Some(fragment);
-        self.buffered += 1;
-        // Only the segment `rcv_nxt` itself lets anything move.
-        if offset == 0 {
+        let arrival = if self.held[i].is_some() {
+            Arrival::Duplicate
+        } else {
+            self.held[i] = Some(fragment);
+            self.buffered += 1;
+            Arrival::Stored
+        };
+        // Only the segment `rcv_nxt` itself lets anything move (or a grown window).
+        if (offset == 0 && arrival == Arrival::Stored) || self.move_pending {
+            self.move_pending = false;
             self.move_in_order();
         }
-        Arrival::Stored
+        arrival
     }
 
     /// Where segment `sn` is held (`held` is allocated).
@@ -227,10 +277,14 @@ impl RecvWindow {
     #[inline(always)]
     fn after_pop(&mut self, was_full: bool) {
         debug_assert!(
-            was_full || self.buffered == 0 || self.held[self.slot(self.nxt)].is_none(),
+            was_full
+                || self.move_pending
+                || self.buffered == 0
+                || self.held[self.slot(self.nxt)].is_none(),
             "rcv_nxt held while the ready queue had room"
         );
-        if was_full {
+        if was_full || self.move_pending {
+            self.move_pending = false;
             self.move_in_order();
         }
     }
@@ -303,6 +357,62 @@ mod tests {
         let (_, was_full) = r.pop_message().unwrap();
         assert!(was_full);
         assert_eq!((r.ready_len(), r.buffered()), (128, 1));
+    }
+
+    #[test]
+    fn a_grown_window_reslots_held_segments_and_moves_them_lazily() {
+        let start = Sn::new(u32::MAX - 100);
+        let mut r = RecvWindow::new(128, start);
+        for i in 0..128u32 {
+            r.insert(start.add(i), frag(0, i as u8));
+        }
+        // The ready queue is full; three more wait out of order behind a gap.
+        for i in [129u32, 130, 200] {
+            assert_eq!(r.insert(start.add(i), frag(0, i as u8)), Arrival::Stored);
+        }
+        assert_eq!(r.insert(start.add(128), frag(0, 128)), Arrival::Stored);
+        assert_eq!((r.ready_len(), r.buffered(), r.unused()), (128, 4, 0));
+        r.set_wnd(256);
+        assert_eq!(
+            r.buffered(),
+            4,
+            "nothing moves until the next arrival or receive"
+        );
+        assert_eq!(r.unused(), 128);
+        // A duplicate in the window moves them, as ikcp_parse_data would.
+        assert_eq!(r.insert(start.add(130), frag(0, 0)), Arrival::Duplicate);
+        assert_eq!(
+            (r.ready_len(), r.buffered(), r.nxt()),
+            (131, 1, start.add(131))
+        );
+        // Held beyond the old window, reachable in the new one.
+        assert_eq!(r.insert(start.add(255), frag(0, 1)), Arrival::Stored);
+        for i in 0..131u32 {
+            assert_eq!(r.pop_message().unwrap().0[0], i as u8);
+        }
+        for i in 131..200u32 {
+            r.insert(start.add(i), frag(0, i as u8));
+        }
+        assert_eq!(r.pop_message().unwrap().0[0], 131);
+        assert_eq!(r.nxt(), start.add(201));
+    }
+
+    #[test]
+    fn a_shrunk_window_keeps_what_it_holds() {
+        let start = Sn::new(0);
+        let mut r = RecvWindow::new(256, start);
+        assert_eq!(r.insert(start.add(200), frag(0, 9)), Arrival::Stored);
+        r.set_wnd(128);
+        assert_eq!(r.insert(start.add(128), frag(0, 0)), Arrival::OutOfWindow);
+        let mut got = 0;
+        for i in 0..200u32 {
+            assert_eq!(r.insert(start.add(i), frag(0, 1)), Arrival::Stored);
+            while r.pop_message().is_some() {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 201);
+        assert_eq!(r.nxt(), start.add(201));
     }
 
     #[test]

@@ -48,6 +48,12 @@ impl RttEstimator {
         self.rto = rto.clamp(i64::from(self.min_rto), i64::from(RTO_MAX)) as u32;
     }
 
+    /// A new floor for the RTO (`ikcp_nodelay` resets `rx_minrto`): as in the
+    /// reference, the current RTO is left alone until the next sample.
+    pub(crate) fn set_min_rto(&mut self, min_rto: u32) {
+        self.min_rto = min_rto;
+    }
+
     /// Samples taken so far.
     pub(crate) const fn samples(&self) -> u64 {
         self.samples

@@ -8,7 +8,7 @@
 
 use kcp_core::sim::reference::ReferenceMode;
 use kcp_core::sim::{Link, LinkConfig, LossModel};
-use kcp_core::{Config, Kcp, PollAt, Timestamp};
+use kcp_core::{Config, Kcp, NoDelay, PollAt, Timestamp};
 use kcp_ref::CKcp;
 
 #[path = "support/describe.rs"]
@@ -90,6 +90,8 @@ struct Twin {
     ours: Kcp,
     c: CKcp,
     name: &'static str,
+    /// The application does not read (`recv_all` takes nothing) while set.
+    paused: bool,
 }
 
 impl Twin {
@@ -98,6 +100,7 @@ impl Twin {
             ours: ours(preset, stream, side_a, shape),
             c: reference(preset, stream, side_a, shape),
             name: if side_a { "A" } else { "B" },
+            paused: false,
         }
     }
 
@@ -145,6 +148,9 @@ impl Twin {
     /// Receives from both; asserts the same messages, returns them.
     fn recv_all(&mut self) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
+        if self.paused {
+            return got;
+        }
         while let Some(m) = self.ours.recv() {
             got.push(m.to_vec());
         }
@@ -163,6 +169,32 @@ impl Twin {
             self.name
         );
         got
+    }
+}
+
+/// Live retuning, applied to both engines of a twin (ikcp's setters on the C one).
+impl Twin {
+    fn set_mtu(&mut self, mtu: usize) {
+        self.ours.set_mtu(mtu).unwrap();
+        assert_eq!(self.c.set_mtu(mtu as i32), 0);
+    }
+
+    fn set_windows(&mut self, snd_wnd: u32, rcv_wnd: u32) {
+        self.ours.set_windows(snd_wnd, rcv_wnd).unwrap();
+        self.c.wndsize(snd_wnd as i32, rcv_wnd as i32);
+    }
+
+    fn set_nodelay(&mut self, nodelay: NoDelay, interval: u32, resend: u32, nc: bool) {
+        self.ours
+            .set_nodelay(nodelay, interval, resend, nc)
+            .unwrap();
+        let mode = match nodelay {
+            NoDelay::Off => 0,
+            NoDelay::On => 1,
+            NoDelay::Linear => 2,
+        };
+        self.c
+            .nodelay(mode, interval as i32, resend as i32, i32::from(nc));
     }
 }
 
@@ -192,10 +224,15 @@ impl Workload {
 
 /// Runs one lock-step conversation for `ms` virtual milliseconds.
 fn lock_step(preset: Preset, stream: bool, loss: f64, seed: u64, ms: u32) -> (usize, usize) {
-    lock_step_shaped(preset, stream, loss, seed, ms, Shape::CHAT)
+    lock_step_shaped(preset, stream, loss, seed, ms, Shape::CHAT, no_retune)
 }
 
-/// [`lock_step`] with the given windows, backlog and first sequence number.
+/// Keeps the settings both sides started with.
+fn no_retune(_: u64, _: &mut Twin, _: &mut Twin) {}
+
+/// [`lock_step`] with the given windows, backlog and first sequence number, letting
+/// `retune(t, a, b)` change both sides' settings at the start of every millisecond
+/// `t`, before the updates ([`no_retune`] changes nothing).
 fn lock_step_shaped(
     preset: Preset,
     stream: bool,
@@ -203,6 +240,7 @@ fn lock_step_shaped(
     seed: u64,
     ms: u32,
     shape: Shape,
+    mut retune: impl FnMut(u64, &mut Twin, &mut Twin),
 ) -> (usize, usize) {
     let trace = format!("{preset:?} stream={stream} loss={loss} seed={seed} {shape:?}");
     let mut a = Twin::new(preset, stream, true, shape);
@@ -222,6 +260,7 @@ fn lock_step_shaped(
     let (mut sent, mut delivered) = (0, 0);
     for t in 0..u64::from(ms) {
         let now = CLOCK_START.wrapping_add(t as u32);
+        retune(t, &mut a, &mut b);
         for d in a.update(now, &trace) {
             a_to_b.push(t, &d);
         }
@@ -336,7 +375,8 @@ fn identical_datagrams_with_wide_windows_under_bulk_load() {
     };
     for preset in [Preset::Fast, Preset::Default] {
         for loss in [0.0, 0.1, 0.3] {
-            let (sent, delivered) = lock_step_shaped(preset, false, loss, 3, 6_000, shape);
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 3, 6_000, shape, no_retune);
             assert!(sent > 1_000, "bulk workload ran ({sent} sent)");
             assert!(delivered > 0, "{preset:?} at {loss}: nothing arrived");
         }
@@ -346,6 +386,97 @@ fn identical_datagrams_with_wide_windows_under_bulk_load() {
         backlog: 8192,
         ..shape
     };
-    let (_, delivered) = lock_step_shaped(Preset::Fast, false, 0.1, 4, 6_000, wider);
+    let (_, delivered) = lock_step_shaped(Preset::Fast, false, 0.1, 4, 6_000, wider, no_retune);
     assert!(delivered > 1_000, "{delivered} arrived");
+}
+
+#[test]
+fn identical_datagrams_when_both_sides_retune_mid_session() {
+    // Both peers change MTU, windows and nodelay settings mid-transfer, with data in
+    // flight, queued and held out of order: MTU down (segments already cut keep their
+    // size) and up again, receive window up and back down to 128 (what it holds
+    // beyond the shrunk window stays), interval and RTO mode back and forth.
+    let schedule = |t: u64, a: &mut Twin, b: &mut Twin| {
+        for side in [a, b] {
+            match t {
+                4_000 => side.set_nodelay(NoDelay::On, 20, 2, true),
+                8_000 => {
+                    side.set_mtu(1_000);
+                    side.set_windows(64, 256);
+                }
+                12_000 => {
+                    side.set_windows(16, 128);
+                    side.set_nodelay(NoDelay::Linear, 10, 1, false);
+                }
+                16_000 => {
+                    side.set_mtu(1_400);
+                    side.set_nodelay(NoDelay::Off, 40, 0, false);
+                }
+                _ => {}
+            }
+        }
+    };
+    let bulk = Shape {
+        window: 0,
+        backlog: 300,
+        initial_sn: u32::MAX - 1_000,
+    };
+    for (preset, shape) in [
+        (Preset::Default, Shape::CHAT),
+        (Preset::Fast, Shape::CHAT),
+        (Preset::Fast, bulk),
+    ] {
+        for loss in [0.0, 0.1, 0.3] {
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 5, 22_000, shape, schedule);
+            assert!(
+                sent > 100,
+                "{preset:?} at {loss}: the workload ran ({sent} sent)"
+            );
+            assert!(delivered > 50, "{preset:?} at {loss}: {delivered} arrived");
+        }
+    }
+}
+
+#[test]
+fn identical_datagrams_when_a_full_receive_window_grows() {
+    // B stops reading, so its in-order queue fills the window and later segments wait
+    // out of order behind it; then both windows grow while B holds them. ikcp moves
+    // them only at the next arrival or receive, and so must we: the windows B
+    // advertises meanwhile are compared byte for byte. Then B shrinks back to 128
+    // while its queue holds more than that, and reads again.
+    let bulk = Shape {
+        window: 0,
+        backlog: 400,
+        initial_sn: 0,
+    };
+    let mut held_beyond_the_window = 0;
+    // Presets without a congestion window, so that A's flight outruns B's window.
+    for loss in [0.0, 0.1, 0.3] {
+        for preset in [Preset::Fast, Preset::Linear] {
+            let schedule = |t: u64, a: &mut Twin, b: &mut Twin| match t {
+                1_000 => b.paused = true,
+                4_000 => {
+                    let held = b.ours.held_segments();
+                    assert!(held >= 128, "B's window is full ({held} held)");
+                    held_beyond_the_window += usize::from(held > 128);
+                    a.set_windows(64, 256);
+                    b.set_windows(64, 256);
+                }
+                7_000 => b.set_windows(64, 128),
+                9_000 => b.paused = false,
+                _ => {}
+            };
+            let (sent, delivered) =
+                lock_step_shaped(preset, false, loss, 11, 16_000, bulk, schedule);
+            assert!(
+                sent > 300 && delivered > 300,
+                "{preset:?} at {loss}: {sent} sent, {delivered} arrived"
+            );
+        }
+    }
+    assert!(
+        held_beyond_the_window > 0,
+        "some run grew the window while segments waited behind a full queue"
+    );
 }

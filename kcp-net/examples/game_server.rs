@@ -23,7 +23,7 @@
 //!
 //! - welcome, once per session: `b'W'`, then the player's id (`u32`, little endian);
 //! - snapshot, every frame: `b'S'`, the frame number (`u32` LE), the player count
-//!   (`u16` LE), then per player its id (`u32` LE), `x` and `y` (`i16` LE): 10 bytes
+//!   (`u16` LE), then per player its id (`u32` LE), `x` and `y` (`i16` LE): 8 bytes
 //!   a player.
 //!
 //! # The loop
@@ -143,7 +143,7 @@ impl Game {
     /// The snapshot of frame `frame` (layout in the module docs).
     fn snapshot(&self, frame: u64) -> Bytes {
         let count = self.players.len().min(usize::from(u16::MAX));
-        let mut out = BytesMut::with_capacity(7 + 10 * count);
+        let mut out = BytesMut::with_capacity(7 + 8 * count);
         out.put_u8(b'S');
         out.put_u32_le(frame as u32);
         out.put_u16_le(count as u16);

@@ -110,7 +110,8 @@ impl Default for UnconfirmedLimits {
 /// Settings of one [`Conversation`](crate::Conversation): the engine and the rules
 /// kept around it. Servers and clients derive theirs from [`ServerConfig`] and
 /// [`ClientConfig`] ([`ServerConfig::conversation`], [`ClientConfig::conversation`]);
-/// build one yourself to drive a `Conversation` from your own loop.
+/// build one yourself ([`ConversationConfig::builder`]) to drive a `Conversation`
+/// from your own loop.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ConversationConfig {
@@ -208,7 +209,9 @@ impl Default for ConversationConfig {
 }
 
 /// Settings of a [`KcpServer`](crate::KcpServer). Start from [`ServerConfig::new`] and
-/// change what you need.
+/// change what you need, or write it in one expression with [`ServerConfig::builder`]
+/// (the type is `#[non_exhaustive]`, so struct update syntax only works inside
+/// this crate).
 ///
 /// # Memory
 ///
@@ -407,7 +410,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// Settings of a [`KcpClient`](crate::KcpClient). Start from [`ClientConfig::new`].
+/// Settings of a [`KcpClient`](crate::KcpClient). Start from [`ClientConfig::new`], or
+/// use [`ClientConfig::builder`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientConfig {

@@ -14,8 +14,13 @@
 //! - [`KcpServer`]: one driver per thread, each owning a UDP socket bound to the same
 //!   port (`SO_REUSEPORT`), calling an [`EventHandler`] and taking requests that other
 //!   threads post through a [`ServerHandle`]. A [`KcpClient`] is one conversation
-//!   driven by its owner's thread: blocking, from a game loop, or from your own `mio`
-//!   poll.
+//!   driven by its owner's thread: blocking, from a game loop that takes
+//!   [`ClientEvent`]s each frame ([`KcpClient::poll_event`],
+//!   `examples/game_client.rs`), or from your own `mio` poll.
+//!
+//! The settings ([`ServerConfig`], [`ClientConfig`], [`ConversationConfig`]) are
+//! `#[non_exhaustive]`; outside this crate write them with their builders
+//! (`ServerConfig::builder().threads(2).build()?`), which validate at `build`.
 //!
 //! It is not an async runtime, and it knows nothing of what the messages mean.
 //!
@@ -170,6 +175,7 @@
 
 pub mod admission;
 mod amplification;
+mod builder;
 mod client;
 mod clock;
 mod config;
@@ -190,7 +196,8 @@ mod timer;
 mod trim;
 pub mod udp;
 
-pub use client::KcpClient;
+pub use builder::{ClientConfigBuilder, ConversationConfigBuilder, ServerConfigBuilder};
+pub use client::{ClientEvent, KcpClient};
 pub use config::{
     ClientConfig, ConversationConfig, DEFAULT_SOCKET_BUFFER, Preset, ServerConfig,
     UnconfirmedLimits, WireMode,

@@ -18,6 +18,10 @@ use crate::stats::SessionStats;
 use crate::timer::earliest;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
 
+mod events;
+
+pub use events::ClientEvent;
+
 /// Most datagrams one `tick` reads before running timers (as the server loop's bound).
 const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
 
@@ -32,10 +36,12 @@ enum Failure {
 /// A KCP client over UDP: one socket, one conversation with one server.
 ///
 /// It starts no thread. Use it from a thread that blocks in [`recv`](Self::recv), or
-/// from a game loop that calls [`tick`](Self::tick) (or [`try_recv`](Self::try_recv))
-/// each frame and sleeps until [`next_deadline`](Self::next_deadline), or from your own
-/// `mio` loop: the client is a [`mio::event::Source`], so register it and call `tick`
-/// when it is readable or its deadline passes.
+/// from a game loop that takes [`ClientEvent`]s each frame
+/// ([`poll_event`](Self::poll_event), [`drain_events`](Self::drain_events); or calls
+/// [`tick`](Self::tick) and [`try_recv`](Self::try_recv)) and sleeps until
+/// [`next_deadline`](Self::next_deadline), or from your own `mio` loop: the client is
+/// a [`mio::event::Source`], so register it and call `tick` (or `poll_event`) when it
+/// is readable or its deadline passes.
 ///
 /// KCP has no handshake: [`connect`](Self::connect) only picks a random non-zero conv
 /// and binds a socket. The server learns of us from our first message.
@@ -73,6 +79,8 @@ pub struct KcpClient {
     last_read: Instant,
     /// Our own poll for blocking calls, created on first use.
     poll: Option<(Poll, Events)>,
+    /// The once-per-conversation events [`poll_event`](Self::poll_event) reported.
+    events: events::Reported,
 }
 
 impl KcpClient {
@@ -137,6 +145,7 @@ impl KcpClient {
             readable: true,
             last_read: now,
             poll: None,
+            events: events::Reported::default(),
         };
         if let Some(security) = client.config.secure.clone() {
             client.handshake(conv, &security)?;
@@ -530,6 +539,7 @@ impl KcpClient {
         let conv = random_conv(self.conversation.conv());
         self.conversation = Conversation::new(conv, self.config.conversation(), Instant::now())?;
         self.failure = None;
+        self.events = events::Reported::default();
         if let Some(security) = self.config.secure.clone() {
             if let Err(e) = self.handshake(conv, &security) {
                 // No sealed conversation: every call reports the server gone until a
