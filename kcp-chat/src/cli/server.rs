@@ -1,0 +1,215 @@
+//! `kcp-chat server`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use kcp_chat::cluster::ClusterConfig;
+use kcp_chat::engine::EngineArgs;
+use kcp_chat::impair_spec::ImpairSpec;
+use kcp_chat::server::{ChatServer, ChatServerConfig};
+use kcp_chat::trust;
+use kcp_net::secure::{ServerIdentity, ServerSecurity};
+
+use super::logging;
+
+#[derive(Args, Debug)]
+pub(super) struct ServerArgs {
+    /// Address to listen on (use 0.0.0.0:4000 to accept other machines).
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    listen: SocketAddr,
+    /// The server's key file (X25519, mode 0600), created on first start. Default
+    /// $KCP_CHAT_HOME/server.key, else ~/.kcp-chat/server.key.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Speak raw KCP instead of the secure protocol (for other KCP peers and tests):
+    /// no handshake, no encryption, anyone who sees or guesses traffic can forge it.
+    #[arg(long)]
+    raw: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Event loop threads (sockets sharing the port with SO_REUSEPORT).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Most users at once.
+    #[arg(long, default_value_t = 1000)]
+    max_clients: usize,
+    /// Longest message, in bytes.
+    #[arg(long, default_value_t = 1000)]
+    max_message: usize,
+    /// Longest nick, in characters.
+    #[arg(long, default_value_t = 24)]
+    max_nick: usize,
+    /// Frames per second a client (one conversation) may send on average.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Frames a client (one conversation) may send in a burst.
+    #[arg(long, default_value_t = 40)]
+    burst: u32,
+    /// Frames per second all conversations from one source IP (an IPv6 /64) may send
+    /// together on average, so a new conversation per burst gains nothing. Raise it
+    /// when many clients share one address (an office behind NAT, a load test).
+    #[arg(long, default_value_t = 100.0)]
+    ip_rate: f64,
+    /// Frames all conversations from one source IP may send in a burst.
+    #[arg(long, default_value_t = 200)]
+    ip_burst: u32,
+    /// Abuse errors (bad frames, floods, over-long frames) tolerated per 10 s from one
+    /// client; one more disconnects it.
+    #[arg(long, default_value_t = 5)]
+    strikes: u32,
+    /// Abuse errors tolerated per 10 s from all clients of one source IP; beyond it,
+    /// each further abuse error disconnects the client that made it.
+    #[arg(long, default_value_t = 20)]
+    ip_strikes: u32,
+    /// Most sessions from one source IP (raise it when many clients share one address,
+    /// as a load test on one machine does).
+    #[arg(long, default_value_t = 512)]
+    max_sessions_per_ip: u32,
+    /// New sessions per second from one source IP.
+    #[arg(long, default_value_t = 64)]
+    new_sessions_per_ip: u32,
+    /// Sessions whose client has not proved its address yet (acknowledged something
+    /// the server sent), per event loop; the oldest is evicted when full.
+    #[arg(long, default_value_t = 1024)]
+    max_unconfirmed: usize,
+    /// Close sessions silent this long (clients send keepalives every 3 s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Messages of a room replayed to whoever joins it.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Print the session count and counters this often (e.g. 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stats_every: Option<Duration>,
+    /// Impair what the server sends, e.g. loss=0.1,delay=40ms,jitter=20ms,seed=7.
+    #[arg(long)]
+    impair: Option<ImpairSpec>,
+    /// Log filter (overrides RUST_LOG), e.g. info, debug, kcp_chat=debug.
+    #[arg(long)]
+    log: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// `kcp-chat server`'s cluster flags.
+#[derive(Args, Debug)]
+pub(super) struct ClusterArgs {
+    /// Run as one node of a cluster that meets in this Redis, e.g.
+    /// redis://127.0.0.1:6379: rooms, nicks, /who, /rooms and history span every
+    /// node. Without it the server is a single node. See docs/cluster.md.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    cluster: Option<String>,
+    /// This node's name, unique in the cluster (letters, digits, - _ .). Default: the
+    /// listening address with its port, e.g. 127.0.0.1-4000 (node-PID for port 0).
+    #[arg(long, requires = "cluster")]
+    node_id: Option<String>,
+    /// How long this node's presence and its users' nicks live in Redis without a
+    /// refresh (refreshed every quarter of it). Another node declares this one lost
+    /// (its users leave with "node lost") at most this long after its last refresh;
+    /// keep it above the Redis outages a node should ride out.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "cluster")]
+    presence_ttl: Duration,
+    /// Room events (lines, joins) kept while Redis is unreachable and published once
+    /// it is back; lines beyond it are refused and the user told.
+    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    cluster_buffer: usize,
+}
+
+pub(super) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    logging::init(args.log.as_deref(), "info");
+    let mut config = ChatServerConfig::new(args.engine.preset);
+    config.net.engine = super::engine_config(&args.engine)?;
+    if !args.raw {
+        let path = args
+            .key_file
+            .clone()
+            .unwrap_or_else(|| trust::default_dir().join("server.key"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let (identity, created) = ServerIdentity::load_or_create(&path)
+            .with_context(|| format!("the server key {}", path.display()))?;
+        let key = identity.public();
+        let _ = writeln!(
+            std::io::stdout(),
+            "server key {key} (fingerprint {}){}",
+            key.fingerprint(),
+            if created {
+                format!(", new, saved to {}", path.display())
+            } else {
+                String::new()
+            }
+        );
+        config.net.secure = Some(ServerSecurity::new(identity));
+    }
+    config.net.threads = args.threads;
+    config.net.idle_timeout = args.idle_timeout;
+    config.net.max_sessions_per_ip = args.max_sessions_per_ip;
+    config.net.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
+    config.net.max_unconfirmed_sessions = args.max_unconfirmed;
+    config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
+    config.max_clients = args.max_clients;
+    config.rooms.max_message = args.max_message;
+    config.rooms.max_nick = args.max_nick;
+    config.rooms.history = args.history;
+    config.rate = args.rate;
+    config.burst = args.burst;
+    config.ip_rate = args.ip_rate;
+    config.ip_burst = args.ip_burst;
+    config.strikes = args.strikes;
+    config.ip_strikes = args.ip_strikes;
+    let (tx, signals) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("installing the SIGINT/SIGTERM handler")?;
+    let chat = match &args.cluster.cluster {
+        None => ChatServer::bind(args.listen, config)
+            .with_context(|| format!("starting the server on {}", args.listen))?,
+        Some(url) => {
+            let node = args
+                .cluster
+                .node_id
+                .clone()
+                .unwrap_or_else(|| match args.listen.port() {
+                    0 => format!("node-{}", std::process::id()),
+                    port => format!("{}-{port}", args.listen.ip()).replace([':', '[', ']'], "_"),
+                });
+            let mut cluster = ClusterConfig::new(url, node);
+            cluster.presence_ttl = args.cluster.presence_ttl;
+            cluster.buffer = args.cluster.cluster_buffer;
+            ChatServer::bind_cluster(args.listen, config, cluster)
+                .with_context(|| format!("starting the cluster node on {}", args.listen))?
+        }
+    };
+    // Writes to stdout ignore errors from here on: a closed pipe must not stop a
+    // clean shutdown.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening {}", chat.local_addr());
+    let _ = stdout.flush();
+    tracing::info!(addr = %chat.local_addr(), engine = %args.engine, threads = args.threads, "chat server up");
+    let tick = args.stats_every.unwrap_or(Duration::from_secs(3600));
+    loop {
+        match signals.recv_timeout(tick) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if args.stats_every.is_some() {
+                    let _ = writeln!(stdout, "stats {}", chat.stats());
+                    let _ = stdout.flush();
+                }
+            }
+        }
+    }
+    let stats = chat
+        .shutdown("stopped by a signal", Duration::from_secs(2))
+        .context("shutting down")?;
+    tracing::info!("shut down");
+    let _ = writeln!(stdout, "final {stats}");
+    Ok(ExitCode::SUCCESS)
+}
