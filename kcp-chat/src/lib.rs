@@ -63,6 +63,7 @@ pub mod client;
 pub mod cluster;
 pub mod command;
 pub mod demo;
+pub mod endpoint;
 pub mod engine;
 pub mod impair_spec;
 pub mod interactive;

@@ -1,13 +1,13 @@
 //! `kcp-chat bench`.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 
 use super::logging;
@@ -23,11 +23,11 @@ pub(super) struct BenchArgs {
     /// fresh key.
     #[arg(long)]
     server_key: Option<kcp_net::secure::PublicKey>,
-    /// The server to load; without it a server is started in this process. Repeat it
+    /// The server to load (HOST:PORT); without it a server is started in this process. Repeat it
     /// for the nodes of a cluster (--server A --server B): client i talks to the
     /// (i mod n)th, so every room spans the nodes.
     #[arg(long)]
-    server: Vec<SocketAddr>,
+    server: Vec<Endpoint>,
     /// Event loop threads of each in-process server.
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
@@ -75,7 +75,7 @@ pub(super) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     logging::init(None, "warn");
     super::engine_config(&args.engine)?;
     let options = BenchOptions {
-        servers: args.server,
+        servers: args.server.iter().map(Endpoint::addr).collect(),
         server_threads: args.server_threads,
         nodes: args.nodes.max(1),
         redis: args.redis,

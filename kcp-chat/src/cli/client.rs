@@ -1,12 +1,12 @@
 //! `kcp-chat client`.
 
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
@@ -19,9 +19,9 @@ use super::logging;
 
 #[derive(Args, Debug)]
 pub(super) struct ClientArgs {
-    /// The server's address.
+    /// The server's address, HOST:PORT (a name is resolved at start).
     #[arg(long, default_value = "127.0.0.1:4000")]
-    server: SocketAddr,
+    server: Endpoint,
     /// The server's public key (44 base64 characters, printed by the server at
     /// start). Without it the key remembered in the known-servers file is used, and
     /// a server never seen is trusted on first use and remembered.
@@ -84,7 +84,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let trusted = if args.raw {
         None
     } else {
-        let trusted = trust::settle(&name, args.server, args.server_key, &known, &config)?;
+        let trusted = trust::settle(&name, args.server.addr(), args.server_key, &known, &config)?;
         if let Trusted::FirstUse(key) = trusted {
             eprintln!(
                 "*** trusting {name} on first use: key {key} (fingerprint {}), remembered in {}",
@@ -100,7 +100,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         Some(trusted)
     };
     let mut options = ClientOptions::new(
-        args.server,
+        args.server.addr(),
         &args.nick,
         args.room.trim_start_matches('#'),
         config,

@@ -1,7 +1,6 @@
 //! `kcp-chat server`.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -10,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use kcp_chat::cluster::ClusterConfig;
+use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::server::{ChatServer, ChatServerConfig};
@@ -20,9 +20,9 @@ use super::logging;
 
 #[derive(Args, Debug)]
 pub(super) struct ServerArgs {
-    /// Address to listen on (use 0.0.0.0:4000 to accept other machines).
+    /// Address to listen on, HOST:PORT (use 0.0.0.0:4000 to accept other machines).
     #[arg(long, default_value = "127.0.0.1:4000")]
-    listen: SocketAddr,
+    listen: Endpoint,
     /// The server's key file (X25519, mode 0600), created on first start. Default
     /// $KCP_CHAT_HOME/server.key, else ~/.kcp-chat/server.key.
     #[arg(long)]
@@ -169,25 +169,25 @@ pub(super) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let _ = tx.send(());
     })
     .context("installing the SIGINT/SIGTERM handler")?;
-    let chat = match &args.cluster.cluster {
-        None => ChatServer::bind(args.listen, config)
-            .with_context(|| format!("starting the server on {}", args.listen))?,
-        Some(url) => {
-            let node = args
-                .cluster
-                .node_id
-                .clone()
-                .unwrap_or_else(|| match args.listen.port() {
-                    0 => format!("node-{}", std::process::id()),
-                    port => format!("{}-{port}", args.listen.ip()).replace([':', '[', ']'], "_"),
+    let chat =
+        match &args.cluster.cluster {
+            None => ChatServer::bind(args.listen.addr(), config)
+                .with_context(|| format!("starting the server on {}", args.listen))?,
+            Some(url) => {
+                let node = args.cluster.node_id.clone().unwrap_or_else(|| {
+                    match args.listen.addr().port() {
+                        0 => format!("node-{}", std::process::id()),
+                        port => format!("{}-{port}", args.listen.addr().ip())
+                            .replace([':', '[', ']'], "_"),
+                    }
                 });
-            let mut cluster = ClusterConfig::new(url, node);
-            cluster.presence_ttl = args.cluster.presence_ttl;
-            cluster.buffer = args.cluster.cluster_buffer;
-            ChatServer::bind_cluster(args.listen, config, cluster)
-                .with_context(|| format!("starting the cluster node on {}", args.listen))?
-        }
-    };
+                let mut cluster = ClusterConfig::new(url, node);
+                cluster.presence_ttl = args.cluster.presence_ttl;
+                cluster.buffer = args.cluster.cluster_buffer;
+                ChatServer::bind_cluster(args.listen.addr(), config, cluster)
+                    .with_context(|| format!("starting the cluster node on {}", args.listen))?
+            }
+        };
     // Writes to stdout ignore errors from here on: a closed pipe must not stop a
     // clean shutdown.
     let mut stdout = std::io::stdout();
