@@ -100,6 +100,8 @@ impl FromStr for Endpoint {
     }
 }
 
+crate::serde_text::serde_as_text!(Endpoint);
+
 impl fmt::Display for Endpoint {
     /// The text as given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

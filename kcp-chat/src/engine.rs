@@ -23,39 +23,52 @@ use std::fmt;
 
 use kcp_net::Preset;
 use kcp_net::kcp_core::{Config, ConfigError, NoDelay};
+use serde::{Deserialize, Serialize};
 
 /// A preset and the knobs changed on top of it. Also the engine flags of every
 /// `kcp-chat` command (`#[command(flatten)]`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::Args)]
+///
+/// In a config file (`[engine]`) the keys are the flags' names; a knob not given is
+/// absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EngineArgs {
     /// Engine preset: fast, normal or default; the knobs below change it (peers
     /// must agree on the MTU).
     #[arg(long, default_value = "fast")]
+    #[serde(with = "crate::serde_text")]
     pub preset: Preset,
     /// Largest datagram, KCP header included, 50..=65535 bytes (presets: 1400).
     #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<usize>,
     /// Send window in segments, 1..=65535 (presets: 32).
     #[arg(long, value_name = "SEGMENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sndwnd: Option<u32>,
     /// Receive window in segments, 128..=65535 (presets: 128).
     #[arg(long, value_name = "SEGMENTS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rcvwnd: Option<u32>,
     /// RTO growth as ikcp_nodelay's first argument: 0 doubles, 1 grows by half,
     /// 2 grows linearly. Also sets the minimum RTO as ikcp does: 100 ms for 0,
     /// 30 ms otherwise (fast: 1).
     #[arg(long, value_name = "0|1|2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nodelay: Option<u8>,
     /// Engine tick in ms, 10..=5000 (fast: 10, normal: 40, default: 100).
     #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<u32>,
     /// Fast retransmit after this many later segments were acknowledged; 0 turns
     /// it off (fast: 2, others: 0).
     #[arg(long, value_name = "SKIPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resend: Option<u32>,
     /// 1 turns the congestion window off, 0 keeps it (fast: 1, others: 0).
     #[arg(long, value_name = "0|1", value_parser = clap::value_parser!(u8).range(0..=1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nc: Option<u8>,
 }
 

@@ -72,5 +72,6 @@ pub mod protocol;
 pub mod rate;
 pub mod render;
 pub mod room;
+mod serde_text;
 pub mod server;
 pub mod trust;

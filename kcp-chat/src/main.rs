@@ -5,10 +5,8 @@ mod cli;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    cli::Cli::parse().run().unwrap_or_else(|e| {
+    cli::Cli::run().unwrap_or_else(|e| {
         let _ = writeln!(std::io::stderr(), "kcp-chat: {e:#}");
         ExitCode::FAILURE
     })

@@ -2,6 +2,7 @@
 
 mod bench;
 mod client;
+mod config_file;
 mod demo;
 mod logging;
 mod server;
@@ -9,7 +10,7 @@ mod server;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use kcp_chat::engine::EngineArgs;
 use kcp_net::kcp_core::Config;
 
@@ -49,10 +50,14 @@ enum Command {
 }
 
 impl Cli {
-    /// Runs the subcommand.
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        match self.command {
-            Command::Server(args) => server::run(args),
+    /// Parses the command line (exits with the usage on an error) and runs the
+    /// subcommand.
+    pub(crate) fn run() -> anyhow::Result<ExitCode> {
+        let matches = Self::command().get_matches();
+        let cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let given = matches.subcommand().map(|(_, given)| given);
+        match cli.command {
+            Command::Server(args) => server::run(args, given.unwrap_or(&matches)),
             Command::Client(args) => client::run(args),
             Command::Demo(args) => demo::run(args),
             Command::Bench(args) => bench::run(args),

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{ArgMatches, Args, Parser};
 use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
@@ -15,17 +15,33 @@ use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::server::{ChatServer, ChatServerConfig};
 use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
+use serde::{Deserialize, Serialize};
 
-use super::logging;
+use super::{config_file, logging};
 
-#[derive(Args, Debug)]
+/// `kcp-chat server`'s flags, also the keys of its config file (`--config`): a key
+/// is the flag's name with `_` for `-` (engine knobs in `[engine]`, cluster settings
+/// in `[cluster]`), its value what the flag takes.
+#[derive(Args, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct ServerArgs {
+    /// Read the settings from this TOML file; flags given on the command line override
+    /// its keys. Unknown keys are errors.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Print the effective settings (defaults, then the file, then the flags) as
+    /// TOML, ready for --config, and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    print_config: bool,
     /// Address to listen on, HOST:PORT (use 0.0.0.0:4000 to accept other machines).
     #[arg(long, default_value = "127.0.0.1:4000")]
     listen: Endpoint,
     /// The server's key file (X25519, mode 0600), created on first start. Default
     /// $KCP_CHAT_HOME/server.key, else ~/.kcp-chat/server.key.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     key_file: Option<PathBuf>,
     /// Speak raw KCP instead of the secure protocol (for other KCP peers and tests):
     /// no handshake, no encryption, anyone who sees or guesses traffic can forge it.
@@ -80,48 +96,96 @@ pub(super) struct ServerArgs {
     max_unconfirmed: usize,
     /// Close sessions silent this long (clients send keepalives every 3 s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
     /// Messages of a room replayed to whoever joins it.
     #[arg(long, default_value_t = 20)]
     history: usize,
     /// Print the session count and counters this often (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     stats_every: Option<Duration>,
     /// Impair what the server sends, e.g. loss=0.1,delay=40ms,jitter=20ms,seed=7.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     impair: Option<ImpairSpec>,
     /// Log filter (overrides RUST_LOG), e.g. info, debug, kcp_chat=debug.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
 
-/// `kcp-chat server`'s cluster flags.
-#[derive(Args, Debug)]
+/// `kcp-chat server`'s cluster flags (`[cluster]` in the config file).
+#[derive(Args, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct ClusterArgs {
     /// Run as one node of a cluster that meets in this Redis, e.g.
     /// redis://127.0.0.1:6379: rooms, nicks, /who, /rooms and history span every
     /// node. Without it the server is a single node. See docs/cluster.md.
-    #[arg(long, value_name = "redis://HOST:PORT")]
-    cluster: Option<String>,
+    #[arg(long = "cluster", value_name = "redis://HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<String>,
     /// This node's name, unique in the cluster (letters, digits, - _ .). Default: the
     /// listening address with its port, e.g. 127.0.0.1-4000 (node-PID for port 0).
-    #[arg(long, requires = "cluster")]
+    #[arg(long, requires = "redis")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<String>,
     /// How long this node's presence and its users' nicks live in Redis without a
     /// refresh (refreshed every quarter of it). Another node declares this one lost
     /// (its users leave with "node lost") at most this long after its last refresh;
     /// keep it above the Redis outages a node should ride out.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "cluster")]
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "redis")]
+    #[serde(with = "humantime_serde")]
     presence_ttl: Duration,
     /// Room events (lines, joins) kept while Redis is unreachable and published once
     /// it is back; lines beyond it are refused and the user told.
-    #[arg(long, default_value_t = 1000, requires = "cluster")]
+    #[arg(long, default_value_t = 1000, requires = "redis")]
     cluster_buffer: usize,
 }
 
-pub(super) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+/// The flags' defaults, as a command line without flags gives them.
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    args: ServerArgs,
+}
+
+impl Default for ServerArgs {
+    /// What no flag gives: the defaults `--help` shows.
+    fn default() -> Self {
+        Defaults::parse_from(["server"]).args
+    }
+}
+
+impl Default for ClusterArgs {
+    /// What no flag gives.
+    fn default() -> Self {
+        ServerArgs::default().cluster
+    }
+}
+
+/// `args` with the config file (if `--config` names one) under the flags given on the
+/// command line (`matches`).
+fn settle(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ServerArgs> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let mut settled: ServerArgs = config_file::load(&path, &args, matches)?;
+    settled.config = Some(path);
+    settled.print_config = args.print_config;
+    Ok(settled)
+}
+
+pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let args = settle(args, matches)?;
+    if args.print_config {
+        super::engine_config(&args.engine)?;
+        let text = toml::to_string(&args).context("printing the settings")?;
+        writeln!(std::io::stdout(), "{}", text.trim_end())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     logging::init(args.log.as_deref(), "info");
     let mut config = ChatServerConfig::new(args.engine.preset);
     config.net.engine = super::engine_config(&args.engine)?;
@@ -170,7 +234,7 @@ pub(super) fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     })
     .context("installing the SIGINT/SIGTERM handler")?;
     let chat =
-        match &args.cluster.cluster {
+        match &args.cluster.redis {
             None => ChatServer::bind(args.listen.addr(), config)
                 .with_context(|| format!("starting the server on {}", args.listen))?,
             Some(url) => {
