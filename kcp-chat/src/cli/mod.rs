@@ -4,7 +4,9 @@ mod bench;
 mod client;
 mod config_file;
 mod demo;
+mod events;
 mod logging;
+mod metrics;
 mod server;
 
 use std::process::ExitCode;
@@ -33,7 +35,8 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a chat server. Prints `listening ADDR` when ready; Ctrl-C (SIGINT) or
-    /// SIGTERM tells the clients and shuts down cleanly.
+    /// SIGTERM tells the clients and shuts down cleanly; SIGUSR1 prints the counters
+    /// on stderr.
     Server(server::ServerArgs),
     /// Chat from the terminal (or a pipe): lines are said in the current room,
     /// /commands do the rest (/help lists them). At the end of input it quits and

@@ -12,11 +12,13 @@ use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
-use kcp_chat::server::{ChatServer, ChatServerConfig};
+use kcp_chat::server::{ChatServer, ChatServerConfig, metrics};
 use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
 use serde::{Deserialize, Serialize};
 
+use super::events::{self, Event};
+use super::metrics::MetricsServer;
 use super::{config_file, logging};
 
 /// `kcp-chat server`'s flags, also the keys of its config file (`--config`): a key
@@ -105,6 +107,12 @@ pub(super) struct ServerArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     stats_every: Option<Duration>,
+    /// Serve the counters in the Prometheus text format at http://ADDR/metrics
+    /// (e.g. 127.0.0.1:9100; keep it off public addresses). SIGUSR1 prints them on
+    /// stderr, with or without this.
+    #[arg(long, value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<Endpoint>,
     /// Impair what the server sends, e.g. loss=0.1,delay=40ms,jitter=20ms,seed=7.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,11 +236,8 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     config.ip_burst = args.ip_burst;
     config.strikes = args.strikes;
     config.ip_strikes = args.ip_strikes;
-    let (tx, signals) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .context("installing the SIGINT/SIGTERM handler")?;
+    let (tx, events) = mpsc::channel();
+    let signals = events::watch_signals(tx.clone())?;
     let chat =
         match &args.cluster.redis {
             None => ChatServer::bind(args.listen.addr(), config)
@@ -256,12 +261,25 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     // clean shutdown.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening {}", chat.local_addr());
+    let metrics = match &args.metrics {
+        Some(addr) => Some(MetricsServer::start(addr.addr(), tx)?),
+        None => None,
+    };
+    if let Some(metrics) = &metrics {
+        let _ = writeln!(stdout, "metrics http://{}/metrics", metrics.addr());
+    }
     let _ = stdout.flush();
     tracing::info!(addr = %chat.local_addr(), engine = %args.engine, threads = args.threads, "chat server up");
     let tick = args.stats_every.unwrap_or(Duration::from_secs(3600));
     loop {
-        match signals.recv_timeout(tick) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        match events.recv_timeout(tick) {
+            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Event::Dump) => {
+                let _ = writeln!(std::io::stderr(), "stats {}", chat.stats());
+            }
+            Ok(Event::Scrape(reply)) => {
+                let _ = reply.send(metrics::render(&chat.stats()));
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if args.stats_every.is_some() {
                     let _ = writeln!(stdout, "stats {}", chat.stats());
@@ -269,6 +287,10 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
                 }
             }
         }
+    }
+    signals.close();
+    if let Some(metrics) = metrics {
+        metrics.stop();
     }
     let stats = chat
         .shutdown("stopped by a signal", Duration::from_secs(2))

@@ -11,6 +11,7 @@ mod config;
 mod handler;
 mod hub;
 mod ip_table;
+pub mod metrics;
 
 use std::fmt;
 use std::net::SocketAddr;
