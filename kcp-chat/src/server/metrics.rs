@@ -194,6 +194,7 @@ fn net(n: &LoopStats) -> Vec<Family<'static>> {
                 ("by_peer", n.closed_by_peer),
                 ("unconfirmed", n.closed_unconfirmed),
                 ("evicted", n.evicted_unconfirmed),
+                ("slow_consumer", n.closed_slow_consumer),
             ],
         ),
         labelled(
