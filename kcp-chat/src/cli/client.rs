@@ -1,6 +1,6 @@
 //! `kcp-chat client`.
 
-use std::io::BufReader;
+use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,12 +9,13 @@ use clap::Args;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
-use kcp_chat::interactive::{ClientExit, ClientOptions, run_client};
+use kcp_chat::interactive::{ClientExit, ClientOptions, run_client, run_client_from};
 use kcp_chat::protocol::LOBBY;
 use kcp_chat::trust::{self, KnownServers, Trusted};
 use kcp_net::ClientConfig;
 use kcp_net::secure::ClientSecurity;
 
+use super::line_editor::{self, LineEditor};
 use super::logging;
 
 #[derive(Args, Debug)]
@@ -61,6 +62,11 @@ pub(super) struct ClientArgs {
     /// still waiting are reported as not sent and the client exits with status 3.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     give_up_after: Duration,
+    /// Read plain lines from stdin even on a terminal (no line editor: a message
+    /// arriving while you type is printed in the middle of your line). Pipes are
+    /// always read plainly.
+    #[arg(long)]
+    plain: bool,
     /// Log filter (overrides RUST_LOG); default warn.
     #[arg(long)]
     log: Option<String>,
@@ -107,8 +113,15 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     );
     options.offline_queue = args.offline_queue;
     options.give_up_after = args.give_up_after;
-    let input = BufReader::new(std::io::stdin());
-    let exit = match run_client(options, input, std::io::stdout()) {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let result = if terminal && !args.plain {
+        let editor = line_editor::start()?;
+        let LineEditor { lines, out, .. } = editor;
+        run_client_from(options, lines, out)
+    } else {
+        run_client(options, BufReader::new(std::io::stdin()), std::io::stdout())
+    };
+    let exit = match result {
         Ok(exit) => exit,
         Err(e) => {
             let changed = trusted.and_then(|trusted| {

@@ -5,6 +5,7 @@ mod client;
 mod config_file;
 mod demo;
 mod events;
+mod line_editor;
 mod logging;
 mod metrics;
 mod server;

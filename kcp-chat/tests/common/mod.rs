@@ -252,7 +252,7 @@ impl Server {
     }
 
     /// `kcp-chat client` for `nick` on this server, with extra `args`.
-    fn client_command(&self, nick: &str, args: &[&str]) -> Command {
+    pub fn client_command(&self, nick: &str, args: &[&str]) -> Command {
         let mut command = binary();
         command
             .args(["client", "--server", &self.addr.to_string(), "--nick", nick])
