@@ -48,7 +48,8 @@ pub(super) struct ClientArgs {
     /// dup, reorder, seed.
     #[arg(long)]
     impair: Option<ImpairSpec>,
-    /// Send a keepalive after this long without sending anything.
+    /// Send a keepalive after this long without sending anything (servers refuse
+    /// an idle timeout shorter than the default, 3 s).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     keepalive: Duration,
     /// Reconnect when the server has been silent this long while we wait for it.

@@ -12,7 +12,7 @@ use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
-use kcp_chat::server::{ChatServer, ChatServerConfig, metrics};
+use kcp_chat::server::{CLIENT_KEEPALIVE, ChatServer, ChatServerConfig, metrics};
 use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,28 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     logging::init(args.log.as_deref(), "info");
     let mut config = ChatServerConfig::new(args.engine.preset);
     config.net.engine = super::engine_config(&args.engine)?;
+    config.net.threads = args.threads;
+    config.net.idle_timeout = args.idle_timeout;
+    config.net.max_sessions_per_ip = args.max_sessions_per_ip;
+    config.net.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
+    config.net.max_unconfirmed_sessions = args.max_unconfirmed;
+    config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
+    config.max_clients = args.max_clients;
+    config.rooms.max_message = args.max_message;
+    config.rooms.max_nick = args.max_nick;
+    config.rooms.history = args.history;
+    config.rate = args.rate;
+    config.burst = args.burst;
+    config.ip_rate = args.ip_rate;
+    config.ip_burst = args.ip_burst;
+    config.strikes = args.strikes;
+    config.ip_strikes = args.ip_strikes;
+    let warnings = config
+        .check(CLIENT_KEEPALIVE)
+        .context("refusing the settings")?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     if !args.raw {
         let path = args
             .key_file
@@ -220,22 +242,6 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
         );
         config.net.secure = Some(ServerSecurity::new(identity));
     }
-    config.net.threads = args.threads;
-    config.net.idle_timeout = args.idle_timeout;
-    config.net.max_sessions_per_ip = args.max_sessions_per_ip;
-    config.net.new_sessions_per_ip_per_sec = args.new_sessions_per_ip;
-    config.net.max_unconfirmed_sessions = args.max_unconfirmed;
-    config.net.impair = args.impair.as_ref().map(ImpairSpec::to_config);
-    config.max_clients = args.max_clients;
-    config.rooms.max_message = args.max_message;
-    config.rooms.max_nick = args.max_nick;
-    config.rooms.history = args.history;
-    config.rate = args.rate;
-    config.burst = args.burst;
-    config.ip_rate = args.ip_rate;
-    config.ip_burst = args.ip_burst;
-    config.strikes = args.strikes;
-    config.ip_strikes = args.ip_strikes;
     let (tx, events) = mpsc::channel();
     let signals = events::watch_signals(tx.clone())?;
     let chat =

@@ -6,6 +6,7 @@
 //! (so new conversations from one address do not get fresh buckets). A room message is encoded once and queued to every member's session
 //! through the server handle, so broadcast crosses loops.
 
+mod checks;
 mod clustered;
 mod config;
 mod handler;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
 
+pub use checks::{CLIENT_KEEPALIVE, SettingError, SettingWarning};
 pub use config::ChatServerConfig;
 pub use hub::ChatCounters;
 
