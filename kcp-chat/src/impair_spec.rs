@@ -1,6 +1,7 @@
 //! Parses an impairment spec such as `loss=0.1,delay=40ms,jitter=20ms,dup=0.01,seed=7`
 //! into a [`kcp_net::impair::ImpairConfig`].
 
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -138,6 +139,24 @@ impl FromStr for ImpairSpec {
     }
 }
 
+impl fmt::Display for ImpairSpec {
+    /// The spec as it parses back: `loss=0.1,delay=30ms,jitter=20ms,dup=0,reorder=0,seed=7`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loss={},delay={},jitter={},dup={},reorder={},seed={}",
+            self.loss,
+            humantime::format_duration(self.delay),
+            humantime::format_duration(self.jitter),
+            self.duplicate,
+            self.reorder,
+            self.seed
+        )
+    }
+}
+
+crate::serde_text::serde_as_text!(ImpairSpec);
+
 impl ImpairSpec {
     /// The `kcp-net` impairment: delay uniform in `delay ± jitter` (clamped at 0).
     pub fn to_config(&self) -> ImpairConfig {
@@ -209,6 +228,8 @@ mod tests {
         assert_eq!(config.link.loss, LossModel::Random { rate: 0.1 });
         assert_eq!((config.link.delay_ms, config.link.jitter_ms), (20, 40));
         assert_eq!("".parse::<ImpairSpec>().unwrap(), ImpairSpec::default());
+        // The text form parses back to the same spec.
+        assert_eq!(spec.to_string().parse::<ImpairSpec>().unwrap(), spec);
     }
 
     #[test]

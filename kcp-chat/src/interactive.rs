@@ -554,7 +554,20 @@ where
     R: BufRead + Send + 'static,
     W: Write,
 {
-    let lines = read_lines(input);
+    run_client_from(options, read_lines(input), out)
+}
+
+/// As [`run_client`], with the input already turned into lines on a channel: each
+/// `Some(line)` is a line typed, `None` (or the sender dropped) the end of input. A
+/// line editor on another thread feeds it this way.
+///
+/// # Errors
+/// As [`run_client`].
+pub fn run_client_from<W: Write>(
+    options: ClientOptions,
+    lines: Receiver<Option<String>>,
+    out: W,
+) -> Result<ClientExit, ChatError> {
     let chat = ChatClient::connect(options.server, &options.nick, options.config)?;
     let mut session = Session {
         chat,

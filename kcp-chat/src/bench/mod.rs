@@ -34,6 +34,7 @@ use serde::Serialize;
 
 use crate::cluster::redis_server::{RedisServer, RedisServerError};
 use crate::cluster::{ClusterConfig, ClusterError};
+use crate::engine::EngineArgs;
 use crate::latency::Latencies;
 use crate::server::{ChatServer, ChatServerConfig};
 use worker::{Live, Shared, run_worker};
@@ -68,8 +69,9 @@ pub struct BenchOptions {
     pub size: usize,
     /// Threads driving the clients.
     pub threads: usize,
-    /// Engine preset.
-    pub preset: Preset,
+    /// Engine settings of the clients and the in-process servers: a preset and
+    /// knobs on top.
+    pub engine: EngineArgs,
     /// Show a progress line on stderr while running.
     pub progress: bool,
     /// The secure wire mode; default `false` (raw KCP) in this version, see
@@ -95,7 +97,7 @@ impl Default for BenchOptions {
             room_size: 10,
             size: 64,
             threads: 2,
-            preset: Preset::Fast,
+            engine: EngineArgs::preset(Preset::Fast),
             progress: true,
             secure: false,
             server_key: None,
@@ -396,7 +398,8 @@ struct Local {
 
 /// Starts the in-process servers `options` asks for.
 fn start_local(options: &BenchOptions) -> Result<Local, BenchError> {
-    let mut config = ChatServerConfig::new(options.preset);
+    let mut config = ChatServerConfig::new(options.engine.preset);
+    config.net.engine = options.engine.config().map_err(NetError::from)?;
     let identity = crate::trust::in_process_identity(options.secure)?;
     let key = identity.as_ref().map(ServerIdentity::public);
     config.net.secure = identity.map(ServerSecurity::new);
@@ -491,7 +494,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         .and_then(RedisServer::pid)
         .map_or(CpuProbe::None, |pid| CpuProbe::Pids(vec![pid]));
     let workers = options.threads.clamp(1, options.clients.max(1));
-    let mut config = ClientConfig::new(options.preset);
+    let mut config = ClientConfig::new(options.engine.preset);
+    config.engine = options.engine.config().map_err(NetError::from)?;
     config.flush_on_send = true;
     config.flush_on_input = true;
     config.recv_buffer = 256 << 10;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kcp_net::kcp_core::Config;
 use kcp_net::secure::{ClientSecurity, ServerSecurity};
 use kcp_net::{ClientConfig, NetError, Preset};
 
@@ -27,6 +28,7 @@ pub use tracker::Deliveries;
 use crate::client::ChatError;
 use crate::cluster::redis_server::{RedisServer, RedisServerError};
 use crate::cluster::{ClusterConfig, ClusterError};
+use crate::engine::EngineArgs;
 use crate::impair_spec::ImpairSpec;
 use crate::latency::LatencySummary;
 use crate::protocol::LOBBY;
@@ -49,8 +51,8 @@ pub struct DemoOptions {
     pub bots: usize,
     /// The link every datagram crosses, both ways.
     pub link: ImpairSpec,
-    /// Engine preset of the server and the bots.
-    pub preset: Preset,
+    /// Engine settings of the server and the bots: a preset and knobs on top.
+    pub engine: EngineArgs,
     /// How long the bots chat.
     pub duration: Duration,
     /// How long after chatting the bots wait for stragglers before the count.
@@ -58,7 +60,7 @@ pub struct DemoOptions {
     /// How long the bots may take to connect and join their rooms.
     pub setup: Duration,
     /// Mean time between two messages of one bot.
-    pub interval: Duration,
+    pub message_interval: Duration,
     /// Print the conversation.
     pub narrate: bool,
     /// Chat servers: 1 is a single server; more start a `redis-server` and that many
@@ -82,11 +84,11 @@ impl Default for DemoOptions {
                 seed: 7,
                 ..ImpairSpec::default()
             },
-            preset: Preset::Fast,
+            engine: EngineArgs::preset(Preset::Fast),
             duration: Duration::from_secs(10),
             drain: Duration::from_secs(4),
             setup: Duration::from_secs(10),
-            interval: Duration::from_millis(650),
+            message_interval: Duration::from_millis(650),
             narrate: true,
             nodes: 1,
             secure: true,
@@ -173,7 +175,7 @@ impl fmt::Display for DemoReport {
             o.bots,
             o.duration.as_secs_f64(),
             o.link.describe(),
-            o.preset
+            o.engine
         )?;
         writeln!(f, "  messages sent     {}", d.sent)?;
         writeln!(
@@ -240,7 +242,7 @@ impl fmt::Display for DemoReport {
     }
 }
 
-fn plans(options: &DemoOptions) -> Vec<BotPlan> {
+fn plans(options: &DemoOptions, engine: &Config) -> Vec<BotPlan> {
     let bots = options.bots.max(1);
     let lobby: BTreeSet<usize> = (0..bots).collect();
     let side: BTreeSet<usize> = (0..bots).step_by(2).collect();
@@ -252,7 +254,8 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
             } else {
                 format!("{base}{}", i / NAMES.len())
             };
-            let mut config = ClientConfig::new(options.preset);
+            let mut config = ClientConfig::new(options.engine.preset);
+            config.engine = engine.clone();
             config.flush_on_send = true;
             config.flush_on_input = true;
             config.impair = Some(
@@ -275,7 +278,7 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
                 nick,
                 rooms,
                 members,
-                interval: options.interval,
+                interval: options.message_interval,
                 config,
                 seed: options.link.seed.wrapping_mul(1000) + i as u64,
                 narrate: i == 0,
@@ -291,9 +294,11 @@ fn plans(options: &DemoOptions) -> Vec<BotPlan> {
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let nodes = options.nodes.max(1);
+    let engine = options.engine.config().map_err(NetError::from)?;
     let identity = crate::trust::in_process_identity(options.secure)?;
     let server_config = |node: usize| {
-        let mut config = ChatServerConfig::new(options.preset);
+        let mut config = ChatServerConfig::new(options.engine.preset);
+        config.net.engine = engine.clone();
         config.net.secure = identity.clone().map(ServerSecurity::new);
         config.net.impair = Some(if node == 0 {
             options.link.to_config()
@@ -322,7 +327,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport
             .collect::<Result<Vec<_>, _>>()?;
         (Some(redis), servers)
     };
-    let mut plans = plans(options);
+    let mut plans = plans(options, &engine);
     if let Some(identity) = &identity {
         for plan in &mut plans {
             plan.config.secure = Some(ClientSecurity::new(identity.public()));

@@ -6,11 +6,13 @@
 //! (so new conversations from one address do not get fresh buckets). A room message is encoded once and queued to every member's session
 //! through the server handle, so broadcast crosses loops.
 
+mod checks;
 mod clustered;
 mod config;
 mod handler;
 mod hub;
 mod ip_table;
+pub mod metrics;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
 
+pub use checks::{CLIENT_KEEPALIVE, SettingError, SettingWarning};
 pub use config::ChatServerConfig;
 pub use hub::ChatCounters;
 

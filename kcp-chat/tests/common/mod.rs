@@ -22,11 +22,11 @@ pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
 }
 
-/// Reads a child's stdout lines on a thread into a channel.
-fn lines_of(stdout: std::process::ChildStdout) -> Receiver<String> {
+/// Reads a child's output lines on a thread into a channel.
+fn lines_of(output: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
@@ -36,26 +36,29 @@ fn lines_of(stdout: std::process::ChildStdout) -> Receiver<String> {
     rx
 }
 
-/// A child process that is killed when dropped, with its stdout as lines.
+/// A child process that is killed when dropped, with its stdout and stderr as lines.
 pub struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    errors: Receiver<String>,
     /// Every line seen so far (for failure messages).
     pub seen: Vec<String>,
 }
 
 impl Proc {
     fn spawn(mut command: Command, stdin: bool) -> Self {
-        command.stdout(Stdio::piped()).stderr(Stdio::null());
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
         let mut child = command.spawn().expect("spawning kcp-chat");
         let lines = lines_of(child.stdout.take().expect("stdout"));
+        let errors = lines_of(child.stderr.take().expect("stderr"));
         let stdin = child.stdin.take();
         Self {
             child,
             stdin,
             lines,
+            errors,
             seen: Vec::new(),
         }
     }
@@ -80,6 +83,21 @@ impl Proc {
                 Err(RecvTimeoutError::Disconnected) => {
                     panic!("output ended without a matching line; saw {:#?}", self.seen)
                 }
+            }
+        }
+    }
+
+    /// The next stderr line matching `want` within `timeout`.
+    #[track_caller]
+    pub fn expect_stderr(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.errors.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no matching stderr line within {timeout:?} ({e}); saw {seen:#?}"),
             }
         }
     }
@@ -234,7 +252,7 @@ impl Server {
     }
 
     /// `kcp-chat client` for `nick` on this server, with extra `args`.
-    fn client_command(&self, nick: &str, args: &[&str]) -> Command {
+    pub fn client_command(&self, nick: &str, args: &[&str]) -> Command {
         let mut command = binary();
         command
             .args(["client", "--server", &self.addr.to_string(), "--nick", nick])

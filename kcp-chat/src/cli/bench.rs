@@ -1,0 +1,103 @@
+//! `kcp-chat bench`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::endpoint::Endpoint;
+use kcp_chat::engine::EngineArgs;
+
+use super::logging;
+
+#[derive(Args, Debug)]
+pub(super) struct BenchArgs {
+    /// The secure protocol instead of raw KCP (opt-in for the bench in this version:
+    /// with many clients connecting at once most secure handshakes failed, not yet
+    /// understood).
+    #[arg(long)]
+    secure: bool,
+    /// The key of the --server servers (with --secure); in-process servers get a
+    /// fresh key.
+    #[arg(long)]
+    server_key: Option<kcp_net::secure::PublicKey>,
+    /// The server to load (HOST:PORT); without it a server is started in this process. Repeat it
+    /// for the nodes of a cluster (--server A --server B): client i talks to the
+    /// (i mod n)th, so every room spans the nodes.
+    #[arg(long)]
+    server: Vec<Endpoint>,
+    /// Event loop threads of each in-process server.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
+    /// In-process servers when no --server is given: 2 or more start a redis-server
+    /// of the bench's own and that many cluster nodes; the report adds the latency
+    /// between nodes and Redis's CPU.
+    #[arg(long, default_value_t = 1, conflicts_with = "server")]
+    nodes: usize,
+    /// Make even a single in-process server a cluster node with its own Redis (to
+    /// measure what Redis alone costs).
+    #[arg(long, conflicts_with = "server")]
+    redis: bool,
+    /// Clients.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Messages per second per client.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// How long to send.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// How long to wait for the last deliveries.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Clients per room (each message goes to every member).
+    #[arg(long, default_value_t = 10)]
+    room_size: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Threads driving the clients.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress line on stderr.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub(super) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    logging::init(None, "warn");
+    super::engine_config(&args.engine)?;
+    let options = BenchOptions {
+        servers: args.server.iter().map(Endpoint::addr).collect(),
+        server_threads: args.server_threads,
+        nodes: args.nodes.max(1),
+        redis: args.redis,
+        clients: args.clients,
+        rate: args.rate,
+        duration: args.duration,
+        drain: args.drain,
+        room_size: args.room_size,
+        size: args.size,
+        threads: args.threads,
+        engine: args.engine,
+        progress: !args.no_progress,
+        secure: args.secure,
+        server_key: args.server_key,
+        ..BenchOptions::default()
+    };
+    let report = run_bench(&options).context("bench")?;
+    let mut out = std::io::stdout();
+    if args.json {
+        write_json(&report, &mut out)?;
+    } else {
+        writeln!(out, "{report}")?;
+    }
+    Ok(super::passed(report.passed()))
+}
