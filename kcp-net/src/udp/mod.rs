@@ -483,7 +483,7 @@ impl mio::event::Source for PolledSocket {
 }
 
 /// The body of a `mio::event::Source` impl that hands every call to the [`PolledSocket`]
-/// in field `$field` (the client and the server driver register as their socket).
+/// in field `$field` (the server driver registers as its socket).
 macro_rules! delegate_source {
     ($field:ident) => {
         fn register(
