@@ -5,6 +5,7 @@
 //! `recv(timeout)`, loops carry a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod forge;
 pub mod virtual_link;
 
 use std::collections::HashMap;
