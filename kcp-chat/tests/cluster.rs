@@ -429,6 +429,7 @@ fn the_bench_spreads_clients_over_the_nodes_it_is_given() {
     let output = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kcp-chat"))
         .args([
             "bench",
+            "--raw",
             "--clients",
             "12",
             "--rate",

@@ -78,25 +78,34 @@ fn demo_fails_when_the_link_eats_everything() {
     assert!(!stdout.contains("\n  lost              0\n"), "{stdout}");
 }
 
-#[test]
-fn bench_reports_json_with_nothing_lost() {
+/// Runs `kcp-chat bench ARGS --json --no-progress`, which must pass, and returns its
+/// report.
+#[track_caller]
+fn bench_json(args: &[&str]) -> serde_json::Value {
     let output = kcp_chat()
-        .args([
-            "bench",
-            "--clients",
-            "40",
-            "--rate",
-            "5",
-            "--duration",
-            "2s",
-        ])
-        .args(["--room-size", "8", "--json", "--no-progress"])
+        .arg("bench")
+        .args(args)
+        .args(["--json", "--no-progress"])
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    serde_json::from_str(&stdout).expect("JSON")
+}
+
+#[test]
+fn bench_reports_json_with_nothing_lost() {
+    let report = bench_json(&[
+        "--clients",
+        "40",
+        "--rate",
+        "5",
+        "--duration",
+        "2s",
+        "--room-size",
+        "8",
+    ]);
     assert_eq!(report["clients_ok"], 40);
     assert_eq!(report["lost"], 0);
     assert_eq!(report["duplicates"], 0);
@@ -106,6 +115,17 @@ fn bench_reports_json_with_nothing_lost() {
     assert_eq!(report["delivered"], report["expected"]);
     assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
     assert_eq!(report["server_cpu"]["source"], "in-process");
+    // Secure by default: all 40 handshook at once (only one did while the client's
+    // handshake poll kept its socket from the bench's poll).
+    assert_eq!(report["wire"], "secure");
+}
+
+#[test]
+fn bench_runs_raw_kcp_to_compare() {
+    let report = bench_json(&["--raw", "--clients", "8", "--rate", "5", "--duration", "1s"]);
+    assert_eq!(report["wire"], "raw");
+    assert_eq!(report["clients_ok"], 8);
+    assert_eq!(report["lost"], 0);
 }
 
 #[test]

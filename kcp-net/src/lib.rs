@@ -181,6 +181,9 @@ mod clock;
 mod config;
 mod conversation;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)] // the fuzz targets' entry points, not public API
+pub mod fuzzing;
 #[cfg(feature = "impair")]
 pub mod impair;
 mod lifecycle;

@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::forge::*;
 use common::*;
 use kcp_core::segment::{Command, HEADER_LEN, Header};
 use kcp_core::{Sn, Timestamp};
@@ -24,193 +23,31 @@ use kcp_net::{
     CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, Preset, ServerConfig, SessionCtx,
     SessionKey,
 };
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
-// ------------------------------------------------------------------- forging
-
-const IPV4_HEADER: usize = 20;
-const UDP_HEADER: usize = 8;
-
-/// Creates a raw IPv4 socket for UDP, or fails the test saying why.
-#[track_caller]
-fn raw_udp_socket(purpose: &str) -> Socket {
-    Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap_or_else(|e| {
-        panic!(
-            "{purpose} needs a raw IPv4 socket (root or CAP_NET_RAW), and creating one failed: \
-             {e}. These tests forge source addresses; they fail rather than skip."
-        )
-    })
-}
-
-fn is_loopback(addr: SocketAddrV4) -> bool {
-    addr.ip().octets()[0] == 127
-}
-
-fn v4(addr: SocketAddr) -> SocketAddrV4 {
-    match addr {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => panic!("an IPv4 address expected, got {a}"),
-    }
-}
-
-/// Sends UDP datagrams with any 127.0.0.0/8 source address and port: it builds the
-/// IPv4 and UDP headers itself. The kernel fills in the IP checksum and id (left
-/// zero); the UDP checksum is 0, "none", which IPv4 allows.
-struct Forger {
-    socket: Socket,
-    packet: Vec<u8>,
-}
-
-impl Forger {
-    #[track_caller]
-    fn new() -> Self {
-        let socket = raw_udp_socket("forging datagrams");
-        socket
-            .set_header_included_v4(true)
-            .unwrap_or_else(|e| panic!("IP_HDRINCL refused on the raw socket: {e}"));
-        // A raw UDP socket also receives a copy of every UDP datagram; this one is
-        // never read, so keep its receive buffer small.
-        let _ = socket.set_recv_buffer_size(4096);
-        let _ = socket.set_send_buffer_size(4 << 20);
-        Self {
-            socket,
-            packet: Vec::with_capacity(2048),
-        }
-    }
-
-    /// Sends `payload` from `from` to `to`, both in 127.0.0.0/8. Returns whether the
-    /// kernel took it (`false`: no buffer space, as a flood may meet).
-    fn send(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> bool {
-        assert!(
-            is_loopback(from) && is_loopback(to),
-            "only loopback addresses are ever forged: {from} -> {to}"
-        );
-        let udp_len = u16::try_from(UDP_HEADER + payload.len()).expect("a UDP datagram");
-        let total =
-            u16::try_from(IPV4_HEADER + UDP_HEADER + payload.len()).expect("an IPv4 packet");
-        let p = &mut self.packet;
-        p.clear();
-        p.extend_from_slice(&[0x45, 0]); // version 4, 5 words of header; TOS 0
-        p.extend_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(&[0, 0]); // id: the kernel fills it in
-        p.extend_from_slice(&[0x40, 0]); // don't fragment, offset 0
-        p.extend_from_slice(&[64, 17]); // TTL, protocol UDP
-        p.extend_from_slice(&[0, 0]); // header checksum: the kernel fills it in
-        p.extend_from_slice(&from.ip().octets());
-        p.extend_from_slice(&to.ip().octets());
-        p.extend_from_slice(&from.port().to_be_bytes());
-        p.extend_from_slice(&to.port().to_be_bytes());
-        p.extend_from_slice(&udp_len.to_be_bytes());
-        p.extend_from_slice(&[0, 0]); // no UDP checksum
-        p.extend_from_slice(payload);
-        let dest = SockAddr::from(SocketAddrV4::new(*to.ip(), 0));
-        loop {
-            match self.socket.send_to(p, &dest) {
-                Ok(n) => {
-                    assert_eq!(n, p.len(), "a raw send is whole");
-                    return true;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                // ENOBUFS: the flood outran the loopback queue.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return false,
-                Err(e) => panic!("raw send {from} -> {to} failed: {e}"),
-            }
-        }
-    }
-}
-
-/// Sees every UDP datagram delivered on this host (a raw socket gets a copy of each):
-/// an on-path attacker's view.
-struct Sniffer {
-    socket: Socket,
-}
-
-impl Sniffer {
-    #[track_caller]
-    fn new() -> Self {
-        let socket = raw_udp_socket("sniffing datagrams");
-        let _ = socket.set_recv_buffer_size(1 << 20);
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        Self { socket }
-    }
-
-    /// The first `Push` segment from `from` to `to` seen within `timeout`: its `sn`
-    /// and `ts`.
-    fn push_between(
-        &mut self,
-        from: SocketAddrV4,
-        to: SocketAddrV4,
-        timeout: Duration,
-    ) -> Option<(Sn, Timestamp)> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0u8; 65_536];
-        while Instant::now() < deadline {
-            let n = match (&self.socket).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    continue;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => panic!("sniffing: {e}"),
-            };
-            let packet = &buf[..n];
-            if n < IPV4_HEADER || packet[9] != 17 {
-                continue;
-            }
-            let ihl = usize::from(packet[0] & 0x0f) * 4;
-            if n < ihl + UDP_HEADER {
-                continue;
-            }
-            let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-            let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-            let udp = &packet[ihl..];
-            let sport = u16::from_be_bytes([udp[0], udp[1]]);
-            let dport = u16::from_be_bytes([udp[2], udp[3]]);
-            if SocketAddrV4::new(src, sport) != from || SocketAddrV4::new(dst, dport) != to {
-                continue;
-            }
-            let mut rest = &udp[UDP_HEADER..];
-            while rest.len() >= HEADER_LEN {
-                let Ok((header, payload)) = Header::parse(rest) else {
-                    break;
-                };
-                if header.cmd == Command::Push {
-                    return Some((header.sn, header.ts));
-                }
-                rest = &rest[HEADER_LEN + payload.len()..];
-            }
-        }
-        None
-    }
-}
 
 // ------------------------------------------------------------------- helpers
 
-/// The tests measure times and run floods: one at a time, so they do not disturb
-/// each other on a 2-core machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A small deterministic generator (xorshift64*): convs, ports and timestamps of the
-/// forgeries.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+/// The first `Push` segment from `from` to `to` that `sniffer` sees within `timeout`:
+/// its `sn` and `ts`.
+fn push_between(
+    sniffer: &mut Sniffer,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    timeout: Duration,
+) -> Option<(Sn, Timestamp)> {
+    let deadline = Instant::now() + timeout;
+    while let Some(datagram) = sniffer.next_between(from, to, deadline) {
+        let mut rest = &datagram[..];
+        while rest.len() >= HEADER_LEN {
+            let Ok((header, payload)) = Header::parse(rest) else {
+                break;
+            };
+            if header.cmd == Command::Push {
+                return Some((header.sn, header.ts));
+            }
+            rest = &rest[HEADER_LEN + payload.len()..];
+        }
     }
-
-    fn u32(&mut self) -> u32 {
-        (self.next() >> 32) as u32
-    }
+    None
 }
 
 fn first_push(conv: u32, ts: u32, payload: &[u8]) -> Vec<u8> {
@@ -219,34 +56,6 @@ fn first_push(conv: u32, ts: u32, payload: &[u8]) -> Vec<u8> {
         ..Header::new(conv, Command::Push, Sn::new(0))
     }
     .encode(payload)
-}
-
-/// Reads everything `socket` (nonblocking) receives until `until`; returns the bytes.
-fn drain_until(socket: &UdpSocket, until: Instant) -> usize {
-    let mut buf = [0u8; 2048];
-    let mut received = 0;
-    loop {
-        match socket.recv_from(&mut buf) {
-            Ok((n, _)) => received += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if Instant::now() >= until {
-                    return received;
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("reading a forged source's socket: {e}"),
-        }
-    }
-}
-
-/// A nonblocking UDP socket on `ip` (a port the OS picks): an address we forge from
-/// and listen at.
-fn listener(ip: Ipv4Addr) -> (UdpSocket, SocketAddrV4) {
-    let socket = UdpSocket::bind((ip, 0)).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let addr = v4(socket.local_addr().unwrap());
-    (socket, addr)
 }
 
 // ------------------------------------------------------------------- 1. control fields
@@ -294,8 +103,7 @@ fn forged_control_fields_from_the_victims_address_change_nothing() {
     // An on-path attacker reads the `sn` and `ts` of a segment the server sent.
     let mut sniffer = Sniffer::new();
     client.send(b"sniffed").unwrap();
-    let (sn, ts) = sniffer
-        .push_between(server_addr, victim, WAIT)
+    let (sn, ts) = push_between(&mut sniffer, server_addr, victim, WAIT)
         .expect("the server's echo seen on the wire");
     assert_eq!(&client.recv(WAIT).unwrap().expect("echo")[..], b"sniffed");
     drop(sniffer);
@@ -411,65 +219,6 @@ const FLOOD: usize = 20_000;
 const LISTENED_EVERY: usize = 50;
 const LISTENERS: u8 = 8;
 
-/// What the flood thread sent.
-#[derive(Debug, Default)]
-struct Flooded {
-    /// Datagrams and bytes the kernel took.
-    datagrams: usize,
-    bytes: usize,
-    /// Refused by the kernel (no buffer space).
-    refused: usize,
-    /// Bytes sent from each listened address.
-    from_listened: Vec<usize>,
-    distinct_sources: usize,
-}
-
-/// Forges `FLOOD` first segments (sn 0, random convs) to `server` from distinct
-/// addresses in 127.1.0.0/16, every `LISTENED_EVERY`th from one of `listened`.
-/// Reports on `progress` after the first quarter.
-fn flood(server: SocketAddrV4, listened: &[SocketAddrV4], progress: &Sender<()>) -> Flooded {
-    let mut forger = Forger::new();
-    let mut rng = Rng(0x5eed_0002);
-    let mut out = Flooded {
-        from_listened: vec![0; listened.len()],
-        ..Flooded::default()
-    };
-    let mut unlistened = 0usize;
-    for i in 0..FLOOD {
-        let datagram = first_push(rng.u32(), rng.u32(), b"let me in, please");
-        let (from, listened_index) = if i % LISTENED_EVERY == 0 {
-            let l = (i / LISTENED_EVERY) % listened.len();
-            (listened[l], Some(l))
-        } else {
-            // 127.1.1.1 onwards, one address each, never .0 or .255.
-            let ip = Ipv4Addr::new(
-                127,
-                1,
-                1 + (unlistened / 250) as u8,
-                1 + (unlistened % 250) as u8,
-            );
-            unlistened += 1;
-            let port = 1024 + (rng.u32() % 60_000) as u16;
-            (SocketAddrV4::new(ip, port), None)
-        };
-        if forger.send(from, server, &datagram) {
-            out.datagrams += 1;
-            out.bytes += datagram.len();
-            if let Some(l) = listened_index {
-                out.from_listened[l] += datagram.len();
-            }
-        } else {
-            out.refused += 1;
-            thread::yield_now();
-        }
-        if i == FLOOD / 4 {
-            let _ = progress.send(());
-        }
-    }
-    out.distinct_sources = unlistened + listened.len();
-    out
-}
-
 /// Echoes, and reports what happens to the sessions of the real clients (from
 /// 127.0.0.1; the forgeries come from 127.1.0.0/16).
 #[derive(Clone)]
@@ -525,7 +274,20 @@ fn a_spoofed_flood_from_many_addresses_neither_locks_out_a_new_client_nor_amplif
     let started = Instant::now();
     let flooder = {
         let listened = listened.clone();
-        thread::spawn(move || flood(server_addr, &listened, &progress_tx))
+        thread::spawn(move || {
+            let flood = Flood {
+                server: server_addr,
+                count: FLOOD,
+                network: 1,
+                listened: &listened,
+                listened_every: LISTENED_EVERY,
+                pace_every: None,
+                seed: 0x5eed_0002,
+            };
+            flood.run(&progress_tx, |_, rng| {
+                first_push(rng.u32(), rng.u32(), b"let me in, please")
+            })
+        })
     };
     progress
         .recv_timeout(WAIT)

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use kcp_net::secure::{
 use kcp_net::{
     CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, NetError, ServerConfig, SessionCtx,
 };
+use mio::{Interest, Poll, Token};
 
 /// Echoes messages and datagrams; reports closes.
 #[derive(Clone)]
@@ -86,7 +89,7 @@ fn a_sealed_echo_with_datagrams_and_a_close_the_server_learns_at_once() {
             break d;
         }
         assert!(Instant::now() < deadline, "no datagram echoed");
-        std::thread::sleep(Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(2));
     };
     assert_eq!(datagram.len(), max);
     assert!(matches!(
@@ -271,7 +274,7 @@ fn a_client_that_does_not_keep_up_is_closed_as_a_slow_consumer_and_told_why() {
             Instant::now() < deadline,
             "closed_slow_consumer never counted"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(server.handle().stats().total.closed_slow_consumer, 1);
     // The client learns why as soon as it reads again.
@@ -286,5 +289,63 @@ fn a_client_that_does_not_keep_up_is_closed_as_a_slow_consumer_and_told_why() {
         ),
         "{err}"
     );
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+/// The chat bench's start (issue 15, item 6): many clients handshake with one server
+/// at the same moment (more than `load_threshold`, so some may be asked for a
+/// cookie), then each is registered with one `mio` poll of the caller's, as a load
+/// generator does, and echoes. Every one connects and is served.
+#[test]
+fn a_hundred_clients_handshaking_at_once_all_connect_and_echo_on_one_poll() {
+    const CLIENTS: usize = 100;
+    let (server, identity, _closes) = secure_server(|_, _| {});
+    let mut config = client_config();
+    config.secure = Some(ClientSecurity::new(identity.public()));
+    let start = Arc::new(Barrier::new(CLIENTS));
+    let connecting: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (config, start, addr) = (config.clone(), Arc::clone(&start), server.local_addr());
+            thread::spawn(move || {
+                start.wait();
+                KcpClient::connect(addr, config)
+            })
+        })
+        .collect();
+    let clients: Vec<KcpClient> = connecting
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.join()
+                .expect("a connecting thread")
+                .unwrap_or_else(|e| panic!("client {i} did not connect: {e}"))
+        })
+        .collect();
+    echo_on_one_poll(clients, 0, 3, 200, Instant::now() + WAIT);
+    let stats = server.handle().stats().total;
+    assert_eq!(stats.handshakes, CLIENTS as u64, "{stats:?}");
+    assert_eq!(stats.sessions_opened, CLIENTS as u64, "{stats:?}");
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+/// A secure client registered with a poll of its caller's can still reconnect: the
+/// new handshake reads the socket itself (the caller's poll gets the events).
+#[test]
+fn a_client_registered_with_its_callers_poll_reconnects() {
+    let (server, identity, _closes) = secure_server(|_, _| {});
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    let poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut client, Token(0), Interest::READABLE)
+        .unwrap();
+    let old = client.conv();
+    let new = client
+        .reconnect()
+        .expect("a reconnect under the caller's poll");
+    assert_ne!(old, new);
+    poll.registry().deregister(&mut client).unwrap();
+    echo(&mut client, b"on the new conversation");
+    let stats = wait_for_stats(&server, &mut client, |s| s.handshakes >= 2);
+    assert_eq!(stats.handshakes, 2, "{stats:?}");
     server.shutdown(Duration::ZERO).unwrap();
 }

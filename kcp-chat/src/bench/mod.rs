@@ -74,8 +74,7 @@ pub struct BenchOptions {
     pub engine: EngineArgs,
     /// Show a progress line on stderr while running.
     pub progress: bool,
-    /// The secure wire mode; default `false` (raw KCP) in this version, see
-    /// `kcp-chat bench --help`.
+    /// The secure wire mode (the default); `false` speaks raw KCP, to compare.
     pub secure: bool,
     /// The key of the `servers` (secure mode with servers of its own); in-process
     /// servers get a fresh key the clients pin.
@@ -99,7 +98,7 @@ impl Default for BenchOptions {
             threads: 2,
             engine: EngineArgs::preset(Preset::Fast),
             progress: true,
-            secure: false,
+            secure: true,
             server_key: None,
         }
     }
@@ -148,6 +147,8 @@ pub struct BenchReport {
     pub server: String,
     /// How many (cluster nodes, or 1).
     pub nodes: usize,
+    /// The wire mode: `"secure"` (the default) or `"raw"` (`--raw`).
+    pub wire: &'static str,
     /// Clients asked for.
     pub clients: usize,
     /// Clients that joined their room and stayed up.
@@ -217,14 +218,15 @@ impl fmt::Display for BenchReport {
         let l = &self.latency_ms;
         writeln!(
             f,
-            "bench: {} clients ({} ok) in {} rooms, {} msg/s each for {:.0} s, {} B messages, server {}",
+            "bench: {} clients ({} ok) in {} rooms, {} msg/s each for {:.0} s, {} B messages, server {} ({})",
             self.clients,
             self.clients_ok,
             self.rooms,
             self.rate,
             self.duration_s,
             self.size,
-            self.server
+            self.server,
+            self.wire
         )?;
         writeln!(
             f,
@@ -671,6 +673,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     Ok(BenchReport {
         server: names.join(" "),
         nodes: servers.len(),
+        wire: if options.secure { "secure" } else { "raw" },
         clients: options.clients,
         clients_ok: options.clients - failed - refused,
         refused_busy: refused,

@@ -25,6 +25,11 @@ pub use events::ClientEvent;
 /// Most datagrams one `tick` reads before running timers (as the server loop's bound).
 const MAX_DATAGRAMS_PER_TICK: usize = 8 * BATCH;
 
+/// How long a handshake under the caller's poll (which gets the readiness events)
+/// sleeps before it reads the socket again: short next to a round trip's retry
+/// (250 ms), long enough not to spin.
+const EXTERNALLY_POLLED_STEP: Duration = Duration::from_millis(1);
+
 /// Why a conversation ended (kept so every later call reports it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Failure {
@@ -174,7 +179,15 @@ impl KcpClient {
                 let Ok(()) = kcp_core::Transmit::commit(&mut sink, initiation.len());
                 self.flush_socket(now);
             }
-            self.wait(handshake.next_deadline().saturating_duration_since(now))?;
+            let left = handshake.next_deadline().saturating_duration_since(now);
+            if self.socket.is_registered() {
+                // The caller's poll gets the readiness events (a reconnect under it):
+                // look again in short steps, up to the handshake timeout.
+                std::thread::sleep(left.min(EXTERNALLY_POLLED_STEP));
+                self.readable = true;
+            } else {
+                self.wait(left)?;
+            }
             self.read_raw(&mut received)?;
             let now = Instant::now();
             for datagram in received.drain(..) {
@@ -652,8 +665,37 @@ impl KcpClient {
 /// A registered client cannot block in [`KcpClient::recv`] or [`KcpClient::wait_acknowledged`];
 /// call [`KcpClient::tick`] / [`KcpClient::try_recv`] when its token fires or its
 /// [`next_deadline`](KcpClient::next_deadline) passes.
+///
+/// The poll of its own that a blocking call (a secure handshake in
+/// [`KcpClient::connect`], [`KcpClient::recv`]) created is dropped first: `mio`
+/// allows a socket in one registry at a time (debug builds refuse a second one with
+/// `AlreadyExists`), and readiness belongs to the caller's poll from now on. After a
+/// `deregister`, a blocking call makes a new one.
 impl mio::event::Source for KcpClient {
-    crate::udp::delegate_source!(socket);
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        if let Some((poll, _)) = self.poll.take() {
+            poll.registry().deregister(self.socket.inner_mut())?;
+        }
+        self.socket.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.socket.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        self.socket.deregister(registry)
+    }
 }
 
 /// A random conv, never 0 and never `old`.

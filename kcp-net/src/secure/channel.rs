@@ -165,6 +165,19 @@ impl SecureChannel {
         &self.counters
     }
 
+    /// What opening a datagram may change (the key epoch, the replay window, the
+    /// counts of opened datagrams and of rekeys followed): equal before and after a
+    /// refused datagram.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn receive_state(&self) -> (u8, ReplayWindow, u64, u64) {
+        (
+            self.recv_epoch,
+            self.replay.clone(),
+            self.counters.opened,
+            self.counters.rekeys_received,
+        )
+    }
+
     /// Opens a transport datagram. On any error nothing changes but the counter.
     pub(crate) fn open(&mut self, datagram: &[u8]) -> Result<Opened<'_>, OpenError> {
         match self.try_open(datagram) {

@@ -408,6 +408,13 @@ impl Responder {
         })
     }
 
+    /// The cookie the jar gives `addr` at `now` (what a client that proved its
+    /// address would have), for the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn cookie_for(&mut self, now: Instant, addr: SocketAddr) -> [u8; 16] {
+        self.jar.cookie(now, addr)
+    }
+
     /// Appends a reject to `out` for the initiation from the client's `sender`.
     pub(crate) fn reject(&self, reason: RejectReason, sender: u32, out: &mut Vec<u8>) {
         write_reject(out, reason, sender);

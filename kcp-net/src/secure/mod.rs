@@ -46,6 +46,13 @@ pub(crate) use channel::SecureChannel;
 pub(crate) use handshake::{Accepted, Responder, Screened};
 pub(crate) use session::{Delivered, SecureSession};
 pub(crate) use wire::{Kind, RejectReason, transport_receiver};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use {
+    cookie::{Macs, put_mac2},
+    handshake::Established,
+    seal::Key,
+    wire::{Inner, initiation, transport},
+};
 
 /// A server's secure mode: its identity and how it admits handshakes.
 #[derive(Clone, Debug)]

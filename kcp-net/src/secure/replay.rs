@@ -13,7 +13,7 @@ const WORDS: usize = (WINDOW / 64) as usize;
 /// Checking ([`is_fresh`](Self::is_fresh)) and marking ([`mark`](Self::mark)) are
 /// separate, so a datagram is marked only once its seal verified: a forged counter
 /// changes nothing.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayWindow {
     /// The next counter above everything seen (0: nothing seen).
     next: u64,

@@ -499,6 +499,22 @@ impl ServerDriver {
         self.deliver(i, key, now);
     }
 
+    /// Takes `datagram` from `from` as if the socket had just delivered it (counted,
+    /// routed, opening a session within the limits), for the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn inject(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.outbox.set_now(now);
+        self.recv.load(from, datagram);
+        let (meta, _) = self.recv.get(0);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += meta.len as u64;
+        if meta.truncated {
+            self.stats.dropped_truncated += 1;
+        } else {
+            self.datagram(0, now, &mut |_, _| true);
+        }
+    }
+
     /// Feeds datagram `i` of the receive batch to session `key`.
     pub(super) fn deliver(&mut self, i: usize, key: SessionKey, now: Instant) {
         let (meta, datagram) = self.recv.get(i);

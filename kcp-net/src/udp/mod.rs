@@ -223,6 +223,22 @@ impl RecvBatch {
         (meta, &self.buf[meta.start..meta.start + meta.len])
     }
 
+    /// Puts `datagram` from `from` in the first slot as the only one received (cut,
+    /// and marked truncated, if longer than a slot), for the fuzz harness.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn load(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let len = datagram.len().min(self.slot);
+        self.buf[..len].copy_from_slice(&datagram[..len]);
+        self.meta.clear();
+        self.meta.push(RecvMeta {
+            addr: from,
+            start: 0,
+            len,
+            truncated: datagram.len() > len,
+        });
+        self.full = false;
+    }
+
     /// For implementations: the slot size, the empty slots to fill, and the metadata
     /// list to push to (with offsets into the whole buffer: slot `i` starts at
     /// `i * slot size`).
@@ -483,7 +499,7 @@ impl mio::event::Source for PolledSocket {
 }
 
 /// The body of a `mio::event::Source` impl that hands every call to the [`PolledSocket`]
-/// in field `$field` (the client and the server driver register as their socket).
+/// in field `$field` (the server driver registers as its socket).
 macro_rules! delegate_source {
     ($field:ident) => {
         fn register(

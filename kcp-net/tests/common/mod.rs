@@ -5,6 +5,7 @@
 //! `recv(timeout)`, loops carry a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod forge;
 pub mod virtual_link;
 
 use std::collections::HashMap;
@@ -191,17 +192,33 @@ fn drive_clients(
     timeout: Duration,
 ) {
     let deadline = Instant::now() + timeout;
+    let clients = (0..count)
+        .map(|_| KcpClient::connect(server, config.clone()).unwrap())
+        .collect();
+    echo_on_one_poll(clients, first, messages, size, deadline);
+}
+
+/// Registers `clients` (numbered from `first`) with one `mio` poll, as a load
+/// generator does, sends `messages` messages of `size` bytes on each at once and
+/// verifies every echo in order, by `deadline`.
+#[track_caller]
+pub fn echo_on_one_poll(
+    mut clients: Vec<KcpClient>,
+    first: usize,
+    messages: usize,
+    size: usize,
+    deadline: Instant,
+) {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let count = clients.len();
     let mut poll = Poll::new().unwrap();
-    let mut clients = Vec::with_capacity(count);
-    for i in 0..count {
-        let mut client = KcpClient::connect(server, config.clone()).unwrap();
+    for (i, client) in clients.iter_mut().enumerate() {
         poll.registry()
-            .register(&mut client, Token(i), Interest::READABLE)
-            .unwrap();
+            .register(client, Token(i), Interest::READABLE)
+            .unwrap_or_else(|e| panic!("registering client {}: {e}", first + i));
         for m in 0..messages {
             client.send(&payload(first + i, m, size)).unwrap();
         }
-        clients.push(client);
     }
     let mut received = vec![0usize; count];
     let mut done = 0;
