@@ -14,10 +14,12 @@
 //! the report then also gives the latency of the deliveries between nodes and the
 //! CPU of the Redis we started.
 
+mod bare;
 mod cpu;
 mod server_side;
 mod worker;
 
+pub use bare::{BareReport, run_bare};
 pub use server_side::ServerSide;
 
 use std::fmt;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use kcp_chat::bench::{BenchOptions, run_bench, write_json};
+use kcp_chat::bench::{BenchOptions, run_bare, run_bench, write_json};
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 
@@ -17,6 +17,12 @@ pub(super) struct BenchArgs {
     /// Raw KCP instead of the secure protocol (to compare their costs).
     #[arg(long)]
     raw: bool,
+    /// The floor instead of the chat: the same room traffic over bare UDP (a relay
+    /// thread copies each datagram to its room's members, batched I/O, no reliability),
+    /// the machine's ceiling of deliveries per second to compare the chat with. Uses
+    /// --clients, --rate, --duration, --drain, --room-size, --size and --threads.
+    #[arg(long, conflicts_with_all = ["server", "raw", "server_key", "nodes", "redis"])]
+    bare_udp: bool,
     /// The key of the --server servers (secure mode); in-process servers get a fresh
     /// key.
     #[arg(long)]
@@ -90,6 +96,17 @@ pub(super) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         server_key: args.server_key,
         ..BenchOptions::default()
     };
+    if args.bare_udp {
+        let report = run_bare(&options).context("bare-UDP bench")?;
+        let mut out = std::io::stdout();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{report}")?;
+        }
+        return Ok(super::passed(report.lost == 0));
+    }
     let report = run_bench(&options).context("bench")?;
     let mut out = std::io::stdout();
     if args.json {
