@@ -16,7 +16,7 @@ use kcp_net::ClientConfig;
 use kcp_net::secure::ClientSecurity;
 
 use super::line_editor::{self, LineEditor};
-use super::logging;
+use super::logging::{self, LogFormat};
 
 #[derive(Args, Debug)]
 pub(super) struct ClientArgs {
@@ -71,10 +71,13 @@ pub(super) struct ClientArgs {
     /// Log filter (overrides RUST_LOG); default warn.
     #[arg(long)]
     log: Option<String>,
+    /// Log output: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    logging::init(args.log.as_deref(), "warn");
+    logging::init(args.log.as_deref(), "warn", args.log_format);
     let mut config = ClientConfig::new(args.engine.preset);
     config.engine = super::engine_config(&args.engine)?;
     config.flush_on_send = true;

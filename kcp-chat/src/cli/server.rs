@@ -17,9 +17,10 @@ use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
 use serde::{Deserialize, Serialize};
 
+use super::config_file;
 use super::events::{self, Event};
+use super::logging::{self, LogFormat};
 use super::metrics::MetricsServer;
-use super::{config_file, logging};
 
 /// `kcp-chat server`'s flags, also the keys of its config file (`--config`): a key
 /// is the flag's name with `_` for `-` (engine knobs in `[engine]`, cluster settings
@@ -121,6 +122,9 @@ pub(super) struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
+    /// Log output: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -194,7 +198,7 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
         writeln!(std::io::stdout(), "{}", text.trim_end())?;
         return Ok(ExitCode::SUCCESS);
     }
-    logging::init(args.log.as_deref(), "info");
+    logging::init(args.log.as_deref(), "info", args.log_format);
     let mut config = ChatServerConfig::new(args.engine.preset);
     config.net.engine = super::engine_config(&args.engine)?;
     config.net.threads = args.threads;
