@@ -12,7 +12,7 @@ use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
-use kcp_chat::server::{CLIENT_KEEPALIVE, ChatServer, ChatServerConfig, metrics};
+use kcp_chat::server::{CLIENT_KEEPALIVE, ChatServer, ChatServerConfig, SettingWarning, metrics};
 use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
 use serde::{Deserialize, Serialize};
@@ -190,15 +190,9 @@ fn settle(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ServerArgs> 
     Ok(settled)
 }
 
-pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let args = settle(args, matches)?;
-    if args.print_config {
-        super::engine_config(&args.engine)?;
-        let text = toml::to_string(&args).context("printing the settings")?;
-        writeln!(std::io::stdout(), "{}", text.trim_end())?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    logging::init(args.log.as_deref(), "info", args.log_format);
+/// The chat server's settings the flags ask for (without the key), checked: the
+/// warnings for settings that work badly, an error for one that cannot work.
+fn chat_config(args: &ServerArgs) -> anyhow::Result<(ChatServerConfig, Vec<SettingWarning>)> {
     let mut config = ChatServerConfig::new(args.engine.preset);
     config.net.engine = super::engine_config(&args.engine)?;
     config.net.threads = args.threads;
@@ -220,6 +214,19 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     let warnings = config
         .check(CLIENT_KEEPALIVE)
         .context("refusing the settings")?;
+    Ok((config, warnings))
+}
+
+pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let args = settle(args, matches)?;
+    let (mut config, warnings) = chat_config(&args)?;
+    if args.print_config {
+        // Printed settings are settings that start a server (warnings aside).
+        let text = toml::to_string(&args).context("printing the settings")?;
+        writeln!(std::io::stdout(), "{}", text.trim_end())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    logging::init(args.log.as_deref(), "info", args.log_format);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
