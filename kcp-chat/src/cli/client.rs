@@ -11,6 +11,7 @@ use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client, run_client_from};
 use kcp_chat::protocol::LOBBY;
+use kcp_chat::server::CLIENT_KEEPALIVE;
 use kcp_chat::trust::{self, KnownServers, Trusted};
 use kcp_net::ClientConfig;
 use kcp_net::secure::ClientSecurity;
@@ -50,8 +51,8 @@ pub(super) struct ClientArgs {
     impair: Option<ImpairSpec>,
     /// Send a keepalive after this long without sending anything (servers refuse
     /// an idle timeout shorter than the default, 3 s).
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    keepalive: Duration,
+    #[arg(long, default_value_t = CLIENT_KEEPALIVE.into())]
+    keepalive: humantime::Duration,
     /// Reconnect when the server has been silent this long while we wait for it.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     server_timeout: Duration,
@@ -82,7 +83,7 @@ pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     config.engine = super::engine_config(&args.engine)?;
     config.flush_on_send = true;
     config.flush_on_input = true;
-    config.keepalive = Some(args.keepalive);
+    config.keepalive = Some(args.keepalive.into());
     config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
     let name = args.server.to_string();
