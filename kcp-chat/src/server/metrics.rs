@@ -395,6 +395,16 @@ mod tests {
     }
 
     #[test]
+    fn every_socket_counter_is_served() {
+        // The LoopStats fields `net` serves: all but `sessions_active`, which
+        // `kcp_chat_sessions` already counts. A field kcp-net adds fails this until
+        // `net` serves it (and this count is raised).
+        const SERVED: usize = 54;
+        let fields = format!("{:?}", LoopStats::default()).matches(": 0").count();
+        assert_eq!(fields, SERVED + 1, "LoopStats changed: serve the new field");
+    }
+
+    #[test]
     fn the_values_are_the_counters() {
         let text = render(&stats());
         for sample in [
