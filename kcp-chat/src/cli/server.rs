@@ -255,6 +255,12 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     }
     let (tx, events) = mpsc::channel();
     let signals = events::watch_signals(tx.clone())?;
+    // Before the chat server, so a metrics address in use fails before any client
+    // is accepted.
+    let metrics = match &args.metrics {
+        Some(addr) => Some(MetricsServer::start(addr.addr(), tx)?),
+        None => None,
+    };
     let chat =
         match &args.cluster.redis {
             None => ChatServer::bind(args.listen.addr(), config)
@@ -278,10 +284,6 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     // clean shutdown.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening {}", chat.local_addr());
-    let metrics = match &args.metrics {
-        Some(addr) => Some(MetricsServer::start(addr.addr(), tx)?),
-        None => None,
-    };
     if let Some(metrics) = &metrics {
         let _ = writeln!(stdout, "metrics http://{}/metrics", metrics.addr());
     }
