@@ -10,7 +10,7 @@ use kcp_chat::bench::{BenchOptions, run_bare, run_bench, write_json};
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 
-use super::logging;
+use super::logging::{self, LogFormat};
 
 #[derive(Args, Debug)]
 pub(super) struct BenchArgs {
@@ -76,7 +76,7 @@ pub(super) struct BenchArgs {
 }
 
 pub(super) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    logging::init(None, "warn");
+    logging::init(None, "warn", LogFormat::Text);
     super::engine_config(&args.engine)?;
     let options = BenchOptions {
         servers: args.server.iter().map(Endpoint::addr).collect(),

@@ -11,12 +11,13 @@ use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
 use kcp_chat::interactive::{ClientExit, ClientOptions, run_client, run_client_from};
 use kcp_chat::protocol::LOBBY;
+use kcp_chat::server::CLIENT_KEEPALIVE;
 use kcp_chat::trust::{self, KnownServers, Trusted};
 use kcp_net::ClientConfig;
 use kcp_net::secure::ClientSecurity;
 
 use super::line_editor::{self, LineEditor};
-use super::logging;
+use super::logging::{self, LogFormat};
 
 #[derive(Args, Debug)]
 pub(super) struct ClientArgs {
@@ -50,8 +51,8 @@ pub(super) struct ClientArgs {
     impair: Option<ImpairSpec>,
     /// Send a keepalive after this long without sending anything (servers refuse
     /// an idle timeout shorter than the default, 3 s).
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    keepalive: Duration,
+    #[arg(long, default_value_t = CLIENT_KEEPALIVE.into())]
+    keepalive: humantime::Duration,
     /// Reconnect when the server has been silent this long while we wait for it.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     server_timeout: Duration,
@@ -71,15 +72,18 @@ pub(super) struct ClientArgs {
     /// Log filter (overrides RUST_LOG); default warn.
     #[arg(long)]
     log: Option<String>,
+    /// Log output: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub(super) fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
-    logging::init(args.log.as_deref(), "warn");
+    logging::init(args.log.as_deref(), "warn", args.log_format);
     let mut config = ClientConfig::new(args.engine.preset);
     config.engine = super::engine_config(&args.engine)?;
     config.flush_on_send = true;
     config.flush_on_input = true;
-    config.keepalive = Some(args.keepalive);
+    config.keepalive = Some(args.keepalive.into());
     config.server_timeout = args.server_timeout;
     config.impair = args.impair.as_ref().map(ImpairSpec::to_config);
     let name = args.server.to_string();

@@ -10,7 +10,7 @@ use kcp_chat::demo::{DemoOptions, run_demo};
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
 
-use super::logging;
+use super::logging::{self, LogFormat};
 
 #[derive(Args, Debug)]
 pub(super) struct DemoArgs {
@@ -67,7 +67,7 @@ fn probability(name: &str, value: &str) -> anyhow::Result<f64> {
 }
 
 pub(super) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    logging::init(None, "warn");
+    logging::init(None, "warn", LogFormat::Text);
     super::engine_config(&args.engine)?;
     let options = DemoOptions {
         bots: args.bots.max(1),

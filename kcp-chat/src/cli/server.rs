@@ -12,14 +12,15 @@ use kcp_chat::cluster::ClusterConfig;
 use kcp_chat::endpoint::Endpoint;
 use kcp_chat::engine::EngineArgs;
 use kcp_chat::impair_spec::ImpairSpec;
-use kcp_chat::server::{CLIENT_KEEPALIVE, ChatServer, ChatServerConfig, metrics};
+use kcp_chat::server::{CLIENT_KEEPALIVE, ChatServer, ChatServerConfig, SettingWarning, metrics};
 use kcp_chat::trust;
 use kcp_net::secure::{ServerIdentity, ServerSecurity};
 use serde::{Deserialize, Serialize};
 
+use super::config_file;
 use super::events::{self, Event};
+use super::logging::{self, LogFormat};
 use super::metrics::MetricsServer;
-use super::{config_file, logging};
 
 /// `kcp-chat server`'s flags, also the keys of its config file (`--config`): a key
 /// is the flag's name with `_` for `-` (engine knobs in `[engine]`, cluster settings
@@ -121,6 +122,9 @@ pub(super) struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
+    /// Log output: text, or json (one object per line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -186,15 +190,9 @@ fn settle(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ServerArgs> 
     Ok(settled)
 }
 
-pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let args = settle(args, matches)?;
-    if args.print_config {
-        super::engine_config(&args.engine)?;
-        let text = toml::to_string(&args).context("printing the settings")?;
-        writeln!(std::io::stdout(), "{}", text.trim_end())?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    logging::init(args.log.as_deref(), "info");
+/// The chat server's settings the flags ask for (without the key), checked: the
+/// warnings for settings that work badly, an error for one that cannot work.
+fn chat_config(args: &ServerArgs) -> anyhow::Result<(ChatServerConfig, Vec<SettingWarning>)> {
     let mut config = ChatServerConfig::new(args.engine.preset);
     config.net.engine = super::engine_config(&args.engine)?;
     config.net.threads = args.threads;
@@ -216,6 +214,19 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     let warnings = config
         .check(CLIENT_KEEPALIVE)
         .context("refusing the settings")?;
+    Ok((config, warnings))
+}
+
+pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let args = settle(args, matches)?;
+    let (mut config, warnings) = chat_config(&args)?;
+    if args.print_config {
+        // Printed settings are settings that start a server (warnings aside).
+        let text = toml::to_string(&args).context("printing the settings")?;
+        writeln!(std::io::stdout(), "{}", text.trim_end())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    logging::init(args.log.as_deref(), "info", args.log_format);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -244,6 +255,12 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     }
     let (tx, events) = mpsc::channel();
     let signals = events::watch_signals(tx.clone())?;
+    // Before the chat server, so a metrics address in use fails before any client
+    // is accepted.
+    let metrics = match &args.metrics {
+        Some(addr) => Some(MetricsServer::start(addr.addr(), tx)?),
+        None => None,
+    };
     let chat =
         match &args.cluster.redis {
             None => ChatServer::bind(args.listen.addr(), config)
@@ -267,10 +284,6 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     // clean shutdown.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening {}", chat.local_addr());
-    let metrics = match &args.metrics {
-        Some(addr) => Some(MetricsServer::start(addr.addr(), tx)?),
-        None => None,
-    };
     if let Some(metrics) = &metrics {
         let _ = writeln!(stdout, "metrics http://{}/metrics", metrics.addr());
     }

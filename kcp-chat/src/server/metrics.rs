@@ -4,9 +4,11 @@
 //! Every name starts with `kcp_chat_`. Counters end in `_total`; gauges (sessions,
 //! users, rooms, the cluster's buffer) do not. Drops are one family labelled by
 //! `cause`, closes one family labelled by `reason`, refused handshakes one family
-//! labelled by `cause`. The socket layer's counters are the sum over the event loops.
+//! labelled by `cause`. The socket layer's counters are the sum over the event loops;
+//! the loop lag is a gauge per loop (`loop="0"`, ...).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use kcp_net::LoopStats;
 
@@ -20,8 +22,8 @@ struct Family<'a> {
     name: &'a str,
     kind: &'a str,
     help: &'a str,
-    /// `(label name, label value)` (or none) and the value of each sample.
-    samples: Vec<(Option<(&'a str, &'a str)>, u64)>,
+    /// `(label name, label value)` (or none) and the value of each sample, as text.
+    samples: Vec<(Option<(&'a str, String)>, String)>,
 }
 
 impl Family<'_> {
@@ -47,7 +49,7 @@ fn one<'a>(name: &'a str, kind: &'a str, help: &'a str, value: u64) -> Family<'a
         name,
         kind,
         help,
-        samples: vec![(None, value)],
+        samples: vec![(None, value.to_string())],
     }
 }
 
@@ -62,7 +64,10 @@ fn labelled<'a>(
         name,
         kind: "counter",
         help,
-        samples: samples.iter().map(|&(l, v)| (Some((key, l)), v)).collect(),
+        samples: samples
+            .iter()
+            .map(|&(l, v)| (Some((key, l.to_owned())), v.to_string()))
+            .collect(),
     }
 }
 
@@ -252,8 +257,28 @@ pub fn render(stats: &ChatStats) -> String {
             ],
         ),
         counter("kicked_total", "Clients disconnected for abuse.", c.kicked),
+        counter(
+            "refused_busy_total",
+            "Hellos refused as server-busy (admission control).",
+            c.refused_busy,
+        ),
     ];
     families.extend(net(&stats.net.total));
+    families.push(Family {
+        name: "loop_lag_seconds",
+        kind: "gauge",
+        help: "How late each event loop served its timers, at worst, over the last one to two seconds.",
+        samples: stats
+            .net
+            .loops
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let seconds = Duration::from_micros(l.loop_lag_us).as_secs_f64();
+                (Some(("loop", i.to_string())), seconds.to_string())
+            })
+            .collect(),
+    });
     if let Some(cl) = &stats.cluster {
         families.extend([
             one(
@@ -327,6 +352,9 @@ mod tests {
         net.total.datagrams_in = 7;
         net.total.dropped_tampered = 2;
         net.total.closed_idle = 1;
+        let mut busy = LoopStats::default();
+        busy.loop_lag_us = 2_500;
+        net.loops = vec![LoopStats::default(), busy];
         ChatStats {
             sessions: 3,
             users: 2,
@@ -358,12 +386,22 @@ mod tests {
                 typed.insert(name.to_owned());
             } else {
                 let (series, value) = line.rsplit_once(' ').unwrap();
-                value.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+                value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
                 let name = series.split('{').next().unwrap();
                 assert!(typed.contains(name), "{name} has no TYPE line");
             }
         }
         assert_eq!(declared, typed);
+    }
+
+    #[test]
+    fn every_socket_counter_is_served() {
+        // The LoopStats fields `net` serves: all but `sessions_active`, which
+        // `kcp_chat_sessions` already counts. A field kcp-net adds fails this until
+        // `net` serves it (and this count is raised).
+        const SERVED: usize = 54;
+        let fields = format!("{:?}", LoopStats::default()).matches(": 0").count();
+        assert_eq!(fields, SERVED + 1, "LoopStats changed: serve the new field");
     }
 
     #[test]
@@ -379,6 +417,8 @@ mod tests {
             "kcp_chat_datagrams_in_total 7",
             "kcp_chat_datagrams_dropped_total{cause=\"tampered\"} 2",
             "kcp_chat_sessions_closed_total{reason=\"idle\"} 1",
+            "kcp_chat_loop_lag_seconds{loop=\"0\"} 0",
+            "kcp_chat_loop_lag_seconds{loop=\"1\"} 0.0025",
         ] {
             assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
         }
