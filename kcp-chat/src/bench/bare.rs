@@ -94,7 +94,10 @@ impl fmt::Display for BareReport {
             "  latency      p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
             l.p50, l.p90, l.p99, l.max
         )?;
-        for (name, cpu) in [("relay CPU", &self.relay_cpu), ("load CPU ", &self.load_cpu)] {
+        for (name, cpu) in [
+            ("relay CPU", &self.relay_cpu),
+            ("load CPU ", &self.load_cpu),
+        ] {
             if let Some(cpu) = cpu {
                 writeln!(
                     f,
@@ -394,7 +397,9 @@ impl Plan {
         while Instant::now() < setup_end && clients.iter().any(|c| !c.joined) {
             if Instant::now() >= next_join {
                 for c in clients.iter().filter(|c| !c.joined) {
-                    let _ = c.socket.send_to(&self.datagram(c.index, 0, &mut buf), self.relay);
+                    let _ = c
+                        .socket
+                        .send_to(&self.datagram(c.index, 0, &mut buf), self.relay);
                 }
                 next_join = Instant::now() + Duration::from_millis(200);
             }
@@ -451,7 +456,10 @@ impl Plan {
                 }
             }
         }
-        result.clients = clients.iter().map(|c| (c.index, c.sent, c.joined)).collect();
+        result.clients = clients
+            .iter()
+            .map(|c| (c.index, c.sent, c.joined))
+            .collect();
         result
     }
 

@@ -104,6 +104,22 @@ pub(super) struct ServerArgs {
     /// Messages of a room replayed to whoever joins it.
     #[arg(long, default_value_t = 20)]
     history: usize,
+    /// Admission control: while the event loop serves its timers later than this, new
+    /// users are refused with "server busy, retry in 5 s" instead of slowing everyone
+    /// down (users resuming are let in). 0s: never refuse.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    busy_lag: Duration,
+    /// Disconnect a client that cannot keep up: its queue was full and stayed over
+    /// half full this long (a secure client is told why). 0s: never.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    slow_consumer_timeout: Duration,
+    /// Frames a retransmission delayed arrive together: a client's rate limit tolerates
+    /// min(8 RTOs, this) of late frames before it counts a flood.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    max_late: Duration,
     /// Print the session count and counters this often (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
@@ -211,6 +227,10 @@ fn chat_config(args: &ServerArgs) -> anyhow::Result<(ChatServerConfig, Vec<Setti
     config.ip_burst = args.ip_burst;
     config.strikes = args.strikes;
     config.ip_strikes = args.ip_strikes;
+    config.busy_lag = (!args.busy_lag.is_zero()).then_some(args.busy_lag);
+    config.net.slow_consumer_timeout =
+        (!args.slow_consumer_timeout.is_zero()).then_some(args.slow_consumer_timeout);
+    config.max_late = args.max_late;
     let warnings = config
         .check(CLIENT_KEEPALIVE)
         .context("refusing the settings")?;
