@@ -399,7 +399,7 @@ impl Plan {
                 for c in clients.iter().filter(|c| !c.joined) {
                     let _ = c
                         .socket
-                        .send_to(&self.datagram(c.index, 0, &mut buf), self.relay);
+                        .send_to(self.datagram(c.index, 0, &mut buf), self.relay);
                 }
                 next_join = Instant::now() + Duration::from_millis(200);
             }
@@ -432,7 +432,7 @@ impl Plan {
                     if c.next_send <= now {
                         c.sent += 1;
                         let datagram = self.datagram(c.index, c.sent, &mut buf);
-                        let _ = c.socket.send_to(&datagram, self.relay);
+                        let _ = c.socket.send_to(datagram, self.relay);
                         let gap = rng.random_range(0.8..1.2) / self.rate.max(0.001);
                         c.next_send += Duration::from_secs_f64(gap);
                     }
