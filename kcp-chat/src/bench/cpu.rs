@@ -28,6 +28,11 @@ pub(crate) fn process_cpu(pid: u32) -> Option<Duration> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time used so far by the calling thread.
+pub(crate) fn this_thread_cpu() -> Option<Duration> {
+    parse_stat(&fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
 /// CPU time used so far by the threads of this process whose name starts with
 /// `prefix` (live threads only).
 pub(crate) fn own_threads_cpu(prefix: &str) -> Option<Duration> {

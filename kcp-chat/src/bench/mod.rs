@@ -332,8 +332,6 @@ enum CpuProbe {
     InProcess,
     /// Processes, added up.
     Pids(Vec<u32>),
-    /// This process's bench client threads (the load generator).
-    Bench,
     None,
 }
 
@@ -345,7 +343,6 @@ impl CpuProbe {
                 Some(loops + cpu::own_threads_cpu("kcp-chat-").unwrap_or_default())
             }
             Self::Pids(pids) => pids.iter().map(|pid| cpu::process_cpu(*pid)).sum(),
-            Self::Bench => cpu::own_threads_cpu("bench-"),
             Self::None => None,
         }
     }
@@ -353,7 +350,6 @@ impl CpuProbe {
     fn source(&self) -> String {
         match self {
             Self::InProcess => "in-process".into(),
-            Self::Bench => "bench client threads".into(),
             Self::Pids(pids) => {
                 let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
                 format!("pid {}", pids.join("+"))
@@ -567,7 +563,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let begin = Instant::now();
     let cpu_start = probe.read();
     let redis_start = redis_probe.read();
-    let load_start = cpu::own_threads_cpu("bench-");
     let drops_start = server_side::udp_rcvbuf_errors();
     let side = || {
         local.as_ref().map(|l| {
@@ -580,7 +575,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut last_line = Instant::now();
     let mut cpu_end = None;
     let mut redis_end = None;
-    let mut load_end = None;
     let mut drops_end = None;
     let mut side_end = None;
     while handles.iter().any(|h| !h.is_finished()) {
@@ -595,7 +589,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         if !sending && cpu_end.is_none() {
             cpu_end = probe.read();
             redis_end = redis_probe.read();
-            load_end = cpu::own_threads_cpu("bench-");
             drops_end = server_side::udp_rcvbuf_errors();
             side_end = side();
         }
@@ -614,7 +607,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     }
     let cpu_end = cpu_end.or_else(|| probe.read());
     let redis_end = redis_end.or_else(|| redis_probe.read());
-    let load_end = load_end.or_else(|| cpu::own_threads_cpu("bench-"));
     let drops_end = drops_end.or_else(server_side::udp_rcvbuf_errors);
     let server_side = side_end.or_else(side).zip(side_start).map(|(end, start)| {
         let mut side = end.since(&start);
@@ -625,6 +617,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut cross_node = Latencies::new();
     let mut failed = 0;
     let mut refused = 0;
+    // The workers' own CPU over the sending phase: the load generator.
+    let mut load_seconds = Some(Duration::ZERO);
     let mut retransmits = 0;
     let mut delivered = 0;
     for handle in handles {
@@ -633,6 +627,10 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         cross_node.merge(&result.cross_node);
         failed += result.failed;
         refused += result.refused;
+        load_seconds = match (load_seconds, result.sending_cpu) {
+            (Some(sum), Some(cpu)) => Some(sum + cpu),
+            _ => None,
+        };
         retransmits += result.retransmits;
         delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
     }
@@ -670,7 +668,12 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let server_cpu = probe.between(cpu_start, cpu_end, options.duration);
     let redis_cpu = redis_probe.between(redis_start, redis_end, options.duration);
-    let load_cpu = CpuProbe::Bench.between(load_start, load_end, options.duration);
+    let load_cpu = load_seconds.map(|seconds| ServerCpu {
+        source: "bench client threads".into(),
+        seconds: seconds.as_secs_f64(),
+        percent_of_one_core: 100.0 * seconds.as_secs_f64()
+            / options.duration.as_secs_f64().max(0.001),
+    });
     let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
     Ok(BenchReport {
         server: names.join(" "),

@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
+use super::cpu;
 use crate::client::{ChatClient, ChatError};
 use crate::latency::Latencies;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -91,6 +92,8 @@ pub(crate) struct WorkerResult {
     /// Clients the server refused as busy.
     pub(crate) refused: usize,
     pub(crate) retransmits: u64,
+    /// This worker thread's CPU over the sending phase (`None` where `/proc` is not).
+    pub(crate) sending_cpu: Option<Duration>,
 }
 
 struct BenchClient {
@@ -358,10 +361,14 @@ pub(crate) fn run_worker(
     }
     shared.ready.wait();
     let begin = Instant::now();
+    let cpu_start = cpu::this_thread_cpu();
     for c in &mut w.clients {
         c.next_send += begin - start;
     }
     w.drive(begin + shared.duration, true, |_| false);
+    let sending_cpu = cpu::this_thread_cpu()
+        .zip(cpu_start)
+        .map(|(end, start)| end.saturating_sub(start));
     shared.live.done_sending.fetch_add(1, Relaxed);
     // Wait for the other workers to stop sending, so the expected counts are final.
     w.drive(begin + shared.duration + shared.drain, false, |_| {
@@ -375,6 +382,7 @@ pub(crate) fn run_worker(
     let mut result = WorkerResult {
         failed: failed_connect + w.clients.iter().filter(|c| c.failed && !c.refused).count(),
         refused: w.clients.iter().filter(|c| c.refused).count(),
+        sending_cpu,
         ..WorkerResult::default()
     };
     for c in &mut w.clients {
