@@ -190,6 +190,15 @@ counters! {
         dropped_sealed_other,
         /// Secure sessions that moved to a new address.
         migrations,
+        /// Sealed datagrams this loop's socket received for a session of another loop
+        /// of the server (a client that moved to an address the kernel hashes here),
+        /// handed to that loop.
+        forwarded_out,
+        /// Sealed datagrams other loops handed to this one.
+        forwarded_in,
+        /// Sealed datagrams for another loop dropped: too many already in flight
+        /// between loops.
+        dropped_forward_full,
     }
 }
 

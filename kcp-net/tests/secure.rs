@@ -238,6 +238,37 @@ fn a_client_that_moves_to_a_new_port_mid_transfer_loses_nothing() {
     server.shutdown(Duration::ZERO).unwrap();
 }
 
+/// With two loops, the kernel hashes a client's new port to either loop's socket: a
+/// datagram that lands on the loop without the session is handed to the one with it,
+/// so the conversation goes on whichever socket the new address reaches.
+#[test]
+fn a_client_that_moves_keeps_its_session_whichever_loop_its_new_port_reaches() {
+    let (server, identity, _closes) = secure_server(|config, _| config.threads = 2);
+    let mut client = secure_client(&server, ClientSecurity::new(identity.public())).unwrap();
+    echo(&mut client, b"before moving");
+    let mut moves = 0;
+    // Each move lands on the other loop with probability 1/2: 40 moves miss it with
+    // probability 2^-40.
+    while server.handle().stats().total.forwarded_out == 0 {
+        assert!(
+            moves < 40,
+            "40 moves and no datagram reached the other loop"
+        );
+        client.rebind().unwrap();
+        moves += 1;
+        echo(&mut client, format!("after move {moves}").as_bytes());
+    }
+    echo(&mut client, b"still the same session");
+    let stats = server.handle().stats().total;
+    assert_eq!(stats.sessions_opened, 1);
+    assert_eq!(stats.handshakes, 1);
+    assert!(
+        stats.forwarded_in > 0 && stats.dropped_forward_full == 0,
+        "{stats:?}"
+    );
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
 /// Answers any message with as many 1 KiB messages as the session's queue takes.
 #[derive(Clone)]
 struct Flood(std::sync::mpsc::Sender<CloseReason>);

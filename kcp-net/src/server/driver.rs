@@ -156,6 +156,9 @@ pub struct ServerDriver {
     pub(super) front: Option<SecureFront>,
     /// How late the timers fire (`loop_lag_us`).
     pub(super) lag: LagMeter,
+    /// Sealed datagrams received for other loops' sessions, for the event loop to
+    /// post: (loop, source, datagram).
+    pub(super) forwards: Vec<(usize, SocketAddr, Bytes)>,
 }
 
 /// The loop's share of `max_buffered_bytes` and what its sessions hold: each held
@@ -265,6 +268,7 @@ impl ServerDriver {
             unconfirmed,
             buffers,
             lag: LagMeter::new(now),
+            forwards: Vec::new(),
         }
     }
 
@@ -463,7 +467,7 @@ impl ServerDriver {
     }
 
     /// Routes received datagram `i` to its session, or opens one for it.
-    fn datagram(
+    pub(super) fn datagram(
         &mut self,
         i: usize,
         now: Instant,
@@ -849,6 +853,11 @@ impl ServerDriver {
     }
 
     /// The id of this loop.
+    /// The sealed datagrams received this turn for other loops' sessions.
+    pub(crate) fn take_forwards(&mut self) -> Vec<(usize, SocketAddr, Bytes)> {
+        std::mem::take(&mut self.forwards)
+    }
+
     pub(crate) const fn loop_id(&self) -> u16 {
         self.id
     }

@@ -143,6 +143,7 @@ impl<H: EventHandler> Running<H> {
                 self.request(request, now);
             }
             self.receive(now);
+            self.forward();
             self.dispatch(now);
             self.driver.tick(now);
             self.dispatch(now);
@@ -174,6 +175,15 @@ impl<H: EventHandler> Running<H> {
         self.driver.poll_io_with(now, &mut accept);
         for _ in 0..panics {
             self.driver.count_handler_panic();
+        }
+    }
+
+    /// Posts the sealed datagrams this turn read for other loops' sessions to them.
+    fn forward(&mut self) {
+        for (owner, from, datagram) in self.driver.take_forwards() {
+            if self.handle.post_datagram(owner, from, datagram).is_err() {
+                self.shared.forwards.give_back();
+            }
         }
     }
 
@@ -278,6 +288,7 @@ impl<H: EventHandler> Running<H> {
                 let _ = reply.send(driver.session_infos());
             }
             Request::Shutdown { deadline } => driver.shutdown(deadline),
+            Request::Datagram { from, datagram } => driver.forwarded(now, from, &datagram),
         }
     }
 }

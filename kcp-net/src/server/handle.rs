@@ -59,6 +59,16 @@ impl ServerHandle {
             .map_err(|e| NetError::io("waking an event loop", e))
     }
 
+    /// Hands a sealed datagram to loop `loop_id`, which holds its session.
+    pub(crate) fn post_datagram(
+        &self,
+        loop_id: usize,
+        from: SocketAddr,
+        datagram: Bytes,
+    ) -> Result<(), NetError> {
+        self.post(loop_id, Request::Datagram { from, datagram })
+    }
+
     /// Posts a command that carries a reply channel and waits for the answer.
     fn ask<T>(
         &self,

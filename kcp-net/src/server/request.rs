@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
@@ -52,6 +52,11 @@ pub(crate) enum Request {
     Shutdown {
         deadline: Instant,
     },
+    /// A sealed datagram another loop's socket received for a session of this loop.
+    Datagram {
+        from: SocketAddr,
+        datagram: Bytes,
+    },
 }
 
 /// A session as listed by [`ServerHandle::sessions`](crate::ServerHandle::sessions).
@@ -76,6 +81,35 @@ pub(crate) struct Shared {
     pub(crate) admission: Admission,
     /// Each loop's published counters.
     pub(crate) stats: Vec<AtomicLoopStats>,
+    /// Sealed datagrams in flight between loops (`Request::Datagram`), bounded.
+    pub(crate) forwards: ForwardBudget,
+}
+
+/// Most sealed datagrams in flight from one loop to another at once, over the
+/// server: a flood of forged datagrams naming another loop's indices costs at most
+/// this many buffers (~1.5 KiB each) and is otherwise dropped and counted.
+const MAX_FORWARDS_IN_FLIGHT: usize = 4096;
+
+/// The count of datagrams in flight between loops.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardBudget(AtomicUsize);
+
+impl ForwardBudget {
+    /// Takes a place if one is free.
+    pub(crate) fn try_take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_FORWARDS_IN_FLIGHT).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a place back (the datagram was handled).
+    pub(crate) fn give_back(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
 }
 
 impl Shared {
@@ -86,6 +120,7 @@ impl Shared {
             sessions: AtomicUsize::new(0),
             admission: Admission::new(config, now),
             stats: (0..loops).map(|_| AtomicLoopStats::default()).collect(),
+            forwards: ForwardBudget::default(),
         })
     }
 }

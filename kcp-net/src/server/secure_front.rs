@@ -51,10 +51,12 @@ impl SecureFront {
         }
     }
 
-    /// A fresh random index no session of this loop has.
-    fn new_index(&self) -> u32 {
+    /// A fresh random index no session of this loop has, whose low byte names loop
+    /// `loop_id` (at most 256 loops): a datagram that a client's new address hashed
+    /// to another loop's socket can be handed to the loop that holds its session.
+    fn new_index(&self, loop_id: u16) -> u32 {
         loop {
-            let index: u32 = rand::random();
+            let index = (rand::random::<u32>() & !0xFF) | u32::from(loop_id & 0xFF);
             if index != 0 && !self.indices.contains_key(&index) {
                 return index;
             }
@@ -93,10 +95,16 @@ impl ServerDriver {
         };
         match Kind::of(datagram) {
             Some(Kind::Transport) => {
-                let key = transport_receiver(datagram).and_then(|index| front.indices.get(&index));
-                match key {
+                let index = transport_receiver(datagram);
+                match index.and_then(|index| front.indices.get(&index)) {
                     Some(&key) => self.deliver(i, key, now),
-                    None => self.stats.dropped_unknown_index += 1,
+                    None => match index.and_then(|index| self.owner_of(index)) {
+                        Some(owner) => {
+                            let copy = bytes::Bytes::copy_from_slice(datagram);
+                            self.forward(owner, meta.addr, copy);
+                        }
+                        None => self.stats.dropped_unknown_index += 1,
+                    },
                 }
             }
             Some(Kind::Initiation) => {
@@ -104,6 +112,42 @@ impl ServerDriver {
                 self.initiation(i, peer, now, accept);
             }
             _ => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    /// The other loop of this server whose session `index` names, if any: its low
+    /// byte (see `SecureFront::new_index`).
+    fn owner_of(&self, index: u32) -> Option<usize> {
+        let owner = (index & 0xFF) as usize;
+        (owner != usize::from(self.id) && owner < self.config.threads).then_some(owner)
+    }
+
+    /// Queues a sealed datagram for the loop that holds its session (a client that
+    /// moved to an address the kernel hashes to this loop's socket), within the
+    /// server-wide budget of datagrams in flight between loops; beyond it, dropped
+    /// and counted.
+    fn forward(&mut self, owner: usize, from: SocketAddr, datagram: bytes::Bytes) {
+        if !self.shared.forwards.try_take() {
+            self.stats.dropped_forward_full += 1;
+            return;
+        }
+        self.stats.forwarded_out += 1;
+        self.forwards.push((owner, from, datagram));
+    }
+
+    /// A sealed datagram another loop of this server received for a session of this
+    /// one, taken as if this loop's socket had delivered it.
+    pub(crate) fn forwarded(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.shared.forwards.give_back();
+        self.stats.forwarded_in += 1;
+        self.outbox.set_now(now);
+        self.recv.load(from, datagram);
+        let (meta, _) = self.recv.get(0);
+        if meta.truncated {
+            self.stats.dropped_truncated += 1;
+        } else {
+            // A transport datagram never opens a session: refuse any that would.
+            self.datagram(0, now, &mut |_, _| false);
         }
     }
 
@@ -151,7 +195,7 @@ impl ServerDriver {
         }
         // The conv is sealed inside; the application's `accept` sees it once the
         // handshake decrypted, so admit with a placeholder first only for the limits.
-        let index = front.new_index();
+        let index = front.new_index(self.id);
         let accepted = front.responder.accept(msg, index);
         let Ok(Accepted {
             established,

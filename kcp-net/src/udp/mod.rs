@@ -224,8 +224,8 @@ impl RecvBatch {
     }
 
     /// Puts `datagram` from `from` in the first slot as the only one received (cut,
-    /// and marked truncated, if longer than a slot), for the fuzz harness.
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// and marked truncated, if longer than a slot): a datagram another loop received,
+    /// or the fuzz harness's.
     pub(crate) fn load(&mut self, from: SocketAddr, datagram: &[u8]) {
         let len = datagram.len().min(self.slot);
         self.buf[..len].copy_from_slice(&datagram[..len]);
