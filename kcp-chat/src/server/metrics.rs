@@ -162,6 +162,16 @@ fn net(n: &LoopStats) -> Vec<Family<'static>> {
             "Secure sessions that moved to a new address.",
             n.migrations,
         ),
+        counter(
+            "datagrams_forwarded_total",
+            "Sealed datagrams one event loop handed to the loop holding their session (a client that moved to an address hashed to another loop).",
+            n.forwarded_out,
+        ),
+        counter(
+            "datagrams_forwarded_in_total",
+            "Sealed datagrams an event loop took from another loop for one of its sessions.",
+            n.forwarded_in,
+        ),
         labelled(
             "datagrams_dropped_total",
             "Datagrams dropped, by cause.",
@@ -184,6 +194,7 @@ fn net(n: &LoopStats) -> Vec<Family<'static>> {
                 ("tampered", n.dropped_tampered),
                 ("replayed", n.dropped_replayed),
                 ("sealed_other", n.dropped_sealed_other),
+                ("forward_full", n.dropped_forward_full),
             ],
         ),
         labelled(
@@ -399,7 +410,7 @@ mod tests {
         // The LoopStats fields `net` serves: all but `sessions_active`, which
         // `kcp_chat_sessions` already counts. A field kcp-net adds fails this until
         // `net` serves it (and this count is raised).
-        const SERVED: usize = 54;
+        const SERVED: usize = 57;
         let fields = format!("{:?}", LoopStats::default()).matches(": 0").count();
         assert_eq!(fields, SERVED + 1, "LoopStats changed: serve the new field");
     }
