@@ -17,7 +17,7 @@ use kcp_net::udp::{CLIENT_GRO_SLOTS, LOOP_GRO_SLOTS, RecvBatch, RecvMeta, SendBa
 use kcp_net::{CloseReason, Conversation, ConversationConfig, LoopStats, ServerConfig};
 use tokio::sync::mpsc;
 
-use crate::session::{DriverShared, Session, State, lock};
+use crate::session::{DriverShared, Session, Spill, State, lock};
 use crate::socket::Socket;
 use crate::stream::KcpStream;
 
@@ -64,6 +64,8 @@ pub(crate) struct Driver {
     dirty: Vec<u64>,
     /// Datagrams to send this turn, written by the engines straight into the batch.
     out: SendBatch,
+    /// The streams' own sends, swapped out of [`DriverShared`] each turn.
+    spill: Spill,
     max_datagram: usize,
     stats: LoopStats,
     published: Arc<Mutex<LoopStats>>,
@@ -132,6 +134,7 @@ impl Driver {
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             out: SendBatch::default(),
+            spill: Spill::default(),
             max_datagram,
             stats: LoopStats::default(),
             published: Arc::new(Mutex::new(LoopStats::default())),
@@ -154,7 +157,7 @@ impl Driver {
             if self.is_finished() {
                 break;
             }
-            let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let timer = self.next_live_timer();
             let readable = tokio::select! {
                 biased;
                 () = shared.notify.notified() => false,
@@ -168,11 +171,33 @@ impl Driver {
             }
             self.run_timers(now);
             self.service_dirty(now);
+            self.collect_spill();
             self.send_out().await;
             self.publish();
         }
         self.publish();
         tracing::debug!(local = %self.local, "KCP driver stopped");
+    }
+
+    /// The earliest timer still wanted. Entries superseded since they were pushed
+    /// are dropped here rather than woken for: the session closed, went quiet, or a
+    /// stream's task drove it and moved its deadline later (it sets `next_wake` and
+    /// leaves the entry; the entry is replaced by one at the new deadline).
+    fn next_live_timer(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            let wake = self.sessions.get(&id).and_then(|s| s.lock().next_wake);
+            match wake {
+                Some(wake) if wake == at => return Some(at),
+                Some(wake) if wake > at => {
+                    self.timers.pop();
+                    self.timers.push(Reverse((wake, id)));
+                }
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
     }
 
     fn is_finished(&self) -> bool {
@@ -319,6 +344,7 @@ impl Driver {
             span: tracing::debug_span!("kcp_session", id, %peer, conv),
             state: Mutex::new(State::new(conversation)),
             driver: Arc::clone(&self.shared),
+            udp: self.socket.shared(),
         });
         let stream = KcpStream::new(Arc::clone(&session));
         if accepted.send(stream).is_err() {
@@ -479,6 +505,27 @@ impl Driver {
             state.flush = true;
             mark(&mut state, id, &mut self.dirty);
         }
+    }
+
+    /// Counts what the streams' tasks sent themselves, and adds what the socket
+    /// refused them to this turn's batch.
+    fn collect_spill(&mut self) {
+        self.shared.take_spill(&mut self.spill);
+        let spill = &mut self.spill;
+        self.stats.datagrams_out += spill.datagrams;
+        self.stats.bytes_out += spill.bytes;
+        self.stats.send_syscalls += spill.syscalls;
+        self.stats.send_errors += spill.errors;
+        self.stats.retransmits += spill.retransmits;
+        for i in 0..spill.batch.len() {
+            let (to, datagram) = spill.batch.get(i);
+            self.out.push(to, datagram);
+        }
+        *spill = Spill {
+            batch: std::mem::take(&mut spill.batch),
+            ..Spill::default()
+        };
+        spill.batch.clear();
     }
 
     /// Sends this turn's datagrams in batches, waiting while the socket buffer is

@@ -1,6 +1,13 @@
 //! The state a stream and its driver task share: one [`Conversation`] behind a std
 //! `Mutex` (held for short, non-async sections only), the wakers of the stream's
 //! reader and writer, and the driver's "come and look" list.
+//!
+//! A stream's task drives its conversation itself when it sends or takes a message,
+//! and sends what that emits straight on the shared socket: a reply leaves in the
+//! turn that wrote it, and the ACKs owed leave once the message is taken, with no
+//! hop through the driver task (which would cost a wake-up and a scheduling delay
+//! per message). The driver is woken only for what the stream's task cannot do: arm
+//! a sooner timer, close the session, or send what a full socket buffer refused.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +17,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kcp_net::udp::SendBatch;
 use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats};
+use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 /// What the streams of one driver tell it: which sessions to look at, and whether
@@ -25,6 +34,24 @@ pub(crate) struct DriverShared {
     pub(crate) notify: Notify,
     /// The listener was dropped: close every session and stop.
     pub(crate) shutdown: AtomicBool,
+    /// What the streams' tasks sent themselves since the driver's last turn.
+    spill: Mutex<Spill>,
+}
+
+/// The streams' own sends, as the driver collects them each turn: counters for its
+/// [`LoopStats`](kcp_net::LoopStats), and the datagrams a full socket buffer refused,
+/// which the driver sends in its turn (waiting for room as it does for its own). The
+/// batch is bounded by the engines' send windows: a refused datagram is in flight as
+/// far as its engine knows, so no engine emits more of them than its window holds.
+#[derive(Debug, Default)]
+pub(crate) struct Spill {
+    /// Datagrams the socket refused with `WouldBlock`, in order.
+    pub(crate) batch: SendBatch,
+    pub(crate) datagrams: u64,
+    pub(crate) bytes: u64,
+    pub(crate) syscalls: u64,
+    pub(crate) errors: u64,
+    pub(crate) retransmits: u64,
 }
 
 impl DriverShared {
@@ -37,6 +64,11 @@ impl DriverShared {
     pub(crate) fn mark(&self, id: u64) {
         lock(&self.dirty).push(id);
         self.notify.notify_one();
+    }
+
+    /// Swaps out what the streams' tasks sent since the last call.
+    pub(crate) fn take_spill(&self, into: &mut Spill) {
+        std::mem::swap(&mut *lock(&self.spill), into);
     }
 
     /// Asks the driver to close everything and stop.
@@ -68,6 +100,8 @@ pub(crate) struct Session {
     pub(crate) span: tracing::Span,
     pub(crate) state: Mutex<State>,
     pub(crate) driver: Arc<DriverShared>,
+    /// The driver's socket, for the stream task's own sends.
+    pub(crate) udp: Arc<UdpSocket>,
 }
 
 /// The mutable part of a [`Session`].
@@ -86,6 +120,8 @@ pub(crate) struct State {
     pub(crate) write_shut: bool,
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// The stream task's datagrams of one drive, reused.
+    out: SendBatch,
 }
 
 impl State {
@@ -99,6 +135,7 @@ impl State {
             write_shut: false,
             read_waker: None,
             write_waker: None,
+            out: SendBatch::default(),
         }
     }
 
@@ -138,14 +175,82 @@ impl Session {
     }
 
     /// Lists the session for its driver if the conversation now needs it sooner than
-    /// the driver's timer says (a message was taken: a window update or the held
-    /// ACKs are due).
+    /// the driver's timer says. Taking a message does not flush the ACKs held for
+    /// it: they wait (at most `ACK_HOLD`, a millisecond, on the driver's timer) for
+    /// the reply the application may send, and leave with it.
     fn touch_if_sooner(&self, state: &mut State, now: Instant) {
         let due = state.conversation.next_deadline(now);
-        let sooner = due.is_some_and(|at| state.next_wake.is_none_or(|wake| at < wake));
-        if sooner || state.conversation.config().flush_on_input {
+        if due.is_some_and(|at| state.next_wake.is_none_or(|wake| at < wake)) {
             self.touch(state, false);
         }
+    }
+
+    /// Drives the conversation here, in the stream's task, and sends what it emits
+    /// at once (see the module doc). The driver is listed only if it must act: the
+    /// conversation needs a timer sooner than the one the driver holds for it, or
+    /// wants to close.
+    fn drive_here(&self, state: &mut State, now: Instant) {
+        if state.ended.is_some() {
+            return;
+        }
+        let State {
+            conversation, out, ..
+        } = &mut *state;
+        let Ok(retransmits) = conversation.drive(now, &mut out.to(self.peer));
+        self.send_direct(out, retransmits);
+        if state.conversation.poll_close(now).is_some() {
+            self.touch(state, false);
+            return;
+        }
+        let due = state.conversation.next_deadline(now);
+        match (due, state.next_wake) {
+            (Some(at), wake) if wake.is_none_or(|wake| at < wake) => self.touch(state, false),
+            // Later or never: the driver moves (or drops) its entry when it reaches
+            // it, without waking for it.
+            _ => state.next_wake = due,
+        }
+    }
+
+    /// Sends `out` on the socket without waiting, then clears it. What a full
+    /// socket buffer refuses goes to the driver's spill (and the driver is woken to
+    /// send it); a datagram the OS refuses otherwise is dropped and counted, as the
+    /// driver does (KCP retransmits it like any loss).
+    fn send_direct(&self, out: &mut SendBatch, retransmits: u64) {
+        let (mut datagrams, mut bytes, mut syscalls, mut errors) = (0, 0, 0, 0);
+        let mut refused = None;
+        for i in 0..out.len() {
+            let (to, datagram) = out.get(i);
+            syscalls += 1;
+            match self.udp.try_send_to(datagram, to) {
+                Ok(_) => {
+                    datagrams += 1;
+                    bytes += datagram.len() as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    refused = Some(i);
+                    break;
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        if out.is_empty() && retransmits == 0 {
+            return; // nothing happened: no lock taken
+        }
+        let mut spill = lock(&self.driver.spill);
+        spill.datagrams += datagrams;
+        spill.bytes += bytes;
+        spill.syscalls += syscalls;
+        spill.errors += errors;
+        spill.retransmits += retransmits;
+        if let Some(first) = refused {
+            for i in first..out.len() {
+                let (to, datagram) = out.get(i);
+                spill.batch.push(to, datagram);
+            }
+            drop(spill);
+            self.driver.notify.notify_one();
+        }
+        out.clear();
     }
 
     // ---------------------------------------------------------------- reading
@@ -173,9 +278,10 @@ impl Session {
             return Poll::Ready(Err(error));
         }
         let limit = state.conversation.config().max_queued_bytes;
-        match state.conversation.send(Instant::now(), message.clone()) {
+        let now = Instant::now();
+        match state.conversation.send(now, message.clone()) {
             Ok(()) => {
-                self.touch(&mut state, false);
+                self.drive_here(&mut state, now);
                 Poll::Ready(Ok(()))
             }
             Err(QueueError::Full { .. }) if message.len() <= limit => {
@@ -211,9 +317,10 @@ impl Session {
             return Poll::Pending;
         }
         let message = Bytes::copy_from_slice(&buf[..len]);
-        match state.conversation.send(Instant::now(), message) {
+        let now = Instant::now();
+        match state.conversation.send(now, message) {
             Ok(()) => {
-                self.touch(&mut state, false);
+                self.drive_here(&mut state, now);
                 Poll::Ready(Ok(len))
             }
             Err(QueueError::Full { .. }) => {

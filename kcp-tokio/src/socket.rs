@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use kcp_net::IoBackend;
 use kcp_net::udp::{
@@ -14,9 +15,10 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// tokio's socket as `kcp-net`'s batch I/O sees it: the non-waiting calls, and the
-/// descriptor for the batched syscalls.
+/// descriptor for the batched syscalls. Shared with the driver's sessions, which send
+/// what their streams' tasks emit straight from those tasks ([`Socket::shared`]).
 #[derive(Debug)]
-struct Tokio(UdpSocket);
+struct Tokio(Arc<UdpSocket>);
 
 impl DatagramSocket for Tokio {
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
@@ -43,9 +45,15 @@ pub(crate) struct Socket {
 impl Socket {
     /// Uses `backend` on `udp` (offload is asked of the kernel here).
     pub(crate) fn new(udp: UdpSocket, backend: IoBackend) -> Self {
-        let udp = Tokio(udp);
+        let udp = Tokio(Arc::new(udp));
         let io = udp::datagram_io(backend, &udp);
         Self { udp, io }
+    }
+
+    /// The socket itself, for the sessions' direct sends (`try_send_to` from the
+    /// stream's task; tokio's socket is `Sync`, the batch I/O is not).
+    pub(crate) fn shared(&self) -> Arc<UdpSocket> {
+        Arc::clone(&self.udp.0)
     }
 
     /// Receive slots for this socket's backend: datagrams of up to `max_datagram`

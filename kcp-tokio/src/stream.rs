@@ -86,6 +86,7 @@ impl KcpStream {
         let socket = bind_udp(bind, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;
         let socket = Socket::new(socket, config.io);
+        let udp = socket.shared();
         let conv = loop {
             let conv: u32 = rand::random();
             if conv != 0 {
@@ -103,6 +104,7 @@ impl KcpStream {
             span: tracing::debug_span!("kcp_client", %peer, conv),
             state: Mutex::new(State::new(conversation)),
             driver: Arc::new(DriverShared::default()),
+            udp,
         });
         let driver = Driver::client(socket, Arc::clone(&session), config.engine.mtu.max(1500));
         tokio::spawn(driver.run());
