@@ -209,8 +209,8 @@ pub use conversation::Conversation;
 pub use error::{NetError, QueueError, Refused};
 pub use lifecycle::{CloseReason, SessionState};
 pub use server::{
-    CloseCtx, EventHandler, KcpServer, ServerDriver, ServerEvent, ServerHandle, SessionCtx,
-    SessionInfo,
+    CloseCtx, EventHandler, KcpServer, MAX_DATAGRAMS_PER_TURN, ServerDriver, ServerEvent,
+    ServerHandle, SessionCtx, SessionInfo,
 };
 pub use session::KcpSession;
 pub use stats::{LoopStats, ServerStats, SessionCounters, SessionStats};

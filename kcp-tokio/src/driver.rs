@@ -21,10 +21,11 @@ use crate::session::{DriverShared, Session, Spill, State, lock};
 use crate::socket::Socket;
 use crate::stream::KcpStream;
 
-/// Datagrams read in one turn before timers and output get theirs (kcp-net reads up
-/// to 256 per turn too): a flood delays timers by one bounded turn, never starves
-/// them.
-const MAX_DATAGRAMS_PER_TURN: usize = 256;
+/// Datagrams read in one turn before timers and output get theirs: kcp-net's bound,
+/// for kcp-net's reason (see [`kcp_net::MAX_DATAGRAMS_PER_TURN`]): the ACKs waiting in
+/// the socket must be counted before retransmission timers judge segments lost, and
+/// a flood still delays timers by one bounded turn, never starves them.
+const MAX_DATAGRAMS_PER_TURN: usize = kcp_net::MAX_DATAGRAMS_PER_TURN;
 
 /// What the driver serves.
 #[derive(Debug)]

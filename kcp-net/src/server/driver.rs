@@ -45,7 +45,7 @@ use super::secure_front::SecureFront;
 /// datagrams dropped by the kernel in 8 s) and p99 reached 7.5 s. Reading 2,048 first
 /// lets the ACKs in before the timers judge, and each session touched by many of them
 /// is flushed once: 2.5% retransmitted, no kernel drops, p99 1.5 s, same load.
-pub(crate) const MAX_DATAGRAMS_PER_TURN: usize = 64 * BATCH;
+pub const MAX_DATAGRAMS_PER_TURN: usize = 64 * BATCH;
 
 /// How often, at most, the driver logs a summary of the datagrams it dropped.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(1);

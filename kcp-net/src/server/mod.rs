@@ -18,7 +18,7 @@ mod request;
 mod secure_front;
 
 pub use bootstrap::KcpServer;
-pub use driver::{ServerDriver, ServerEvent};
+pub use driver::{MAX_DATAGRAMS_PER_TURN, ServerDriver, ServerEvent};
 pub use handle::ServerHandle;
 pub use handler::{CloseCtx, EventHandler, SessionCtx};
 pub use request::SessionInfo;
