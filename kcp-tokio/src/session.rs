@@ -20,6 +20,8 @@ use bytes::Bytes;
 use kcp_net::udp::SendBatch;
 use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats};
 use tokio::net::UdpSocket;
+
+use crate::socket::Reader;
 use tokio::sync::Notify;
 
 /// What the streams of one driver tell it: which sessions to look at, and whether
@@ -100,7 +102,7 @@ pub(crate) struct Session {
     pub(crate) span: tracing::Span,
     pub(crate) state: Mutex<State>,
     pub(crate) driver: Arc<DriverShared>,
-    /// The driver's socket, for the stream task's own sends.
+    /// The driver's socket, for the stream task's own sends (and a client's reads).
     pub(crate) udp: Arc<UdpSocket>,
 }
 
@@ -122,6 +124,9 @@ pub(crate) struct State {
     pub(crate) write_waker: Option<Waker>,
     /// The stream task's datagrams of one drive, reused.
     out: SendBatch,
+    /// A client's own reader of its socket; `None` for a listener's sessions, whose
+    /// socket only the driver reads.
+    pub(crate) reader: Option<Reader>,
 }
 
 impl State {
@@ -136,6 +141,7 @@ impl State {
             read_waker: None,
             write_waker: None,
             out: SendBatch::default(),
+            reader: None,
         }
     }
 
@@ -158,6 +164,10 @@ impl State {
 /// receive windows of every preset (the engine refuses more fragments than the
 /// peer's window holds).
 const WRITE_CHUNK_SEGMENTS: usize = 64;
+
+/// Receive calls a client's reader makes in one poll before it leaves the rest to
+/// the driver: bounds the work a flood of foreign datagrams can make one poll do.
+const READS_PER_POLL: usize = 64;
 
 impl Session {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -258,15 +268,59 @@ impl Session {
     /// The next whole message, `None` once the session ended.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let mut state = self.lock();
-        if let Some(message) = state.conversation.recv() {
-            self.touch_if_sooner(&mut state, Instant::now());
-            return Poll::Ready(Some(message));
-        }
-        if state.ended.is_some() {
-            return Poll::Ready(None);
+        loop {
+            if let Some(message) = state.conversation.recv() {
+                self.touch_if_sooner(&mut state, Instant::now());
+                return Poll::Ready(Some(message));
+            }
+            if state.ended.is_some() {
+                return Poll::Ready(None);
+            }
+            if !self.read_socket(&mut state, cx) {
+                break;
+            }
         }
         state.read_waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+
+    /// A client's reader takes its datagrams off the socket itself, so that the
+    /// reply it waits for reaches it in the turn it arrived in, not through a turn of
+    /// the driver task first. Reads at most [`READS_PER_POLL`] datagrams; `true` once
+    /// one was taken in. The driver listens too (its readiness future is woken with
+    /// this one): whatever this leaves behind, it reads, routes and counts.
+    fn read_socket(&self, state: &mut State, cx: &mut Context<'_>) -> bool {
+        for _ in 0..READS_PER_POLL {
+            let State {
+                conversation,
+                reader: Some(reader),
+                ..
+            } = &mut *state
+            else {
+                return false;
+            };
+            let n = match reader.poll_recv(cx) {
+                Poll::Ready(Ok(n)) => n,
+                // An ICMP report, consumed by the call that returned it.
+                Poll::Ready(Err(_)) => continue,
+                Poll::Pending => return false,
+            };
+            let now = Instant::now();
+            let mut taken = false;
+            for i in 0..n {
+                let (meta, datagram) = reader.batch().get(i);
+                if meta.addr == self.peer && !meta.truncated {
+                    taken |= conversation.input(now, datagram).is_ok();
+                }
+            }
+            if taken {
+                // ACKs may have freed room for a blocked writer.
+                state.wake(false, true);
+                self.drive_here(state, now);
+                return true;
+            }
+        }
+        false
     }
 
     // ---------------------------------------------------------------- writing

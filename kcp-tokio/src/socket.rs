@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use kcp_net::IoBackend;
 use kcp_net::udp::{
@@ -54,6 +55,16 @@ impl Socket {
     /// stream's task; tokio's socket is `Sync`, the batch I/O is not).
     pub(crate) fn shared(&self) -> Arc<UdpSocket> {
         Arc::clone(&self.udp.0)
+    }
+
+    /// A second reader of this socket, for a client stream's own task (see
+    /// `Session::read_socket`): its own batch I/O on the same descriptor (`backend`
+    /// as for [`new`](Self::new)) and receive slots.
+    pub(crate) fn reader(&self, backend: IoBackend, max_datagram: usize) -> Reader {
+        let udp = Tokio(Arc::clone(&self.udp.0));
+        let io = udp::datagram_io(backend, &udp);
+        let batch = RecvBatch::for_io(io.as_ref(), max_datagram, udp::CLIENT_GRO_SLOTS);
+        Reader { udp, io, batch }
     }
 
     /// Receive slots for this socket's backend: datagrams of up to `max_datagram`
@@ -109,5 +120,33 @@ impl Socket {
         }
         batch.clear();
         progress.outcome
+    }
+}
+
+/// A client stream's own reader of its socket ([`Socket::reader`]).
+#[derive(Debug)]
+pub(crate) struct Reader {
+    udp: Tokio,
+    io: Box<dyn DatagramIo>,
+    batch: RecvBatch,
+}
+
+impl Reader {
+    /// Receives a batch, or registers `cx` for the socket's readiness: the count of
+    /// datagrams now in [`batch`](Self::batch).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.udp.0.poll_recv_ready(cx))?;
+            let Self { udp, io, batch } = self;
+            match udp.0.try_io(Interest::READABLE, || io.recv(&*udp, batch)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {} // readiness cleared
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// The datagrams of the last receive.
+    pub(crate) const fn batch(&self) -> &RecvBatch {
+        &self.batch
     }
 }

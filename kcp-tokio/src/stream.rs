@@ -87,6 +87,8 @@ impl KcpStream {
         let local = socket.local_addr()?;
         let socket = Socket::new(socket, config.io);
         let udp = socket.shared();
+        let max_datagram = config.engine.mtu.max(1500);
+        let reader = socket.reader(config.io, max_datagram);
         let conv = loop {
             let conv: u32 = rand::random();
             if conv != 0 {
@@ -95,6 +97,8 @@ impl KcpStream {
         };
         let conversation =
             Conversation::new(conv, config.conversation(), Instant::now()).map_err(invalid)?;
+        let mut state = State::new(conversation);
+        state.reader = Some(reader);
         let session = Arc::new(Session {
             id: 0,
             peer,
@@ -102,11 +106,11 @@ impl KcpStream {
             conv,
             linger: CLIENT_LINGER,
             span: tracing::debug_span!("kcp_client", %peer, conv),
-            state: Mutex::new(State::new(conversation)),
+            state: Mutex::new(state),
             driver: Arc::new(DriverShared::default()),
             udp,
         });
-        let driver = Driver::client(socket, Arc::clone(&session), config.engine.mtu.max(1500));
+        let driver = Driver::client(socket, Arc::clone(&session), max_datagram);
         tokio::spawn(driver.run());
         Ok(Self::new(session))
     }
