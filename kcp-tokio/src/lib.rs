@@ -47,13 +47,36 @@
 //! # }
 //! ```
 //!
+//! # Where the work happens
+//!
+//! The driver task reads the socket, routes datagrams, opens and closes sessions and
+//! runs the timers. The stream's own task does the rest of a message's path, so a
+//! round trip costs no extra hop through the driver:
+//!
+//! - `send`/`poll_write` drive the conversation in the writer's task and send what
+//!   it emits at once (`try_send_to` on the shared socket; what a full socket buffer
+//!   refuses is handed to the driver, which waits for room). With `flush_on_send`
+//!   the message leaves before `send` returns, carrying the ACKs held for the
+//!   message it answers.
+//! - A client stream's reader takes its datagrams off its socket itself (a second
+//!   batch reader on the same descriptor): the reply it waits for reaches it in the
+//!   turn it arrived in. The driver listens too and reads whatever is left.
+//! - A listener's sessions share one socket, which only the driver reads; it drives
+//!   each session touched by a datagram in the same turn that read it.
+//!
 //! # Timers and idle cost
 //!
 //! A driver keeps one tokio timer: the earliest [`Conversation::next_deadline`] of
 //! its sessions. A session whose conversation has no deadline registers nothing, so
 //! idle sessions cost no wake-ups until their idle timeout (or a keepalive) is due.
-//! A stream wakes its driver only when it queued something or needs the engine sooner
-//! than its timer says (a window update after a read, held ACKs).
+//! A stream wakes its driver only when its conversation needs a timer sooner than the
+//! one the driver holds (the retransmission timer of a message it just sent, when
+//! nothing else was in flight) or wants to close; a timer a stream's drive made later
+//! is moved by the driver when it reaches it, without waking for it. Taking a message
+//! does not flush the ACKs held for it: they wait at most a millisecond (`ACK_HOLD`)
+//! for the reply and leave with it. In a paced echo the server's driver wakes three
+//! times per message: the request, arming the reply's timer, the client's ACK
+//! (`tests/wakeups.rs`).
 //!
 //! # Backpressure
 //!
@@ -75,7 +98,11 @@
 //! on Linux `recvmmsg`/`sendmmsg`, up to 32 messages per syscall, with UDP GSO and GRO
 //! where the kernel grants them (the `io` field of the configs, [`IoBackend`];
 //! `Auto` by default); elsewhere, or with `IoBackend::Portable`, one call per
-//! datagram. Every session driven in a turn of the driver writes into one batch.
+//! datagram. Every session driven in a turn of the driver writes into one batch; a
+//! stream's own sends are one `sendto` per datagram. A turn reads at most
+//! [`kcp_net::MAX_DATAGRAMS_PER_TURN`] datagrams before timers run, for `kcp-net`'s
+//! reason (the ACKs waiting in the socket are counted before anything is judged
+//! lost).
 //!
 //! # Current behaviour, not guaranteed
 //!
