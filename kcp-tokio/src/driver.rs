@@ -467,6 +467,9 @@ impl Driver {
             return;
         };
         let mut state = session.lock();
+        // Secure mode: the peer learns why at once (nothing in raw mode, or if the
+        // peer closed first).
+        state.conversation.announce_close(reason, "");
         let Ok(_) = state
             .conversation
             .flush(now, &mut self.out.to(session.peer));

@@ -115,6 +115,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod driver;
+mod handshake;
 mod listener;
 mod session;
 mod socket;

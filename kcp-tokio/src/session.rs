@@ -122,6 +122,8 @@ pub(crate) struct State {
     pub(crate) write_shut: bool,
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
+    /// Whoever waits in `recv_datagram` (secure mode).
+    datagram_waker: Option<Waker>,
     /// The stream task's datagrams of one drive, reused.
     out: SendBatch,
     /// A client's own reader of its socket; `None` for a listener's sessions, whose
@@ -140,13 +142,19 @@ impl State {
             write_shut: false,
             read_waker: None,
             write_waker: None,
+            datagram_waker: None,
             out: SendBatch::default(),
             reader: None,
         }
     }
 
     /// Wakes whoever waits on the stream (data arrived, ACKs freed room, it ended).
+    /// A datagram reader is woken by every call (each follows an input or the
+    /// end): a spurious poll finds nothing and waits again.
     pub(crate) fn wake(&mut self, read: bool, write: bool) {
+        if let Some(w) = self.datagram_waker.take() {
+            w.wake();
+        }
         if read {
             if let Some(w) = self.read_waker.take() {
                 w.wake();
@@ -314,8 +322,10 @@ impl Session {
                 }
             }
             if taken {
-                // ACKs may have freed room for a blocked writer.
-                state.wake(false, true);
+                // ACKs may have freed room for a blocked writer; a message may be
+                // whole for a reader waiting in the other method.
+                let has_message = state.conversation.has_message();
+                state.wake(has_message, true);
                 self.drive_here(state, now);
                 return true;
             }
@@ -323,7 +333,45 @@ impl Session {
         false
     }
 
+    /// The next unreliable datagram (secure mode), `None` once the session ended.
+    pub(crate) fn poll_recv_datagram(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(datagram) = state.conversation.recv_datagram() {
+                return Poll::Ready(Some(datagram));
+            }
+            if state.ended.is_some() {
+                return Poll::Ready(None);
+            }
+            if !self.read_socket(&mut state, cx) {
+                break;
+            }
+        }
+        state.datagram_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
     // ---------------------------------------------------------------- writing
+
+    /// Queues an unreliable datagram (secure mode) and sends it at once.
+    pub(crate) fn send_datagram(&self, datagram: Bytes) -> io::Result<()> {
+        let mut state = self.lock();
+        if let Some(error) = closed_error(&state) {
+            return Err(error);
+        }
+        state
+            .conversation
+            .send_datagram(datagram)
+            .map_err(|e| io::Error::from(kcp_net::NetError::from(e)))?;
+        self.drive_here(&mut state, Instant::now());
+        Ok(())
+    }
+
+    /// The largest datagram [`send_datagram`](Self::send_datagram) takes (`None` in
+    /// raw mode).
+    pub(crate) fn max_datagram_size(&self) -> Option<usize> {
+        self.lock().conversation.max_datagram_size()
+    }
 
     /// Queues `message` whole, waiting for room while the queue limit is reached.
     pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &Bytes) -> Poll<io::Result<()>> {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::ToSocketAddrs;
 
 use crate::driver::{CLIENT_LINGER, Driver};
+use crate::handshake::handshake;
 use crate::session::{DriverShared, Session, State};
 use crate::socket::Socket;
 use crate::{bind_udp, invalid, resolve};
@@ -85,18 +86,24 @@ impl KcpStream {
         });
         let socket = bind_udp(bind, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;
-        let socket = Socket::new(socket, config.io);
-        let udp = socket.shared();
-        let max_datagram = config.engine.mtu.max(1500);
-        let reader = socket.reader(config.io, max_datagram);
         let conv = loop {
             let conv: u32 = rand::random();
             if conv != 0 {
                 break conv;
             }
         };
-        let conversation =
-            Conversation::new(conv, config.conversation(), Instant::now()).map_err(invalid)?;
+        // Secure mode: the handshake first, one datagram per read (before the batch
+        // I/O asks the kernel for GRO).
+        let conversation = match handshake(&socket, peer, &config, conv).await? {
+            Some(sealed) => sealed,
+            None => {
+                Conversation::new(conv, config.conversation(), Instant::now()).map_err(invalid)?
+            }
+        };
+        let socket = Socket::new(socket, config.io);
+        let udp = socket.shared();
+        let max_datagram = config.engine.mtu.max(1500);
+        let reader = socket.reader(config.io, max_datagram);
         let mut state = State::new(conversation);
         state.reader = Some(reader);
         let session = Arc::new(Session {
@@ -134,6 +141,33 @@ impl KcpStream {
     /// conversation ended.
     pub async fn recv(&mut self) -> Option<Bytes> {
         recv(&self.handle.0, &mut self.leftover).await
+    }
+
+    /// Sends an unreliable datagram (secure mode): sealed, never retransmitted, not
+    /// ordered with messages or other datagrams, at most
+    /// [`max_datagram_size`](Self::max_datagram_size) bytes. It leaves at once.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::BrokenPipe`] once the conversation is closing or closed;
+    /// [`io::ErrorKind::InvalidInput`] in raw mode, for a datagram too large, or
+    /// while the queue of datagrams not yet sent is full (`kcp-net`'s
+    /// [`DatagramError`](kcp_net::secure::DatagramError)).
+    pub fn send_unreliable(&self, datagram: Bytes) -> io::Result<()> {
+        self.session().send_datagram(datagram)
+    }
+
+    /// The next unreliable datagram from the peer (secure mode); `None` once the
+    /// conversation ended. Cancellation-safe: a dropped future took nothing. In raw
+    /// mode it waits until the end.
+    pub async fn recv_datagram(&self) -> Option<Bytes> {
+        let session = self.session();
+        poll_fn(|cx| session.poll_recv_datagram(cx)).await
+    }
+
+    /// The largest datagram [`send_unreliable`](Self::send_unreliable) takes; `None`
+    /// in raw mode.
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.session().max_datagram_size()
     }
 
     /// Splits into halves that can move to different tasks. The conversation closes
