@@ -10,6 +10,18 @@
 //!   message socket ([`send`](KcpStream::send), [`recv`](KcpStream::recv): boundaries
 //!   kept). [`split`](KcpStream::split) gives owned halves.
 //!
+//! # Secure mode (client)
+//!
+//! With [`ClientConfig::secure`] set, [`KcpStream::connect`] first runs `kcp-net`'s
+//! handshake ([`kcp_net::secure::ClientHandshake`]: Noise with the pinned server key,
+//! cookies under load) and returns once the sealed conversation is established, or
+//! fails with the server's reject (`ConnectionRefused`) or the handshake timeout.
+//! Every datagram is then sealed; [`send_unreliable`](KcpStream::send_unreliable) and
+//! [`recv_datagram`](KcpStream::recv_datagram) carry unreliable datagrams beside the
+//! messages, and a closing stream tells the server at once. The server is `kcp-net`'s
+//! secure `KcpServer`: [`KcpListener`] has no secure mode yet and refuses a
+//! `ServerConfig` with `secure` set.
+//!
 //! Each conversation is a `kcp_net::Conversation`: the same engine, wire mode,
 //! keepalive, liveness, queue limit and counters as `kcp-net`'s threaded server and
 //! blocking client, so this crate and `kcp-net` interoperate with each other and with

@@ -44,8 +44,17 @@ impl KcpListener {
     /// # Errors
     /// If `addr` does not resolve or cannot be bound, or `config` is invalid
     /// ([`io::ErrorKind::InvalidInput`], with the [`kcp_net::NetError`] as source).
+    /// A secure listener (`config.secure` set) is not implemented yet and is refused
+    /// ([`io::ErrorKind::Unsupported`]) rather than served raw; use `kcp-net`'s
+    /// `KcpServer` for a secure server (a secure [`KcpStream`] client talks to it).
     pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> io::Result<Self> {
         config.validate().map_err(invalid)?;
+        if config.secure.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kcp-tokio's listener has no secure mode yet (kcp-net's KcpServer has)",
+            ));
+        }
         let addr = resolve(addr).await?;
         let socket = bind_udp(addr, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;

@@ -128,3 +128,13 @@ async fn raw_mode_has_no_datagrams() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     server.shutdown(Duration::ZERO).unwrap();
 }
+
+#[tokio::test]
+async fn a_secure_listener_is_refused_not_served_raw() {
+    let mut config = ServerConfig::new(Preset::Fast);
+    config.secure = Some(ServerSecurity::new(ServerIdentity::generate().unwrap()));
+    let err = kcp_tokio::KcpListener::bind("127.0.0.1:0", config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+}
