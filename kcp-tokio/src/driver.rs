@@ -245,6 +245,16 @@ impl Driver {
             return;
         }
         let from = meta.addr;
+        if let Role::Client = self.role {
+            // One conversation: whatever its server sends is for it (a sealed
+            // datagram shows no KCP conv); the conversation refuses what is not.
+            let id = self.routes.iter().find(|((peer, _), _)| *peer == from);
+            match id.map(|(_, &id)| id) {
+                Some(id) => self.deliver(id, datagram, now),
+                None => self.stats.dropped_unknown_session += 1,
+            }
+            return;
+        }
         let Some(conv) = conv_of(datagram) else {
             self.stats.dropped_malformed += 1;
             return;
