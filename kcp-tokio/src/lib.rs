@@ -62,8 +62,11 @@
 //! # Where the work happens
 //!
 //! The driver task reads the socket, routes datagrams, opens and closes sessions and
-//! runs the timers. The stream's own task does the rest of a message's path, so a
-//! round trip costs no extra hop through the driver:
+//! runs the timers. For a latency-bound conversation (at most 4 segments queued or in
+//! flight: request/response, paced messages) the stream's own task does the rest of
+//! a message's path, so a round trip costs no extra hop through the driver. A busier
+//! conversation goes through the driver, whose batches (`sendmmsg`/GSO,
+//! `recvmmsg`/GRO) move bulk faster than one syscall per datagram:
 //!
 //! - `send`/`poll_write` drive the conversation in the writer's task and send what
 //!   it emits at once (`try_send_to` on the shared socket; what a full socket buffer
