@@ -617,7 +617,12 @@ fn idle(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     let _ = writeln!(out, "| impl | server CPU (% of a core) | kcp-net ratio |");
     let _ = writeln!(out, "|---|---|---|");
     let mut idle = Vec::new();
-    for which in [Impl::KcpNet, Impl::KcpTokio, Impl::TokioKcp] {
+    for which in [
+        Impl::KcpNet,
+        Impl::KcpNetSecure,
+        Impl::KcpTokio,
+        Impl::TokioKcp,
+    ] {
         eprintln!("idle sessions: {}", which.name());
         idle.push((
             which,
