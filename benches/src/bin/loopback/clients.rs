@@ -42,7 +42,9 @@ pub(crate) fn connect(
     window: u16,
 ) -> anyhow::Result<Box<dyn EchoClient>> {
     Ok(match which {
-        Impl::KcpNet => Box::new(KcpNetClient::connect(server, window)?),
+        Impl::KcpNet | Impl::KcpNetSecure => {
+            Box::new(KcpNetClient::connect(which, server, window)?)
+        }
         Impl::KcpTokio => Box::new(KcpTokioClient::connect(server, window)?),
         Impl::TokioKcp => Box::new(TokioKcpClient::connect(server, window)?),
         Impl::Udp => Box::new(UdpClient::connect(server)?),
@@ -64,22 +66,31 @@ fn kcp_client_config(window: u16) -> ClientConfig {
     config
 }
 
-struct KcpNetClient(KcpClient);
+/// kcp-net's client, raw or secure; `secure` says which, for its drop.
+struct KcpNetClient {
+    client: KcpClient,
+    secure: bool,
+}
 
 impl KcpNetClient {
-    fn connect(server: SocketAddr, window: u16) -> anyhow::Result<Self> {
-        Ok(Self(KcpClient::connect(server, kcp_client_config(window))?))
+    fn connect(which: Impl, server: SocketAddr, window: u16) -> anyhow::Result<Self> {
+        let mut config = kcp_client_config(window);
+        config.secure = crate::secure_peer::client_security(which);
+        let secure = config.secure.is_some();
+        let client = KcpClient::connect(server, config)
+            .with_context(|| format!("{}: connecting", which.name()))?;
+        Ok(Self { client, secure })
     }
 }
 
 impl EchoClient for KcpNetClient {
     fn send(&mut self, message: &[u8]) -> anyhow::Result<()> {
-        Ok(self.0.send(message)?)
+        Ok(self.client.send(message)?)
     }
 
     fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
         let message = self
-            .0
+            .client
             .recv(RECV_TIMEOUT)?
             .context("kcp-net: no echo in time")?;
         Ok(message.to_vec())
@@ -87,8 +98,16 @@ impl EchoClient for KcpNetClient {
 }
 
 impl Drop for KcpNetClient {
+    /// Raw KCP has no close on the wire: wait for the last ACK and go (the server keeps
+    /// the session until its idle timeout). A secure client tells the server, which
+    /// frees the session at once, as the handshake rows need.
     fn drop(&mut self) {
-        let _ = self.0.wait_acknowledged(Duration::from_millis(100));
+        let linger = Duration::from_millis(100);
+        let _ = if self.secure {
+            self.client.close(linger)
+        } else {
+            self.client.wait_acknowledged(linger)
+        };
     }
 }
 

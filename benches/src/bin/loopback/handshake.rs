@@ -83,10 +83,10 @@ impl Row {
 }
 
 /// The rows measured, in order. Raw kcp-net has no handshake: its row is what a new
-/// session costs the server, the floor a secure kcp-net row (added here, with
-/// `Dial::Fresh`) is compared with. TCP's has no TLS, and its server starts a thread
-/// per connection.
-const ROWS: [Row; 4] = [
+/// session costs the server, the floor the secure kcp-net row (a Noise NK handshake,
+/// a cookie round trip only under load, a sealed echo and a sealed close) is compared
+/// with. TCP's has no TLS, and its server starts a thread per connection.
+const ROWS: [Row; 5] = [
     Row {
         label: "quinn, full handshake",
         which: Impl::Quinn,
@@ -96,6 +96,11 @@ const ROWS: [Row; 4] = [
         label: "quinn, TLS resumption",
         which: Impl::Quinn,
         dial: Dial::Quinn { resume: true },
+    },
+    Row {
+        label: "kcp-net secure (Noise NK)",
+        which: Impl::KcpNetSecure,
+        dial: Dial::Fresh,
     },
     Row {
         label: "kcp-net raw (no handshake)",

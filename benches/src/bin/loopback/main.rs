@@ -1,5 +1,6 @@
-//! Loopback benchmarks of `kcp-net` and `kcp-tokio` beside `tokio_kcp`, quinn (QUIC), plain TCP and
-//! raw UDP, all in the same run on 127.0.0.1, reported as ratios.
+//! Loopback benchmarks of `kcp-net` (raw and in its secure wire mode) and `kcp-tokio` beside
+//! `tokio_kcp`, quinn (QUIC), plain TCP and raw UDP, all in the same run on 127.0.0.1,
+//! reported as ratios.
 //!
 //! ```sh
 //! cargo run -p benches --release --bin loopback            # the full run, ~2 minutes
@@ -16,6 +17,7 @@ mod clients;
 mod handshake;
 mod quinn_peer;
 mod scenarios;
+mod secure_peer;
 mod servers;
 
 use std::fmt::Write as _;
@@ -31,6 +33,8 @@ use scenarios::{Latencies, Throughput};
 pub(crate) enum Impl {
     /// This workspace's `kcp-net`.
     KcpNet,
+    /// `kcp-net` in its secure wire mode (Noise handshake, sealed datagrams).
+    KcpNetSecure,
     /// This workspace's `kcp-tokio`.
     KcpTokio,
     /// The `tokio_kcp` crate.
@@ -47,6 +51,7 @@ impl Impl {
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Self::KcpNet => "kcp-net",
+            Self::KcpNetSecure => "kcp-net-secure",
             Self::KcpTokio => "kcp-tokio",
             Self::TokioKcp => "tokio-kcp",
             Self::Udp => "udp",
@@ -156,8 +161,9 @@ impl Plan {
     }
 }
 
-const ALL: [Impl; 6] = [
+const ALL: [Impl; 7] = [
     Impl::KcpNet,
+    Impl::KcpNetSecure,
     Impl::KcpTokio,
     Impl::TokioKcp,
     Impl::Tcp,
@@ -248,7 +254,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
     let mut verdicts = Verdicts::default();
     let _ = writeln!(
         out,
-        "## Loopback: kcp-net, kcp-tokio, tokio_kcp, quinn, TCP and raw UDP\n"
+        "## Loopback: kcp-net (raw and secure), kcp-tokio, tokio_kcp, quinn, TCP and raw UDP\n"
     );
     let _ = writeln!(
         out,
@@ -261,6 +267,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
         machine()
     );
     let _ = writeln!(out, "{}\n", quinn_peer::SETTINGS);
+    let _ = writeln!(out, "{}\n", secure_peer::SETTINGS);
     let _ = writeln!(
         out,
         "Ratios in the tables are kcp-net's figure divided by the row's (below 1× is \
@@ -363,15 +370,26 @@ fn paced(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resu
         );
     }
     quinn_peer::paced_verdict(&rows, verdicts);
+    secure_peer::paced_verdicts(&rounds, &rows, verdicts);
     Ok(())
 }
 
 /// kcp-tokio's figure over kcp-net's, round by round.
 fn round_ratios<T>(rounds: &[(Impl, Vec<T>)], figure: impl Fn(&T) -> f64) -> Vec<f64> {
-    let (net, tokio) = (of(rounds, Impl::KcpNet), of(rounds, Impl::KcpTokio));
-    net.iter()
-        .zip(tokio)
-        .map(|(n, t)| figure(t) / figure(n))
+    ratios_between(rounds, Impl::KcpTokio, Impl::KcpNet, figure)
+}
+
+/// `over`'s figure divided by `under`'s, round by round.
+fn ratios_between<T>(
+    rounds: &[(Impl, Vec<T>)],
+    over: Impl,
+    under: Impl,
+    figure: impl Fn(&T) -> f64,
+) -> Vec<f64> {
+    of(rounds, under)
+        .iter()
+        .zip(of(rounds, over))
+        .map(|(u, o)| figure(o) / figure(u))
         .collect()
 }
 
@@ -382,8 +400,9 @@ fn list(ratios: &[f64]) -> String {
 }
 
 fn many(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Result<()> {
-    // kcp-net and kcp-tokio run `latency_rounds` rounds, interleaved, for the ratio
-    // of their server CPU; each shows its round of median CPU. The others run once.
+    // kcp-net, its secure mode and kcp-tokio run `latency_rounds` rounds, interleaved,
+    // for the ratios of their server CPU; each shows its round of median CPU. The
+    // others run once.
     let measure = |which: Impl| {
         eprintln!("{} clients: {}", plan.clients, which.name());
         scenarios::many_clients(
@@ -394,8 +413,11 @@ fn many(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
             plan.duration * 2,
         )
     };
-    let mut rounds: Vec<(Impl, Vec<Latencies>)> =
-        vec![(Impl::KcpNet, Vec::new()), (Impl::KcpTokio, Vec::new())];
+    let mut rounds: Vec<(Impl, Vec<Latencies>)> = vec![
+        (Impl::KcpNet, Vec::new()),
+        (Impl::KcpNetSecure, Vec::new()),
+        (Impl::KcpTokio, Vec::new()),
+    ];
     for _ in 0..plan.latency_rounds {
         for (which, results) in &mut rounds {
             results.push(measure(*which)?);
@@ -414,8 +436,8 @@ fn many(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     }
     latency_table(
         &format!(
-            "{} clients, 100 B messages at {}/s each (kcp-net, kcp-tokio: round of median \
-             server CPU of {})",
+            "{} clients, 100 B messages at {}/s each (kcp-net, kcp-net-secure, kcp-tokio: \
+             round of median server CPU of {})",
             plan.clients, plan.client_rate, plan.latency_rounds
         ),
         &rows,
@@ -439,6 +461,7 @@ fn many(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
         ),
         cpu_ratio <= 1.2 && failed == 0,
     );
+    secure_peer::many_verdict(&rounds, plan.clients, plan.client_rate, verdicts);
     let (ours, tcp) = (of(&rows, Impl::KcpNet), of(&rows, Impl::Tcp));
     let measured = format!(
         "{} ({:.1}% vs {:.1}%)",
@@ -475,9 +498,10 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     );
     let _ = writeln!(
         out,
-        "kcp-net, kcp-tokio, TCP and quinn run {} rounds, interleaved (kcp-net, kcp-tokio, \
-         TCP, quinn, kcp-net, ...), and each row shows the median round and the range; \
-         tokio_kcp, far slower, runs one round of a quarter of the bytes.\n",
+        "kcp-net, kcp-net-secure, kcp-tokio, TCP and quinn run {} rounds, interleaved \
+         (kcp-net, kcp-net-secure, kcp-tokio, TCP, quinn, kcp-net, ...), and each row \
+         shows the median round and the range; tokio_kcp, far slower, runs one round of \
+         a quarter of the bytes.\n",
         plan.bulk_rounds
     );
     let _ = writeln!(
@@ -488,6 +512,7 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     let (size, inflight) = (16 * 1024, plan.bulk_inflight);
     let mut rounds: Vec<(Impl, Vec<Throughput>)> = vec![
         (Impl::KcpNet, Vec::new()),
+        (Impl::KcpNetSecure, Vec::new()),
         (Impl::KcpTokio, Vec::new()),
         (Impl::Tcp, Vec::new()),
         (Impl::Quinn, Vec::new()),
@@ -568,7 +593,16 @@ fn bulk(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
         ),
         ours >= tcp,
     );
-    quinn_peer::bulk_verdict(ours, medians[2].1.bytes_per_sec, verdicts);
+    // By name: the quinn row's place in `medians` moves as peers are added.
+    let median_of = |which| {
+        medians
+            .iter()
+            .find(|(w, ..)| *w == which)
+            .map_or(0.0, |(_, t, ..)| t.bytes_per_sec)
+    };
+    let quinn = median_of(Impl::Quinn);
+    quinn_peer::bulk_verdict(ours, quinn, verdicts);
+    secure_peer::bulk_verdicts(&rounds, median_of(Impl::KcpNetSecure), quinn, verdicts);
     Ok(())
 }
 
@@ -583,7 +617,12 @@ fn idle(plan: &Plan, out: &mut String, verdicts: &mut Verdicts) -> anyhow::Resul
     let _ = writeln!(out, "| impl | server CPU (% of a core) | kcp-net ratio |");
     let _ = writeln!(out, "|---|---|---|");
     let mut idle = Vec::new();
-    for which in [Impl::KcpNet, Impl::KcpTokio, Impl::TokioKcp] {
+    for which in [
+        Impl::KcpNet,
+        Impl::KcpNetSecure,
+        Impl::KcpTokio,
+        Impl::TokioKcp,
+    ] {
         eprintln!("idle sessions: {}", which.name());
         idle.push((
             which,

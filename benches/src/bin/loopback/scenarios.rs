@@ -226,16 +226,25 @@ pub(crate) fn bulk(
 
 /// Server CPU (fraction of one core) with `sessions` open and idle for `window`:
 /// each session is opened by its own socket with one empty data segment, then nothing.
+/// A secure session needs its handshake, so each is a real client instead, connected
+/// one after another and then left alone (not driven: it answers nothing).
 pub(crate) fn idle_sessions(which: Impl, sessions: usize, window: Duration) -> anyhow::Result<f64> {
     let server = ServerProcess::start(which, KCP_WINDOW)?;
     let mut sockets = Vec::with_capacity(sessions);
-    for i in 0..sessions {
-        let socket = UdpSocket::bind("127.0.0.1:0").context("one socket per idle session")?;
-        let header = Header::new(i as u32 + 1, Command::Push, Sn::new(0));
-        socket.send_to(&header.to_bytes(), server.addr)?;
-        sockets.push(socket);
-        if i % 500 == 499 {
-            thread::sleep(Duration::from_millis(5)); // do not overrun the socket buffer
+    let mut clients = Vec::new();
+    if which == Impl::KcpNetSecure {
+        for _ in 0..sessions {
+            clients.push(connect(which, server.addr, KCP_WINDOW)?);
+        }
+    } else {
+        for i in 0..sessions {
+            let socket = UdpSocket::bind("127.0.0.1:0").context("one socket per idle session")?;
+            let header = Header::new(i as u32 + 1, Command::Push, Sn::new(0));
+            socket.send_to(&header.to_bytes(), server.addr)?;
+            sockets.push(socket);
+            if i % 500 == 499 {
+                thread::sleep(Duration::from_millis(5)); // do not overrun the socket buffer
+            }
         }
     }
     thread::sleep(Duration::from_secs(1)); // let every session open and settle
@@ -244,5 +253,6 @@ pub(crate) fn idle_sessions(which: Impl, sessions: usize, window: Duration) -> a
         Ok(())
     })?;
     drop(sockets);
+    drop(clients);
     Ok(cpu)
 }

@@ -24,7 +24,7 @@ pub(crate) const BULK_WINDOW: u16 = 4096;
 /// use `window` segments each way.
 pub(crate) fn serve(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     match which {
-        Impl::KcpNet => kcp_net_server(listen, window),
+        Impl::KcpNet | Impl::KcpNetSecure => kcp_net_server(which, listen, window),
         Impl::KcpTokio => kcp_tokio_server(listen, window),
         Impl::TokioKcp => tokio_kcp_server(listen, window),
         Impl::Udp => udp_server(listen),
@@ -72,13 +72,15 @@ fn kcp_server_config(window: u16) -> ServerConfig {
     config
 }
 
-/// kcp-net, one event loop thread.
-fn kcp_net_server(listen: SocketAddr, window: u16) -> anyhow::Result<()> {
-    let server =
-        KcpServer::bind(listen, kcp_server_config(window), Echo).context("binding kcp-net")?;
+/// kcp-net, one event loop thread, raw or secure as `which` says.
+fn kcp_net_server(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Result<()> {
+    let mut config = kcp_server_config(window);
+    config.secure = crate::secure_peer::server_security(which);
+    let server = KcpServer::bind(listen, config, Echo)
+        .with_context(|| format!("binding {}", which.name()))?;
     announce(server.local_addr());
     wait_for_stdin_eof();
-    report("kcp-net", &server.shutdown(Duration::ZERO)?.total);
+    report(which.name(), &server.shutdown(Duration::ZERO)?.total);
     Ok(())
 }
 
