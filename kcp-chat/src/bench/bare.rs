@@ -27,7 +27,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
-use super::{BenchOptions, LatencyMs, ServerCpu, cpu};
+use super::{BenchOptions, LatencyMs, ServerCpu, cpu, expected_deliveries};
 use crate::latency::Latencies;
 
 /// Bytes of the header every datagram starts with.
@@ -202,25 +202,14 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
         delivered += r.delivered;
         latencies.merge(&r.latencies);
     }
-    let expected = (0..clients)
-        .map(|i| {
-            let first = i / room_size * room_size;
-            let members = (first..(first + room_size).min(clients))
-                .filter(|&j| joined[j])
-                .count();
-            sent_by[i] * members as u64
-        })
-        .sum::<u64>();
-    let summary = latencies.summary();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let expected = expected_deliveries(|i| sent_by[i], clients, room_size, |j| joined[j]);
     let phase = options.duration.as_secs_f64().max(0.001);
     let usage = |source: &str, start: Option<Duration>, end: Option<Duration>| {
-        let seconds = end?.saturating_sub(start?).as_secs_f64();
-        Some(ServerCpu {
-            source: source.into(),
-            seconds,
-            percent_of_one_core: 100.0 * seconds / phase,
-        })
+        Some(ServerCpu::over(
+            source,
+            end?.saturating_sub(start?),
+            options.duration,
+        ))
     };
     Ok(BareReport {
         clients,
@@ -233,13 +222,7 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
         delivered,
         lost: expected.saturating_sub(delivered),
         deliveries_per_sec: delivered as f64 / phase,
-        latency_ms: LatencyMs {
-            count: summary.count,
-            p50: ms(summary.p50),
-            p90: ms(summary.p90),
-            p99: ms(summary.p99),
-            max: ms(summary.max),
-        },
+        latency_ms: LatencyMs::of(&latencies),
         relay_dropped_full: dropped_full.load(Relaxed),
         relay_cpu: usage("relay thread", relay_start, relay_end),
         load_cpu: usage("client threads", load_start, load_end),

@@ -121,6 +121,42 @@ pub struct LatencyMs {
     pub max: f64,
 }
 
+impl LatencyMs {
+    /// The percentiles of `latencies`, in milliseconds.
+    pub(crate) fn of(latencies: &Latencies) -> Self {
+        let summary = latencies.summary();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Self {
+            count: summary.count,
+            p50: ms(summary.p50),
+            p90: ms(summary.p90),
+            p99: ms(summary.p99),
+            max: ms(summary.max),
+        }
+    }
+}
+
+/// Deliveries expected when client `i` sent `sent_by[i]` lines, each to every member
+/// of its room (`room_size` consecutive clients, the sender included) for whom
+/// `member(j)` holds.
+pub(crate) fn expected_deliveries(
+    sent_by: impl Fn(usize) -> u64,
+    clients: usize,
+    room_size: usize,
+    member: impl Fn(usize) -> bool,
+) -> u64 {
+    let size = room_size.max(1);
+    (0..clients)
+        .map(|i| {
+            let first = i / size * size;
+            let members = (first..(first + size).min(clients))
+                .filter(|&j| member(j))
+                .count();
+            sent_by(i) * members as u64
+        })
+        .sum()
+}
+
 /// A process's (or some threads') CPU use over the sending phase.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerCpu {
@@ -130,6 +166,18 @@ pub struct ServerCpu {
     pub seconds: f64,
     /// Of one core, over the sending phase.
     pub percent_of_one_core: f64,
+}
+
+impl ServerCpu {
+    /// `used` CPU time of `source` over a phase of `over`.
+    pub(crate) fn over(source: impl Into<String>, used: Duration, over: Duration) -> Self {
+        let seconds = used.as_secs_f64();
+        Self {
+            source: source.into(),
+            seconds,
+            percent_of_one_core: 100.0 * seconds / over.as_secs_f64().max(0.001),
+        }
+    }
 }
 
 /// How the cluster nodes of a run batched their publishes.
@@ -365,12 +413,11 @@ impl CpuProbe {
         end: Option<Duration>,
         over: Duration,
     ) -> Option<ServerCpu> {
-        let seconds = end?.saturating_sub(start?).as_secs_f64();
-        Some(ServerCpu {
-            source: self.source(),
-            seconds,
-            percent_of_one_core: 100.0 * seconds / over.as_secs_f64().max(0.001),
-        })
+        Some(ServerCpu::over(
+            self.source(),
+            end?.saturating_sub(start?),
+            over,
+        ))
     }
 }
 
@@ -646,34 +693,16 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     }
     let sent: u64 = shared.sent_by.iter().map(|s| s.load(Relaxed)).sum();
     // Every admitted member of the sender's room (a client refused as busy is none).
-    let expected: u64 = (0..options.clients)
-        .map(|i| {
-            let members = shared
-                .room_mates(i)
-                .filter(|&j| !shared.refused[j].load(Relaxed))
-                .count();
-            shared.sent_by[i].load(Relaxed) * members as u64
-        })
-        .sum();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let percentiles = |latencies: &Latencies| {
-        let summary = latencies.summary();
-        LatencyMs {
-            count: summary.count,
-            p50: ms(summary.p50),
-            p90: ms(summary.p90),
-            p99: ms(summary.p99),
-            max: ms(summary.max),
-        }
-    };
+    let expected = expected_deliveries(
+        |i| shared.sent_by[i].load(Relaxed),
+        options.clients,
+        shared.room_size,
+        |j| !shared.refused[j].load(Relaxed),
+    );
     let server_cpu = probe.between(cpu_start, cpu_end, options.duration);
     let redis_cpu = redis_probe.between(redis_start, redis_end, options.duration);
-    let load_cpu = load_seconds.map(|seconds| ServerCpu {
-        source: "bench client threads".into(),
-        seconds: seconds.as_secs_f64(),
-        percent_of_one_core: 100.0 * seconds.as_secs_f64()
-            / options.duration.as_secs_f64().max(0.001),
-    });
+    let load_cpu =
+        load_seconds.map(|used| ServerCpu::over("bench client threads", used, options.duration));
     let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
     Ok(BenchReport {
         server: names.join(" "),
@@ -693,8 +722,8 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         duplicates: shared.live.duplicates.load(Relaxed),
         errors: shared.live.errors.load(Relaxed),
         deliveries_per_sec: delivered as f64 / options.duration.as_secs_f64().max(0.001),
-        latency_ms: percentiles(&latencies),
-        cross_node_latency_ms: (servers.len() > 1).then(|| percentiles(&cross_node)),
+        latency_ms: LatencyMs::of(&latencies),
+        cross_node_latency_ms: (servers.len() > 1).then(|| LatencyMs::of(&cross_node)),
         client_retransmits: retransmits,
         server_cpu,
         redis_cpu,
