@@ -80,6 +80,8 @@ impl ServerSide {
             slow_consumers: self.slow_consumers.saturating_sub(start.slow_consumers),
             kicked: self.kicked.saturating_sub(start.kicked),
             rate_limited: self.rate_limited.saturating_sub(start.rate_limited),
+            // Refusals happen while clients join, before the sending phase starts:
+            // all of them count.
             refused_busy: self.refused_busy,
             max_loop_lag_ms: self.max_loop_lag_ms.max(start.max_loop_lag_ms),
         }
