@@ -427,6 +427,12 @@ impl Conversation {
         Some(self.secure.as_ref()?.local_index())
     }
 
+    /// The cipher that seals this conversation's datagrams (secure mode), as the
+    /// handshake agreed it.
+    pub fn cipher(&self) -> Option<crate::secure::Cipher> {
+        Some(self.secure.as_ref()?.cipher())
+    }
+
     /// Whether the peer's current address is proven (raw: confirmed; secure: the
     /// handshake completed and, after a move, the new path answered).
     pub const fn is_address_proven(&self) -> bool {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use kcp_net::secure::{
-    ClientSecurity, CookiePolicy, HandshakeError, Psk, ServerIdentity, ServerSecurity,
+    Cipher, ClientSecurity, CookiePolicy, HandshakeError, Psk, ServerIdentity, ServerSecurity,
 };
 use kcp_net::{
     CloseCtx, CloseReason, EventHandler, KcpClient, KcpServer, NetError, ServerConfig, SessionCtx,
@@ -105,6 +105,26 @@ fn a_sealed_echo_with_datagrams_and_a_close_the_server_learns_at_once() {
         .recv_timeout(Duration::from_secs(2))
         .expect("a close");
     assert_eq!(reason, CloseReason::PeerClosed);
+    server.shutdown(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn the_server_seals_with_the_cipher_each_client_prefers() {
+    let (server, identity, _closes) = secure_server(|_, _| {});
+    let default = ClientSecurity::new(identity.public());
+    assert_eq!(default.cipher, Cipher::fastest_here());
+    for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
+        let mut security = ClientSecurity::new(identity.public());
+        security.cipher = cipher;
+        let mut client = secure_client(&server, security).unwrap();
+        assert_eq!(client.conversation().cipher(), Some(cipher));
+        for i in 0..5u32 {
+            echo(&mut client, &i.to_le_bytes().repeat(300 * i as usize + 1));
+        }
+        let counters = client.conversation().secure_counters().unwrap();
+        assert_eq!(counters.tampered, 0, "{cipher}");
+        assert!(counters.opened >= 5, "{cipher}: {counters:?}");
+    }
     server.shutdown(Duration::ZERO).unwrap();
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kcp_core::Transmit;
 
 use super::Script;
-use crate::secure::{Established, Inner, Key, RekeyPolicy, SecureChannel, transport};
+use crate::secure::{Cipher, Established, Inner, Key, RekeyPolicy, SecureChannel, transport};
 
 /// Authentic datagrams kept for later delivery, oldest dropped first.
 const KEPT: usize = 32;
@@ -51,11 +51,17 @@ pub fn secure_receive(data: &[u8]) {
         after_bytes: 600,
         after: Duration::from_secs(60),
     };
+    // The script's first byte picks the cipher: both are fuzzed.
+    let cipher = if script.byte() & 1 == 0 {
+        Cipher::Aes256Gcm
+    } else {
+        Cipher::ChaCha20Poly1305
+    };
     let established = |local_index, peer_index, send, recv| Established {
         local_index,
         peer_index,
-        send: Key::new([send; 32]),
-        recv: Key::new([recv; 32]),
+        send: Key::new(cipher, [send; 32]),
+        recv: Key::new(cipher, [recv; 32]),
         conv: 1,
     };
     let mut sender = SecureChannel::new(established(1, 2, 0xa1, 0xb2), rekey, now);

@@ -157,6 +157,11 @@ impl SecureChannel {
         self.local_index
     }
 
+    /// The cipher both directions use (the handshake agreed it).
+    pub(crate) const fn cipher(&self) -> super::Cipher {
+        self.send_key.cipher()
+    }
+
     pub(crate) const fn rekey_policy(&self) -> RekeyPolicy {
         self.rekey
     }
@@ -295,7 +300,7 @@ impl SecureChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secure::seal::Key;
+    use crate::secure::seal::{Cipher, Key};
 
     fn pair(rekey: RekeyPolicy, now: Instant) -> (SecureChannel, SecureChannel) {
         let a_to_b = [1; 32];
@@ -303,15 +308,15 @@ mod tests {
         let a = Established {
             local_index: 10,
             peer_index: 20,
-            send: Key::new(a_to_b),
-            recv: Key::new(b_to_a),
+            send: Key::new(Cipher::Aes256Gcm, a_to_b),
+            recv: Key::new(Cipher::Aes256Gcm, b_to_a),
             conv: 1,
         };
         let b = Established {
             local_index: 20,
             peer_index: 10,
-            send: Key::new(b_to_a),
-            recv: Key::new(a_to_b),
+            send: Key::new(Cipher::Aes256Gcm, b_to_a),
+            recv: Key::new(Cipher::Aes256Gcm, a_to_b),
             conv: 1,
         };
         (

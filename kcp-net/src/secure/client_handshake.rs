@@ -96,6 +96,7 @@ impl ClientHandshake {
             security.psk.as_ref(),
             conv,
             random_index(),
+            security.cipher,
         )
         .map_err(|_| NetError::Setting("the server key is not a usable X25519 key"))
     }

@@ -19,14 +19,14 @@ use snow::params::NoiseParams;
 
 use super::cookie::{self, CookieJar, Macs};
 use super::keys::{Psk, PublicKey, ServerIdentity};
-use super::seal::Key;
+use super::seal::{Cipher, Key};
 use super::wire::{
     self, INITIATION_LEN, Kind, RejectReason, VERSION, cookie_reply, initiation, reject, response,
 };
 
 /// Bound into every handshake (Noise's prologue): a peer of another protocol or
 /// version cannot complete one.
-const PROLOGUE: &[u8] = b"kcp-net secure v1";
+const PROLOGUE: &[u8] = b"kcp-net secure v2";
 
 /// The Noise protocol name for a deployment with or without a pre-shared key.
 fn params(psk: bool) -> NoiseParams {
@@ -94,6 +94,8 @@ pub(crate) struct Initiator {
     message: [u8; INITIATION_LEN],
     cookie: Option<([u8; 16], Instant)>,
     conv: u32,
+    /// The ciphers we offered, our preference first.
+    offer: [u8; 2],
     spoiled: bool,
 }
 
@@ -109,12 +111,14 @@ impl std::fmt::Debug for Initiator {
 
 impl Initiator {
     /// Starts a handshake with the server whose key is `server`, for conversation
-    /// `conv`, under our random `sender_index`.
+    /// `conv`, under our random `sender_index`, offering both ciphers with `preferred`
+    /// first.
     pub(crate) fn new(
         server: &PublicKey,
         psk: Option<&Psk>,
         conv: u32,
         sender_index: u32,
+        preferred: Cipher,
     ) -> Result<Self, snow::Error> {
         let mut builder = snow::Builder::new(params(psk.is_some()))
             .prologue(PROLOGUE)?
@@ -128,8 +132,12 @@ impl Initiator {
         message[initiation::VERSION] = VERSION;
         message[initiation::SENDER..initiation::SENDER + 4]
             .copy_from_slice(&sender_index.to_le_bytes());
+        let offer = Cipher::offer(preferred);
+        let mut payload = [0; initiation::PAYLOAD_LEN];
+        payload[..4].copy_from_slice(&conv.to_le_bytes());
+        payload[4..].copy_from_slice(&offer);
         let written = state.write_message(
-            &conv.to_le_bytes(),
+            &payload,
             &mut message[initiation::NOISE..initiation::NOISE + initiation::NOISE_LEN],
         )?;
         debug_assert_eq!(written, initiation::NOISE_LEN);
@@ -142,6 +150,7 @@ impl Initiator {
             message,
             cookie: None,
             conv,
+            offer,
             spoiled: false,
         })
     }
@@ -236,16 +245,23 @@ impl Initiator {
         // so a forged response naming our index (only someone on the path sees it)
         // spoils this attempt: the caller starts a new one.
         let noise = &datagram[response::NOISE..response::NOISE + response::NOISE_LEN];
-        if self.state.read_message(noise, &mut payload).is_err() {
+        let read = self.state.read_message(noise, &mut payload);
+        // The answer is authenticated by the handshake: a cipher we did not offer
+        // is a broken server, and this attempt cannot go on.
+        let cipher = match read {
+            Ok(1) => Cipher::from_byte(payload[0]).filter(|c| self.offer.contains(&c.to_byte())),
+            _ => None,
+        };
+        let Some(cipher) = cipher else {
             self.spoiled = true;
             return Reply::Ignored;
-        }
+        };
         let (send, recv) = self.state.dangerously_get_raw_split();
         Reply::Established(Box::new(Established {
             local_index: self.sender_index,
             peer_index,
-            send: Key::new(send),
-            recv: Key::new(recv),
+            send: Key::new(cipher, send),
+            recv: Key::new(cipher, recv),
             conv: self.conv,
         }))
     }
@@ -365,10 +381,12 @@ impl Responder {
     }
 
     /// Runs the Diffie-Hellman on a screened initiation and, if it decrypts, makes
-    /// the session's keys and the response, naming the session `local_index`.
+    /// the session's keys (under the client's preferred cipher) and the response,
+    /// naming the session `local_index`.
     ///
     /// # Errors
-    /// The message does not decrypt (another pre-shared key, or corrupted).
+    /// The message does not decrypt (another pre-shared key, or corrupted), or its
+    /// offer of ciphers lacks ChaCha20-Poly1305 (not from a client of this version).
     pub(crate) fn accept(&self, msg: &[u8], local_index: u32) -> Result<Accepted, snow::Error> {
         let mut builder = snow::Builder::new(self.params.clone())
             .prologue(PROLOGUE)?
@@ -380,8 +398,11 @@ impl Responder {
         let mut payload = [0; 64];
         let noise = &msg[initiation::NOISE..initiation::NOISE + initiation::NOISE_LEN];
         let n = state.read_message(noise, &mut payload)?;
-        let conv = match payload.get(..n) {
-            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        let (conv, cipher) = match payload.get(..n) {
+            Some(&[a, b, c, d, first, second]) => (
+                u32::from_le_bytes([a, b, c, d]),
+                Cipher::choose([first, second]).ok_or(snow::Error::Input)?,
+            ),
             _ => return Err(snow::Error::Input),
         };
         let peer_index = wire::u32_at(msg, initiation::SENDER).unwrap_or(0);
@@ -392,7 +413,7 @@ impl Responder {
             .copy_from_slice(&local_index.to_le_bytes());
         response[response::RECEIVER..response::RECEIVER + 4]
             .copy_from_slice(&peer_index.to_le_bytes());
-        let written = state.write_message(&[], &mut response[response::NOISE..])?;
+        let written = state.write_message(&[cipher.to_byte()], &mut response[response::NOISE..])?;
         debug_assert_eq!(written, response::NOISE_LEN);
         // Split: the first key is the initiator's sending key.
         let (initiator_send, responder_send) = state.dangerously_get_raw_split();
@@ -400,8 +421,8 @@ impl Responder {
             established: Established {
                 local_index,
                 peer_index,
-                send: Key::new(responder_send),
-                recv: Key::new(initiator_send),
+                send: Key::new(cipher, responder_send),
+                recv: Key::new(cipher, initiator_send),
                 conv,
             },
             response,
@@ -447,9 +468,15 @@ mod tests {
 
     #[test]
     fn a_handshake_gives_both_ends_the_same_two_keys_crosswise() {
+        for preferred in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
+            handshake_under(preferred);
+        }
+    }
+
+    fn handshake_under(preferred: Cipher) {
         let now = Instant::now();
         let mut r = server(CookiePolicy::Never, None, now);
-        let mut i = Initiator::new(&key(&r), None, 77, 1234).unwrap();
+        let mut i = Initiator::new(&key(&r), None, 77, 1234, preferred).unwrap();
         let msg = i.initiation(now).to_vec();
         assert_eq!(msg.len(), INITIATION_LEN);
         let mut out = Vec::new();
@@ -467,6 +494,8 @@ mod tests {
             panic!("no session");
         };
         assert_eq!((client.local_index, client.peer_index), (1234, 99));
+        assert_eq!(client.send.cipher(), preferred, "the client's preference");
+        assert_eq!(accepted.established.send.cipher(), preferred);
         let mut buf = *b"secret";
         let tag = client.send.seal(0, b"", &mut buf);
         assert!(accepted.established.recv.open(0, b"", &mut buf, &tag));
@@ -477,7 +506,7 @@ mod tests {
     fn a_cookie_round_trip_proves_the_address_and_the_cookie_reply_is_smaller() {
         let now = Instant::now();
         let mut r = server(CookiePolicy::Always, None, now);
-        let mut i = Initiator::new(&key(&r), None, 1, 5).unwrap();
+        let mut i = Initiator::new(&key(&r), None, 1, 5, Cipher::ChaCha20Poly1305).unwrap();
         let from = ADDR.parse().unwrap();
         let mut out = Vec::new();
         let first = i.initiation(now).to_vec();
@@ -500,7 +529,7 @@ mod tests {
             Screened::CookieSent
         );
         // A cookie reply for someone else's initiation does not open.
-        let mut j = Initiator::new(&key(&r), None, 1, 5).unwrap();
+        let mut j = Initiator::new(&key(&r), None, 1, 5, Cipher::ChaCha20Poly1305).unwrap();
         assert!(matches!(
             j.handle(now, &out[cookie_reply::LEN..]),
             Reply::Ignored
@@ -519,7 +548,7 @@ mod tests {
         let other = ServerIdentity::generate().unwrap().public();
         let mut out = Vec::new();
 
-        let mut wrong_key = Initiator::new(&other, None, 1, 7).unwrap();
+        let mut wrong_key = Initiator::new(&other, None, 1, 7, Cipher::ChaCha20Poly1305).unwrap();
         let msg = wrong_key.initiation(now).to_vec();
         assert_eq!(
             r.screen(now, from, &msg, false, &mut out),
@@ -534,7 +563,8 @@ mod tests {
         ));
 
         for psk in [None, Some(Psk::from_passphrase("other"))] {
-            let mut no_psk = Initiator::new(&key(&r), psk.as_ref(), 1, 8).unwrap();
+            let mut no_psk =
+                Initiator::new(&key(&r), psk.as_ref(), 1, 8, Cipher::ChaCha20Poly1305).unwrap();
             let msg = no_psk.initiation(now).to_vec();
             out.clear();
             assert_eq!(
@@ -543,8 +573,14 @@ mod tests {
             );
             assert!(r.accept(&msg, 1).is_err(), "psk {psk:?}");
         }
-        let mut good =
-            Initiator::new(&key(&r), Some(&Psk::from_passphrase("title")), 1, 9).unwrap();
+        let mut good = Initiator::new(
+            &key(&r),
+            Some(&Psk::from_passphrase("title")),
+            1,
+            9,
+            Cipher::ChaCha20Poly1305,
+        )
+        .unwrap();
         let msg = good.initiation(now).to_vec();
         let accepted = r.accept(&msg, 2).unwrap();
         assert!(matches!(
@@ -566,7 +602,7 @@ mod tests {
     fn replies_that_do_not_name_our_index_are_ignored() {
         let now = Instant::now();
         let r = server(CookiePolicy::Never, None, now);
-        let mut i = Initiator::new(&key(&r), None, 1, 5).unwrap();
+        let mut i = Initiator::new(&key(&r), None, 1, 5, Cipher::ChaCha20Poly1305).unwrap();
         let msg = i.initiation(now).to_vec();
         let mut accepted = r.accept(&msg, 2).unwrap();
         accepted.response[response::RECEIVER] ^= 1;

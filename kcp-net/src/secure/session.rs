@@ -145,6 +145,10 @@ impl SecureSession {
         self.channel.rekey_policy()
     }
 
+    pub(crate) const fn cipher(&self) -> super::Cipher {
+        self.channel.cipher()
+    }
+
     pub(crate) const fn local_index(&self) -> u32 {
         self.channel.local_index()
     }

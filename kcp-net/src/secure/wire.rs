@@ -3,7 +3,7 @@
 //! transport datagram. Every integer is little-endian.
 
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// The first byte of every secure datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,21 +40,24 @@ pub(crate) mod initiation {
     pub(crate) const VERSION: usize = 1;
     pub(crate) const SENDER: usize = 4;
     pub(crate) const NOISE: usize = 8;
-    /// Noise message 1 of NK: `e` (32), then the sealed payload (the conv, 4) and its
-    /// tag (16).
-    pub(crate) const NOISE_LEN: usize = 32 + 4 + 16;
+    /// The sealed payload of Noise message 1: the conv (4), then the ciphers the
+    /// client offers (2 bytes, its preference first).
+    pub(crate) const PAYLOAD_LEN: usize = 4 + 2;
+    /// Noise message 1 of NK: `e` (32), then the sealed payload and its tag (16).
+    pub(crate) const NOISE_LEN: usize = 32 + PAYLOAD_LEN + 16;
     pub(crate) const MAC1: usize = INITIATION_LEN - 32;
     pub(crate) const MAC2: usize = INITIATION_LEN - 16;
 }
 
 /// Response: `kind, version, 0, 0, sender index (4), receiver index (4), Noise
-/// message 2 (48)`.
+/// message 2 (49)`.
 pub(crate) mod response {
     pub(crate) const SENDER: usize = 4;
     pub(crate) const RECEIVER: usize = 8;
     pub(crate) const NOISE: usize = 12;
-    /// `e` (32) and the tag of an empty payload (16).
-    pub(crate) const NOISE_LEN: usize = 48;
+    /// `e` (32), the sealed payload (the cipher the server chose, 1) and its tag
+    /// (16).
+    pub(crate) const NOISE_LEN: usize = 32 + 1 + 16;
     pub(crate) const LEN: usize = NOISE + NOISE_LEN;
 }
 

@@ -84,6 +84,10 @@ struct Args {
     /// Run only these sections (repeat the flag or separate with commas).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Section>,
+    /// The transport cipher kcp-net-secure's clients ask for (default: the faster on
+    /// this CPU, as a real client chooses).
+    #[arg(long, value_enum)]
+    cipher: Option<secure_peer::CipherArg>,
 }
 
 /// A section of the report: one scenario measured for every implementation.
@@ -267,7 +271,7 @@ fn run(plan: &Plan, only: &[Section]) -> anyhow::Result<String> {
         machine()
     );
     let _ = writeln!(out, "{}\n", quinn_peer::SETTINGS);
-    let _ = writeln!(out, "{}\n", secure_peer::SETTINGS);
+    let _ = writeln!(out, "{}\n", secure_peer::settings());
     let _ = writeln!(
         out,
         "Ratios in the tables are kcp-net's figure divided by the row's (below 1× is \
@@ -691,6 +695,9 @@ fn main() -> anyhow::Result<()> {
     }) = args.command
     {
         return servers::serve(which, listen, window);
+    }
+    if let Some(cipher) = args.cipher {
+        secure_peer::choose_cipher(cipher);
     }
     let mut plan = Plan::new(args.quick);
     plan.bulk_inflight = args.bulk_inflight;

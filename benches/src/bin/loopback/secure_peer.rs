@@ -10,16 +10,46 @@
 //! WireGuard's behaviour), so the 1000-client and handshake scenarios pay the cookie
 //! round trip when they load the server, as a real deployment would.
 
-use kcp_net::secure::{ClientSecurity, ServerIdentity, ServerSecurity};
+use kcp_net::secure::{Cipher, ClientSecurity, ServerIdentity, ServerSecurity};
 
 use crate::scenarios::{Latencies, Throughput};
 use crate::{Impl, Verdicts, list, median, ms, of, ratios_between};
 
-/// How the secure mode runs, for the report's header.
-pub(crate) const SETTINGS: &str = "kcp-net secure: the raw kcp-net server and client \
-    with `secure` set (Noise NK over X25519, ChaCha20-Poly1305 seal with a replay \
-    window, cookies only under load, default rekey), the server key pinned by the \
-    client; its ratios to raw kcp-net are medians of rounds run back to back with it.";
+/// The `--cipher` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CipherArg {
+    /// AES-256-GCM.
+    Aes,
+    /// ChaCha20-Poly1305.
+    Chacha,
+}
+
+/// The cipher the secure clients ask for: `--cipher`, else the faster on this CPU.
+static CIPHER: std::sync::OnceLock<Cipher> = std::sync::OnceLock::new();
+
+/// Sets the secure clients' cipher (once, before the run).
+pub(crate) fn choose_cipher(choice: CipherArg) {
+    let _ = CIPHER.set(match choice {
+        CipherArg::Aes => Cipher::Aes256Gcm,
+        CipherArg::Chacha => Cipher::ChaCha20Poly1305,
+    });
+}
+
+fn cipher() -> Cipher {
+    *CIPHER.get_or_init(Cipher::fastest_here)
+}
+
+/// How the secure mode runs, for the report's header (the transport cipher is the
+/// one the client prefers on this CPU, as in a real deployment, unless `--cipher`).
+pub(crate) fn settings() -> String {
+    format!(
+        "kcp-net secure: the raw kcp-net server and client with `secure` set (Noise NK \
+         over X25519, {} seal with a replay window, cookies only under load, default \
+         rekey), the server key pinned by the client; its ratios to raw kcp-net are \
+         medians of rounds run back to back with it.",
+        cipher()
+    )
+}
 
 /// The private key of the bench server. Fixed on purpose: the harness derives the
 /// public key its clients pin from it, and the server process its identity, with
@@ -38,7 +68,11 @@ pub(crate) fn server_security(which: Impl) -> Option<ServerSecurity> {
 
 /// What `which`'s client sets as `ClientConfig::secure`.
 pub(crate) fn client_security(which: Impl) -> Option<ClientSecurity> {
-    (which == Impl::KcpNetSecure).then(|| ClientSecurity::new(identity().public()))
+    (which == Impl::KcpNetSecure).then(|| {
+        let mut security = ClientSecurity::new(identity().public());
+        security.cipher = cipher();
+        security
+    })
 }
 
 /// Secure over raw kcp-net, round by round, and the median of those ratios.
