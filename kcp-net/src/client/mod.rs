@@ -168,6 +168,10 @@ impl KcpClient {
             Instant::now(),
         )?;
         let mut received: Vec<Vec<u8>> = Vec::new();
+        // A poll the handshake makes for its wait is let go when it ends, so that a
+        // connected client holds one file descriptor (its socket) in both wire
+        // modes; a later blocking call makes its own again.
+        let had_poll = self.poll.is_some();
         loop {
             let now = Instant::now();
             handshake.check_timeout(now)?;
@@ -194,10 +198,22 @@ impl KcpClient {
                 if let Some(conversation) = handshake.handle(now, &datagram)? {
                     self.conversation = conversation;
                     self.failure = None;
+                    if !had_poll {
+                        self.release_own_poll()
+                            .map_err(|e| NetError::io("leaving the handshake's poll", e))?;
+                    }
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Drops the poll of our own, if there is one, taking the socket out of it.
+    fn release_own_poll(&mut self) -> io::Result<()> {
+        if let Some((poll, _)) = self.poll.take() {
+            poll.registry().deregister(self.socket.inner_mut())?;
+        }
+        Ok(())
     }
 
     /// Reads what the socket holds from the server, as copies (the handshake).
@@ -678,9 +694,7 @@ impl mio::event::Source for KcpClient {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        if let Some((poll, _)) = self.poll.take() {
-            poll.registry().deregister(self.socket.inner_mut())?;
-        }
+        self.release_own_poll()?;
         self.socket.register(registry, token, interests)
     }
 
