@@ -62,10 +62,9 @@ type Initiation = (SocketAddr, u32);
 /// let mut sessions = HashMap::new();
 /// let (peer, datagram) = ("127.0.0.1:5000".parse()?, vec![0u8; 1200]);
 /// match front.route(&datagram, &mut stats) {
-///     Route::Session(key) => { /* sessions[&key].input(..) */ }
+///     Route::Session(_key) => { /* sessions[&_key].input_from(..) */ }
 ///     Route::Initiation => match front.initiation(Instant::now(), peer, &datagram, 0, &mut stats) {
 ///         Screening::Reply(bytes) => { /* send `bytes` to `peer` */ let _ = bytes; }
-///         Screening::Dropped => {}
 ///         Screening::Offer(offer) => {
 ///             // The admission rules go here (limits, `accept`).
 ///             let config = ConversationConfig::new(Preset::Fast);
@@ -74,9 +73,10 @@ type Initiation = (SocketAddr, u32);
 ///             let response = front.register(opened, 1, &mut stats);
 ///             let _ = response; // send it to `peer`
 ///         }
+///         _ => {} // dropped, counted
 ///     },
 ///     Route::Unknown { .. } => stats.dropped_unknown_index += 1,
-///     Route::Dropped => {}
+///     _ => {} // dropped, counted
 /// }
 /// assert_eq!(stats.dropped_malformed, 1, "zeros are not an initiation");
 /// # Ok(())
