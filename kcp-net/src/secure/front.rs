@@ -256,20 +256,14 @@ impl<K: Copy + Eq + Hash> SecureFront<K> {
             .screen(now, peer, datagram, under_load, &mut self.reply);
         let sender = match screened {
             Screened::Valid { sender_index } => sender_index,
-            Screened::Malformed => {
-                stats.dropped_malformed += 1;
-                return self.replied();
-            }
-            Screened::Version => {
-                stats.rejected_version += 1;
-                return self.replied();
-            }
-            Screened::WrongKey => {
-                stats.rejected_wrong_key += 1;
-                return self.replied();
-            }
-            Screened::CookieSent => {
-                stats.cookies_sent += 1;
+            refused => {
+                match refused {
+                    Screened::Malformed => stats.dropped_malformed += 1,
+                    Screened::Version => stats.rejected_version += 1,
+                    Screened::WrongKey => stats.rejected_wrong_key += 1,
+                    Screened::CookieSent => stats.cookies_sent += 1,
+                    Screened::Valid { .. } => {}
+                }
                 return self.replied();
             }
         };
