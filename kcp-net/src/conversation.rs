@@ -315,6 +315,28 @@ impl Conversation {
         Ok(newest)
     }
 
+    /// Feeds a datagram that came from `from` to a conversation whose peer was last
+    /// at `peer`: [`input`](Self::input) if the two are the same,
+    /// [`input_from_new_address`](Self::input_from_new_address) if not. Returns
+    /// whether the conversation moved to `from` (the caller then sends there): the
+    /// one rule every server applies to a datagram of a known session.
+    ///
+    /// # Errors
+    /// As [`input_from_new_address`](Self::input_from_new_address).
+    pub fn input_from(
+        &mut self,
+        now: Instant,
+        peer: std::net::SocketAddr,
+        from: std::net::SocketAddr,
+        datagram: &[u8],
+    ) -> Result<bool, Refused> {
+        if from == peer {
+            self.input(now, datagram).map(|()| false)
+        } else {
+            self.input_from_new_address(now, datagram)
+        }
+    }
+
     /// Accepts a datagram; returns whether it is the newest (secure mode; raw: true).
     fn accept(&mut self, now: Instant, datagram: &[u8]) -> Result<bool, Refused> {
         let ts = self.clock.timestamp(now);

@@ -37,6 +37,26 @@ pub enum CloseReason {
     PeerClosed,
 }
 
+impl CloseReason {
+    /// The words a server's secure close carries for this reason
+    /// ([`Conversation::announce_close`](crate::Conversation::announce_close)): what
+    /// `kcp-net`'s server and `kcp-tokio`'s listener tell a client.
+    pub const fn server_text(self) -> &'static str {
+        match self {
+            Self::Local => "closed by the server",
+            Self::Shutdown => "the server is shutting down",
+            Self::IdleTimeout => "idle for too long",
+            Self::PeerGone | Self::DeadLink => "the client stopped answering",
+            Self::HandlerPanicked => "the server failed handling this session",
+            Self::Unconfirmed | Self::Evicted => "the handshake was not completed",
+            Self::SlowConsumer => {
+                "too slow: the data queued for this session stayed over its limit"
+            }
+            Self::PeerClosed => "",
+        }
+    }
+}
+
 /// Where a session is in its life.
 ///
 /// ```text

@@ -25,9 +25,6 @@ pub struct KcpSession {
     pub(crate) held_bytes: usize,
     /// The address the per-IP limits counted it under (its first peer's IP).
     pub(crate) admitted_ip: IpAddr,
-    /// Secure mode, until the client's first sealed datagram: the address and index
-    /// of its initiation, so a repeated one is answered with the same response.
-    pub(crate) initiation: Option<(SocketAddr, u32)>,
 }
 
 impl KcpSession {
@@ -39,7 +36,6 @@ impl KcpSession {
             next_wake: None,
             held_bytes: 0,
             admitted_ip: peer.ip(),
-            initiation: None,
         }
     }
 

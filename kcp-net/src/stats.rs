@@ -6,7 +6,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::error::Refused;
 use crate::lifecycle::CloseReason;
+use crate::secure::OpenError;
 
 /// Defines a counter struct (plain `u64` fields, `accumulate`), and with
 /// `/ AtomicName` also its atomic mirror with `publish`/`snapshot`.
@@ -215,6 +217,20 @@ impl LoopStats {
             CloseReason::Evicted => &mut self.evicted_unconfirmed,
             CloseReason::PeerClosed => &mut self.closed_by_peer,
             CloseReason::SlowConsumer => &mut self.closed_slow_consumer,
+        };
+        *counter += 1;
+    }
+
+    /// Counts a datagram a session's conversation refused ([`Refused`]): a seal that
+    /// failed in `dropped_tampered`, `dropped_replayed`, `dropped_unknown_index` or
+    /// `dropped_sealed_other`, anything else in `dropped_rejected`.
+    pub fn count_refused(&mut self, refused: Refused) {
+        let counter = match refused {
+            Refused::Seal(OpenError::Tampered) => &mut self.dropped_tampered,
+            Refused::Seal(OpenError::Replayed | OpenError::TooOld) => &mut self.dropped_replayed,
+            Refused::Seal(OpenError::Foreign) => &mut self.dropped_unknown_index,
+            Refused::Seal(_) => &mut self.dropped_sealed_other,
+            _ => &mut self.dropped_rejected,
         };
         *counter += 1;
     }

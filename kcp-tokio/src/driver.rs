@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kcp_core::conv_of;
 use kcp_net::admission::{Admission, Opening, Refusal, Room, UnconfirmedPool};
+use kcp_net::secure::{Route, Screening, SecureFront};
 use kcp_net::udp::{CLIENT_GRO_SLOTS, LOOP_GRO_SLOTS, RecvBatch, RecvMeta, SendBatch};
 use kcp_net::{CloseReason, Conversation, ConversationConfig, LoopStats, ServerConfig};
 use tokio::sync::mpsc;
@@ -44,6 +45,9 @@ pub(crate) struct ServerRole {
     admission: Admission,
     unconfirmed: UnconfirmedPool<u64>,
     accepted: mpsc::UnboundedSender<KcpStream>,
+    /// The secure wire mode's front door (`None`: raw KCP): `kcp-net`'s own, so a
+    /// secure listener screens, admits and routes exactly as `kcp-net`'s server.
+    front: Option<SecureFront<u64>>,
     next_id: u64,
     /// Shutdown began (the listener was dropped).
     shutting_down: bool,
@@ -84,7 +88,12 @@ impl Driver {
         let shared = Arc::new(DriverShared::default());
         let published = Arc::new(Mutex::new(LoopStats::default()));
         let max_datagram = config.engine.mtu.max(1500);
+        let front = config
+            .secure
+            .clone()
+            .map(|security| SecureFront::new(security, 0, now));
         let role = Role::Server(Box::new(ServerRole {
+            front,
             conversation: config.conversation(),
             admission: Admission::new(&config, now),
             unconfirmed: UnconfirmedPool::new(&config),
@@ -250,10 +259,21 @@ impl Driver {
             // datagram shows no KCP conv); the conversation refuses what is not.
             let id = self.routes.iter().find(|((peer, _), _)| *peer == from);
             match id.map(|(_, &id)| id) {
-                Some(id) => self.deliver(id, datagram, now),
+                Some(id) => self.deliver(id, from, datagram, now),
                 None => self.stats.dropped_unknown_session += 1,
             }
             return;
+        }
+        if let Role::Server(server) = &self.role {
+            if let Some(front) = &server.front {
+                match front.route(datagram, &mut self.stats) {
+                    Route::Session(id) => self.deliver(id, from, datagram, now),
+                    Route::Initiation => self.initiation(from, datagram, now),
+                    Route::Unknown { .. } => self.stats.dropped_unknown_index += 1,
+                    _ => {}
+                }
+                return;
+            }
         }
         let Some(conv) = conv_of(datagram) else {
             self.stats.dropped_malformed += 1;
@@ -266,19 +286,31 @@ impl Driver {
                 None => return,
             },
         };
-        self.deliver(id, datagram, now);
+        self.deliver(id, from, datagram, now);
     }
 
-    fn deliver(&mut self, id: u64, datagram: &[u8], now: Instant) {
+    /// Feeds a datagram from `from` to session `id`: a secure session moves to a
+    /// new address on an authentic, newest datagram from it (`kcp-net`'s rule,
+    /// [`Conversation::input_from`]).
+    fn deliver(&mut self, id: u64, from: SocketAddr, datagram: &[u8], now: Instant) {
         let Some(session) = self.sessions.get(&id) else {
             return;
         };
         let mut state = session.lock();
         let _span = session.span.enter();
         let was_confirmed = state.conversation.is_confirmed();
-        if state.conversation.input(now, datagram).is_err() {
-            self.stats.dropped_rejected += 1;
-            return;
+        let peer = state.peer;
+        match state.conversation.input_from(now, peer, from, datagram) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(old = %peer, new = %from, "session moved");
+                state.peer = from;
+                self.stats.migrations += 1;
+            }
+            Err(refused) => {
+                self.stats.count_refused(refused);
+                return;
+            }
         }
         // ACKs may have freed room for a blocked writer or finished a shutdown.
         let has_message = state.conversation.has_message();
@@ -290,6 +322,9 @@ impl Driver {
             if let Role::Server(server) = &mut self.role {
                 server.admission.confirm();
                 server.unconfirmed.left();
+                if let Some(front) = &mut server.front {
+                    front.confirmed(id);
+                }
             }
             self.stats.sessions_confirmed += 1;
         }
@@ -313,37 +348,121 @@ impl Driver {
             }
             _ => {}
         }
+        self.admit(peer, now).ok()?;
+        let Role::Server(server) = &self.role else {
+            return None;
+        };
+        // The config was validated at bind, so this cannot fail.
+        let Ok(conversation) = Conversation::new(conv, server.conversation.clone(), now) else {
+            server.admission.release(peer.ip(), false);
+            return None;
+        };
+        let id = self.start(peer, conversation, now)?;
+        self.routes.insert((peer, conv), id);
+        Some(id)
+    }
+
+    /// Screens an initiation (secure mode) with `kcp-net`'s [`SecureFront`] and, if
+    /// it is a valid handshake the limits admit, opens its session. Every answer
+    /// (cookie, reject, response) goes back to `peer` in this turn's batch.
+    fn initiation(&mut self, peer: SocketAddr, datagram: &[u8], now: Instant) {
+        let Role::Server(server) = &mut self.role else {
+            return;
+        };
+        let ServerRole {
+            front: Some(front),
+            unconfirmed,
+            ..
+        } = &mut **server
+        else {
+            return;
+        };
+        let offer = match front.initiation(now, peer, datagram, unconfirmed.len(), &mut self.stats)
+        {
+            Screening::Offer(offer) => *offer,
+            Screening::Reply(reply) => {
+                self.out.push(peer, reply);
+                return;
+            }
+            _ => return,
+        };
+        let admitted = self.admit(peer, now);
+        let Role::Server(server) = &mut self.role else {
+            return;
+        };
+        let ServerRole {
+            front: Some(front),
+            conversation,
+            admission,
+            ..
+        } = &mut **server
+        else {
+            return;
+        };
+        match admitted {
+            Ok(()) => {}
+            Err(Some(Refusal::SessionLimit)) => {
+                self.out
+                    .push(peer, front.refuse_full(offer, &mut self.stats));
+                return;
+            }
+            Err(_) => return,
+        }
+        let Ok((conversation, opened)) = front.accept(offer, conversation.clone(), now) else {
+            admission.release(peer.ip(), false);
+            return;
+        };
+        let Some(id) = self.start(peer, conversation, now) else {
+            return;
+        };
+        if let Role::Server(server) = &mut self.role {
+            if let Some(front) = &mut server.front {
+                self.out
+                    .push(peer, front.register(opened, id, &mut self.stats));
+            }
+        }
+    }
+
+    /// Whether a new session from `peer` may open: not shutting down, the shared
+    /// limits, room in the unconfirmed pool (kcp-net's rules and counters). On `Ok`
+    /// the admission counts it (released when the session closes, or by the caller
+    /// if it is not started after all).
+    fn admit(&mut self, peer: SocketAddr, now: Instant) -> Result<(), Option<Refusal>> {
+        let Role::Server(server) = &mut self.role else {
+            return Err(None);
+        };
         if server.shutting_down || server.accepted.is_closed() {
             self.stats.dropped_refused += 1;
-            return None;
+            return Err(None);
         }
         if let Err(refusal) = server.admission.admit(peer.ip(), now) {
             refusal.count(&mut self.stats);
-            return None;
+            return Err(Some(refusal));
         }
         if !self.room_for_unconfirmed(now) {
             Refusal::UnconfirmedFull.count(&mut self.stats);
             if let Role::Server(server) = &self.role {
                 server.admission.release(peer.ip(), false);
             }
-            return None;
+            return Err(Some(Refusal::UnconfirmedFull));
         }
+        Ok(())
+    }
+
+    /// Starts an admitted session: its stream goes to the listener's queue. `None`
+    /// (its admission released) if the listener went away meanwhile.
+    fn start(&mut self, peer: SocketAddr, conversation: Conversation, now: Instant) -> Option<u64> {
         let Role::Server(server) = &mut self.role else {
             return None;
         };
         let ServerRole {
             config,
-            conversation,
             admission,
             accepted,
             next_id,
             ..
         } = &mut **server;
-        // The config was validated at bind, so this cannot fail.
-        let Ok(conversation) = Conversation::new(conv, conversation.clone(), now) else {
-            admission.release(peer.ip(), false);
-            return None;
-        };
+        let conv = conversation.conv();
         let id = *next_id;
         *next_id += 1;
         let session = Arc::new(Session {
@@ -353,7 +472,7 @@ impl Driver {
             conv,
             linger: config.close_linger,
             span: tracing::debug_span!("kcp_session", id, %peer, conv),
-            state: Mutex::new(State::new(conversation)),
+            state: Mutex::new(State::new(conversation, peer)),
             driver: Arc::clone(&self.shared),
             udp: self.socket.shared(),
         });
@@ -365,7 +484,6 @@ impl Driver {
         }
         tracing::debug!(parent: &session.span, "session opened");
         self.sessions.insert(id, session);
-        self.routes.insert((peer, conv), id);
         self.stats.sessions_opened += 1;
         self.admit_unconfirmed(id, now);
         Some(id)
@@ -447,7 +565,7 @@ impl Driver {
             let _span = session.span.enter();
             state.dirty = false;
             let flush = std::mem::take(&mut state.flush);
-            let out = &mut self.out.to(session.peer);
+            let out = &mut self.out.to(state.peer);
             let Ok(retransmits) = if flush {
                 state.conversation.flush(now, out)
             } else {
@@ -479,10 +597,13 @@ impl Driver {
         let mut state = session.lock();
         // Secure mode: the peer learns why at once (nothing in raw mode, or if the
         // peer closed first).
-        state.conversation.announce_close(reason, "");
-        let Ok(_) = state
-            .conversation
-            .flush(now, &mut self.out.to(session.peer));
+        let text = match self.role {
+            Role::Server(_) => reason.server_text(),
+            Role::Client => "",
+        };
+        state.conversation.announce_close(reason, text);
+        let peer = state.peer;
+        let Ok(_) = state.conversation.flush(now, &mut self.out.to(peer));
         state.ended = Some(reason);
         state.next_wake = None;
         state.wake(true, true);
@@ -490,6 +611,9 @@ impl Driver {
         drop(state);
         self.routes.remove(&(session.peer, session.conv));
         if let Role::Server(server) = &mut self.role {
+            if let Some(front) = &mut server.front {
+                front.forget(id);
+            }
             server.admission.release(session.peer.ip(), confirmed);
             if !confirmed {
                 server.unconfirmed.left();

@@ -10,17 +10,56 @@
 //!   message socket ([`send`](KcpStream::send), [`recv`](KcpStream::recv): boundaries
 //!   kept). [`split`](KcpStream::split) gives owned halves.
 //!
-//! # Secure mode (client)
+//! # Secure mode
 //!
 //! With [`ClientConfig::secure`] set, [`KcpStream::connect`] first runs `kcp-net`'s
 //! handshake ([`kcp_net::secure::ClientHandshake`]: Noise with the pinned server key,
 //! cookies under load) and returns once the sealed conversation is established, or
-//! fails with the server's reject (`ConnectionRefused`) or the handshake timeout.
-//! Every datagram is then sealed; [`send_unreliable`](KcpStream::send_unreliable) and
+//! fails with the server's reject (`ConnectionRefused`, with the
+//! [`kcp_net::secure::HandshakeError`] inside) or the handshake timeout. With
+//! [`ServerConfig::secure`] set, [`KcpListener`] serves the same protocol through
+//! `kcp-net`'s own front door ([`kcp_net::secure::SecureFront`]): the admission
+//! rules (cookies under load, the unconfirmed cap, the per-address limits, the 3x
+//! anti-amplification budget until an address is proven, migration to a new address
+//! only on an authentic, newest datagram) are `kcp-net`'s code, not a copy. Every
+//! datagram is then sealed; [`send_unreliable`](KcpStream::send_unreliable) and
 //! [`recv_datagram`](KcpStream::recv_datagram) carry unreliable datagrams beside the
-//! messages, and a closing stream tells the server at once. The server is `kcp-net`'s
-//! secure `KcpServer`: [`KcpListener`] has no secure mode yet and refuses a
-//! `ServerConfig` with `secure` set.
+//! messages on both sides, and a stream that is shut down or dropped (or a listener
+//! dropped) tells its peer at once. Both ends interoperate with `kcp-net`'s secure
+//! `KcpServer` and `KcpClient`.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use kcp_tokio::kcp_net::secure::{ClientSecurity, ServerIdentity, ServerSecurity};
+//! use kcp_tokio::{ClientConfig, KcpListener, KcpStream, Preset, ServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let identity = ServerIdentity::generate()?; // keep it in a file: `load_or_create`
+//! let mut config = ServerConfig::new(Preset::Fast);
+//! config.secure = Some(ServerSecurity::new(identity.clone()));
+//! let listener = KcpListener::bind("127.0.0.1:0", config).await?;
+//! let addr = listener.local_addr();
+//! tokio::spawn(async move {
+//!     while let Ok((mut stream, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Some(message) = stream.recv().await {
+//!                 if stream.send(message).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let mut config = ClientConfig::new(Preset::Fast);
+//! config.secure = Some(ClientSecurity::new(identity.public())); // pin the key
+//! let mut client = KcpStream::connect(addr, config).await?;
+//! client.send(Bytes::from_static(b"sealed")).await?;
+//! assert_eq!(client.recv().await.as_deref(), Some(&b"sealed"[..]));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Each conversation is a `kcp_net::Conversation`: the same engine, wire mode,
 //! keepalive, liveness, queue limit and counters as `kcp-net`'s threaded server and
@@ -101,9 +140,9 @@
 //!
 //! # Ending
 //!
-//! KCP has no FIN. A stream reads EOF once its conversation ended (idle timeout,
-//! dead link, peer timeout, its listener dropped); [`KcpStream::close_reason`] says
-//! why. Dropping a stream closes its conversation after what is queued is
+//! Raw KCP has no FIN. A stream reads EOF once its conversation ended (idle timeout,
+//! dead link, peer timeout, its listener dropped, and in the secure mode the peer's
+//! close); [`KcpStream::close_reason`] says why. Dropping a stream closes its conversation after what is queued is
 //! acknowledged (at most the linger); dropping a listener does the same for all its
 //! sessions, then its task stops.
 //!

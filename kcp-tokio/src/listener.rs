@@ -16,7 +16,7 @@ use crate::stream::KcpStream;
 use crate::{bind_udp, invalid, resolve};
 
 /// A KCP server on one UDP socket: [`accept`](Self::accept) yields a [`KcpStream`]
-/// per new (peer, conv).
+/// per new (peer, conv), or per handshake in the secure mode.
 ///
 /// Sessions open by `kcp-net`'s rules with the same [`ServerConfig`]: only a datagram
 /// that is valid KCP and carries the first data segment of a conversation opens one,
@@ -26,9 +26,21 @@ use crate::{bind_udp, invalid, resolve};
 /// the batch I/O backend (see the crate's *Portability*); `threads` and `impair` are
 /// ignored: the listener is one tokio task.
 ///
+/// With `config.secure` set the listener speaks the secure session protocol
+/// (`docs/secure-protocol.md`) by `kcp-net`'s own front door
+/// ([`kcp_net::secure::SecureFront`]): a session opens on a valid Noise handshake
+/// (after a cookie round trip under load, or always, by the
+/// [`CookiePolicy`](kcp_net::secure::CookiePolicy)), within the same limits; until
+/// its client's first sealed datagram proves its address it sends at most three times
+/// what that address sent; datagrams find their session by receiver index, and an
+/// authentic, newest one from a new address moves the session there. Its streams
+/// carry unreliable datagrams ([`KcpStream::send_unreliable`]) and tell the client
+/// at once when they close.
+///
 /// Sessions not yet accepted wait in a queue bounded by the session limits.
 /// Dropping the listener closes every session (accepted or not): each delivers what it
-/// has queued, for at most `close_linger`, and then its stream reads EOF.
+/// has queued, for at most `close_linger`, and then its stream reads EOF (a secure
+/// session's client is sent the close, and learns at once).
 #[derive(Debug)]
 pub struct KcpListener {
     local: SocketAddr,
@@ -44,17 +56,8 @@ impl KcpListener {
     /// # Errors
     /// If `addr` does not resolve or cannot be bound, or `config` is invalid
     /// ([`io::ErrorKind::InvalidInput`], with the [`kcp_net::NetError`] as source).
-    /// A secure listener (`config.secure` set) is not implemented yet and is refused
-    /// ([`io::ErrorKind::Unsupported`]) rather than served raw; use `kcp-net`'s
-    /// `KcpServer` for a secure server (a secure [`KcpStream`] client talks to it).
     pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> io::Result<Self> {
         config.validate().map_err(invalid)?;
-        if config.secure.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "kcp-tokio's listener has no secure mode yet (kcp-net's KcpServer has)",
-            ));
-        }
         let addr = resolve(addr).await?;
         let socket = bind_udp(addr, config.recv_buffer, config.send_buffer)?;
         let local = socket.local_addr()?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kcp_net::udp::SendBatch;
-use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats};
+use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats, WireMode};
 use tokio::net::UdpSocket;
 
 use crate::socket::Reader;
@@ -94,6 +94,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) id: u64,
+    /// The peer's first address: the one the admission limits counted it under (and,
+    /// in raw mode, its route). Its current one is [`State::peer`].
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
     pub(crate) conv: u32,
@@ -110,6 +112,8 @@ pub(crate) struct Session {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) conversation: Conversation,
+    /// The peer's current address: a secure session follows its peer to a new one.
+    pub(crate) peer: SocketAddr,
     /// The deadline the driver's timer holds for this session (`None`: no timer).
     pub(crate) next_wake: Option<Instant>,
     /// Listed in the driver's dirty list and not yet looked at.
@@ -132,9 +136,10 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(conversation: Conversation) -> Self {
+    pub(crate) fn new(conversation: Conversation, peer: SocketAddr) -> Self {
         Self {
             conversation,
+            peer,
             next_wake: None,
             dirty: false,
             flush: false,
@@ -237,9 +242,12 @@ impl Session {
             return;
         }
         let State {
-            conversation, out, ..
+            conversation,
+            out,
+            peer,
+            ..
         } = &mut *state;
-        let Ok(retransmits) = conversation.drive(now, &mut out.to(self.peer));
+        let Ok(retransmits) = conversation.drive(now, &mut out.to(*peer));
         self.send_direct(out, retransmits);
         if state.conversation.poll_close(now).is_some() {
             self.touch(state, false);
@@ -473,17 +481,24 @@ impl Session {
     }
 
     /// Flushes, refuses further writes, and waits until everything queued is
-    /// acknowledged (or the session ended).
+    /// acknowledged (or the session ended). In the secure mode it also closes the
+    /// conversation, and waits until the close has been handed to the socket: the
+    /// peer learns at once (raw KCP has no close to send).
     pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.lock();
         if state.ended.is_some() {
             return Poll::Ready(Ok(()));
         }
+        let secure = state.conversation.wire() == WireMode::Secure;
         if !state.write_shut {
             state.write_shut = true;
+            if secure {
+                let deadline = Instant::now() + self.linger;
+                state.conversation.close(CloseReason::Local, deadline);
+            }
             self.touch(&mut state, true);
         }
-        if state.conversation.queued_bytes() == 0 {
+        if !secure && state.conversation.queued_bytes() == 0 {
             return Poll::Ready(Ok(()));
         }
         state.write_waker = Some(cx.waker().clone());
@@ -507,6 +522,11 @@ impl Session {
     }
 
     // ---------------------------------------------------------------- getters
+
+    /// The peer's current address.
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.lock().peer
+    }
 
     pub(crate) fn stats(&self) -> SessionStats {
         self.lock().conversation.stats()

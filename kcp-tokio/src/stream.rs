@@ -44,8 +44,10 @@ impl Drop for Handle {
 ///   wakes when ACKs free room; nothing is buffered beyond it.
 /// - **Flush and shutdown.** `poll_flush` sends what is queued at once;
 ///   `poll_shutdown` flushes, refuses further writes and waits until everything is
-///   acknowledged. KCP has no FIN: the peer is not told (frame an end marker in your
-///   messages if it must know, as `examples/tunnel.rs` does).
+///   acknowledged. Raw KCP has no FIN: the peer is not told (frame an end marker in
+///   your messages if it must know, as `examples/tunnel.rs` does). In the secure mode
+///   shutdown closes the conversation (there is no half close): once the data is
+///   acknowledged the close is sent, the peer reads EOF at once, and so do we.
 /// - **End.** Reads return EOF (`Ok(0)`, `recv` → `None`) once the conversation
 ///   ended ([`close_reason`](Self::close_reason): idle timeout, dead link, the
 ///   listener dropped ...), after every message that arrived before.
@@ -104,7 +106,7 @@ impl KcpStream {
         let udp = socket.shared();
         let max_datagram = config.engine.mtu.max(1500);
         let reader = socket.reader(config.io, max_datagram);
-        let mut state = State::new(conversation);
+        let mut state = State::new(conversation, peer);
         state.reader = Some(reader);
         let session = Arc::new(Session {
             id: 0,
@@ -185,7 +187,7 @@ impl KcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.session().peer
+        self.session().peer_addr()
     }
 
     /// Our socket's address.
@@ -285,7 +287,7 @@ impl OwnedReadHalf {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.handle.0.peer
+        self.handle.0.peer_addr()
     }
 
     /// As [`KcpStream::stats`].
@@ -323,7 +325,7 @@ impl OwnedWriteHalf {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.handle.0.peer
+        self.handle.0.peer_addr()
     }
 
     /// As [`KcpStream::queued_bytes`].

@@ -1,6 +1,7 @@
 //! A secure kcp-tokio client (`ClientConfig::secure`) against kcp-net's secure
 //! `KcpServer` on loopback: handshake, sealed echo, unreliable datagrams, the close
-//! the server hears at once, and the error a wrong pinned key gets.
+//! the server hears at once, and the error a wrong pinned key gets. The tokio
+//! listener's secure mode is tested in `secure_listener.rs`.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -127,14 +128,4 @@ async fn raw_mode_has_no_datagrams() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     server.shutdown(Duration::ZERO).unwrap();
-}
-
-#[tokio::test]
-async fn a_secure_listener_is_refused_not_served_raw() {
-    let mut config = ServerConfig::new(Preset::Fast);
-    config.secure = Some(ServerSecurity::new(ServerIdentity::generate().unwrap()));
-    let err = kcp_tokio::KcpListener::bind("127.0.0.1:0", config)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
 }

@@ -20,10 +20,15 @@
 //! - **Inside the seal**: KCP datagrams, unreliable datagrams
 //!   ([`Conversation::send_datagram`](crate::Conversation::send_datagram)), ping/pong and
 //!   close with a reason ([`PeerClose`]).
+//! - **The server's front door**: [`SecureFront`], sans-IO, screens initiations,
+//!   turns handshakes into sealed conversations and routes sealed datagrams by
+//!   receiver index; `kcp-net`'s [`ServerDriver`](crate::ServerDriver) and
+//!   `kcp-tokio`'s listener both run it.
 
 mod channel;
 mod client_handshake;
 mod cookie;
+mod front;
 mod handshake;
 mod keys;
 mod replay;
@@ -37,6 +42,7 @@ use std::time::Duration;
 pub use channel::{OpenError, RekeyPolicy, SecureCounters};
 pub use client_handshake::ClientHandshake;
 pub use cookie::ROTATE as COOKIE_LIFETIME;
+pub use front::{Offer, Opened, Route, Screening, SecureFront, index_loop};
 pub use handshake::CookiePolicy;
 pub use keys::{KEY_LEN, KeyError, Psk, PublicKey, ServerIdentity};
 pub use replay::{ReplayWindow, Stale, WINDOW as REPLAY_WINDOW};
@@ -45,13 +51,11 @@ pub use session::{DatagramError, MAX_CLOSE_TEXT, MAX_DATAGRAMS_IN, MAX_DATAGRAMS
 pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION};
 
 pub(crate) use channel::SecureChannel;
-pub(crate) use handshake::{Accepted, Responder, Screened};
 pub(crate) use session::{Delivered, SecureSession};
-pub(crate) use wire::{Kind, RejectReason, transport_receiver};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use {
     cookie::{Macs, put_mac2},
-    handshake::Established,
+    handshake::{Accepted, Established, Responder, Screened},
     seal::Key,
     wire::{Inner, initiation, transport},
 };

@@ -18,10 +18,9 @@ use crate::admission::{Opening, Refusal, Room, UnconfirmedPool};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, ServerConfig, max_datagram};
 use crate::conversation::Conversation;
-use crate::error::{NetError, QueueError, Refused};
+use crate::error::{NetError, QueueError};
 use crate::lifecycle::{CloseReason, SessionState};
 use crate::outbox::Outbox;
-use crate::secure::OpenError;
 use crate::server::request::{SessionInfo, Shared};
 use crate::session::KcpSession;
 use crate::stats::LoopStats;
@@ -30,7 +29,7 @@ use crate::timer::{TimerHeap, earliest};
 use crate::trim;
 use crate::udp::{self, BATCH, DatagramIo, PolledSocket, RecvBatch, SocketOptions};
 
-use super::secure_front::SecureFront;
+use super::secure_front::DriverFront;
 
 /// Datagrams received in one [`ServerDriver::poll_io`] after which no further read
 /// starts before timers and output get their turn: 64 batches (one GRO read may bring
@@ -153,7 +152,7 @@ pub struct ServerDriver {
     /// Received bytes the loop's sessions hold (estimated, see `Buffers`).
     pub(super) buffers: Buffers,
     /// The secure wire mode's handshakes and session indices (`None`: raw KCP).
-    pub(super) front: Option<SecureFront>,
+    pub(super) front: Option<DriverFront>,
     /// How late the timers fire (`loop_lag_us`).
     pub(super) lag: LagMeter,
     /// Sealed datagrams received for other loops' sessions, for the event loop to
@@ -239,7 +238,7 @@ impl ServerDriver {
         let front = config
             .secure
             .clone()
-            .map(|security| SecureFront::new(security, now));
+            .map(|security| DriverFront::new(security, (id & 0xFF) as u8, now));
         let io = udp::datagram_io(config.io, &socket);
         let recv = RecvBatch::for_io(
             io.as_ref(),
@@ -704,13 +703,13 @@ impl ServerDriver {
         };
         session
             .conversation
-            .announce_close(reason, close_text(reason));
+            .announce_close(reason, reason.server_text());
         emit(session, &mut self.outbox, &mut self.stats, now, Emit::All);
         let Some(session) = self.store.remove(key) else {
             return;
         };
         match &mut self.front {
-            Some(front) => front.forget(&session),
+            Some(front) => front.forget(key),
             None => {
                 self.routes.remove(&(session.peer(), session.conv()));
             }
@@ -741,8 +740,8 @@ impl ServerDriver {
 
     /// A session just proved its peer's address: it counts as confirmed from now on.
     fn confirmed(&mut self, key: SessionKey) {
-        if let (Some(front), Some(session)) = (&mut self.front, self.store.get_mut(key)) {
-            front.confirmed(session);
+        if let Some(front) = &mut self.front {
+            front.confirmed(key);
         }
         self.unconfirmed.left();
         self.shared.admission.confirm();
@@ -950,22 +949,20 @@ fn deliver(
         return false;
     }
     let was_confirmed = session.conversation.is_confirmed();
-    let input = if from == session.peer() {
-        session.conversation.input(now, datagram)
-    } else {
-        match session.conversation.input_from_new_address(now, datagram) {
-            Ok(true) => {
-                tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
-                session.set_peer(from);
-                stats.migrations += 1;
-                Ok(())
-            }
-            other => other.map(|_| ()),
+    match session
+        .conversation
+        .input_from(now, session.peer(), from, datagram)
+    {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
+            session.set_peer(from);
+            stats.migrations += 1;
         }
-    };
-    if let Err(refused) = input {
-        count_refused(stats, refused);
-        return false;
+        Err(refused) => {
+            stats.count_refused(refused);
+            return false;
+        }
     }
     let conversation = &mut session.conversation;
     while let Some(datagram) = conversation.recv_datagram() {
@@ -988,17 +985,6 @@ fn deliver(
 /// Whether `datagram` carries data the engine would hold out of order: a `Push` with
 /// a payload beyond `rcv_nxt` (the datagram was validated as KCP by then or is
 /// rejected whole anyway).
-fn count_refused(stats: &mut LoopStats, refused: Refused) {
-    let counter = match refused {
-        Refused::Seal(OpenError::Tampered) => &mut stats.dropped_tampered,
-        Refused::Seal(OpenError::Replayed | OpenError::TooOld) => &mut stats.dropped_replayed,
-        Refused::Seal(OpenError::Foreign) => &mut stats.dropped_unknown_index,
-        Refused::Seal(_) => &mut stats.dropped_sealed_other,
-        _ => &mut stats.dropped_rejected,
-    };
-    *counter += 1;
-}
-
 fn would_hold(datagram: &[u8], rcv_nxt: Sn) -> bool {
     let mut rest = datagram;
     while rest.len() >= HEADER_LEN {
@@ -1030,22 +1016,6 @@ impl Drop for ServerDriver {
                 .admission
                 .release(session.admitted_ip, confirmed);
         }
-    }
-}
-
-/// The words a secure close carries for each reason.
-const fn close_text(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::Local => "closed by the server",
-        CloseReason::Shutdown => "the server is shutting down",
-        CloseReason::IdleTimeout => "idle for too long",
-        CloseReason::PeerGone | CloseReason::DeadLink => "the client stopped answering",
-        CloseReason::HandlerPanicked => "the server failed handling this session",
-        CloseReason::Unconfirmed | CloseReason::Evicted => "the handshake was not completed",
-        CloseReason::SlowConsumer => {
-            "too slow: the data queued for this session stayed over its limit"
-        }
-        CloseReason::PeerClosed => "",
     }
 }
 
