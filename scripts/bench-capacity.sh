@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The capacity table of docs/bench/chat.md: for each client count, the bare-UDP floor
 # (`kcp-chat bench --bare-udp`, the physical ceiling of this room traffic on this
-# machine) and the chat with one and two event-loop threads, back to back in one run.
+# machine, with as many relay threads as the chat has loops) and the chat with one and
+# two event-loop threads, back to back in one run.
 # Prints one table row per client count: the chat's deliveries/s as a fraction of the
 # floor's, what it lost, its p99, its retransmissions, who was refused or kicked, and
 # the CPU of the server and of the load generator (the bench's own client threads).
@@ -20,9 +21,10 @@ if [ $# -gt 0 ]; then args=("$@"); fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for n in ${CLIENTS:-500 1000 2000 3000}; do
-    "$bin" bench --bare-udp --clients "$n" "${args[@]}" --json --no-progress >"$out/bare-$n.json" || true
-    "$bin" bench --clients "$n" "${args[@]}" --json --no-progress >"$out/chat1-$n.json" || true
-    "$bin" bench --clients "$n" --server-threads 2 "${args[@]}" --json --no-progress >"$out/chat2-$n.json" || true
+    for threads in 1 2; do
+        "$bin" bench --bare-udp --clients "$n" --server-threads "$threads" "${args[@]}" --json --no-progress >"$out/bare$threads-$n.json" || true
+        "$bin" bench --clients "$n" --server-threads "$threads" "${args[@]}" --json --no-progress >"$out/chat$threads-$n.json" || true
+    done
 done
 python3 - "$out" ${CLIENTS:-500 1000 2000 3000} <<'PY'
 import json, os, sys
@@ -30,8 +32,8 @@ out, counts = sys.argv[1], sys.argv[2:]
 print("| clients | bare UDP deliveries/s | threads | chat deliveries/s | of the floor | admitted | refused busy | lost | p99 ms | server retransmits | kicked | server CPU % | load CPU % |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for n in counts:
-    bare = json.load(open(os.path.join(out, f"bare-{n}.json")))
     for threads in (1, 2):
+        bare = json.load(open(os.path.join(out, f"bare{threads}-{n}.json")))
         r = json.load(open(os.path.join(out, f"chat{threads}-{n}.json")))
         side = r.get("server_side") or {}
         retrans = 100.0 * side.get("retransmits", 0) / max(side.get("messages_out", 0), 1)

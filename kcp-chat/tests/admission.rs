@@ -1,6 +1,6 @@
-//! Admission control in the server library: while the event loop is behind, a new
-//! user's hello gets `server-busy` with when to retry, and the session is closed;
-//! users already in keep chatting.
+//! Admission control in the server library: while the event loop is behind, or too
+//! much of what it sends is retransmission, a new user's hello gets `server-busy` with
+//! when to retry, and the session is closed; users already in keep chatting.
 
 mod common;
 
@@ -11,6 +11,7 @@ use kcp_chat::client::ChatClient;
 use kcp_chat::protocol::{ErrorCode, ServerFrame};
 use kcp_chat::server::{ChatServer, ChatServerConfig};
 use kcp_net::Preset;
+use kcp_net::impair::{ImpairConfig, LinkConfig};
 
 #[test]
 fn a_server_behind_refuses_new_users_as_busy_and_serves_those_in() {
@@ -36,6 +37,53 @@ fn a_server_behind_refuses_new_users_as_busy_and_serves_those_in() {
     assert_eq!(code, ErrorCode::ServerBusy);
     assert!(text.contains("retry in 7 s"), "{text}");
     assert_eq!(server.stats().chat.refused_busy, 1);
+    alice.say("lobby", "still here").unwrap();
+    expect_message(&mut alice, "still here");
+    server.shutdown("test over", Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_server_retransmitting_much_refuses_new_users_as_busy() {
+    let mut config = ChatServerConfig::new(Preset::Fast);
+    config.busy_lag = None;
+    // Any retransmission at all (once enough messages were sent to judge by).
+    config.busy_retransmits = Some(0.0);
+    config.rate = 100_000.0;
+    config.burst = 100_000;
+    config.ip_rate = 100_000.0;
+    config.ip_burst = 100_000;
+    // The server loses a third of what it sends: its sessions retransmit.
+    config.net.impair = Some(ImpairConfig::new(LinkConfig::lossy(0.3, 0, 0), 17));
+    let server = ChatServer::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = server.local_addr();
+    let mut alice = ChatClient::connect(addr, "alice", client_config()).unwrap();
+    join(&mut alice, "lobby");
+    // Rounds of 300 lines, each echoed to alice (a message the server sends), until a
+    // newcomer finds the loop retransmitting: the share is read over the last one to
+    // two seconds once 500 messages were sent, so it takes a round or two.
+    let mut refusal = None;
+    for round in 0..20 {
+        for i in 0..300 {
+            alice
+                .say("lobby", &format!("round {round} line {i}"))
+                .unwrap();
+        }
+        let mut bob = ChatClient::connect(addr, &format!("bob{round}"), client_config()).unwrap();
+        let answer = expect_frame(&mut bob, |f| {
+            matches!(f, ServerFrame::Error { .. } | ServerFrame::Welcome { .. })
+        });
+        expect_message(&mut alice, &format!("round {round} line 299"));
+        if let ServerFrame::Error { code, text } = answer {
+            refusal = Some((code, text));
+            break;
+        }
+    }
+    let (code, text) = refusal.expect("a newcomer refused within 20 rounds");
+    assert_eq!(code, ErrorCode::ServerBusy);
+    assert!(text.contains("is retransmission"), "{text}");
+    let chat = server.stats().chat;
+    assert_eq!(chat.refused_busy, 1);
+    assert_eq!(chat.refused_busy_retransmits, 1);
     alice.say("lobby", "still here").unwrap();
     expect_message(&mut alice, "still here");
     server.shutdown("test over", Duration::ZERO).unwrap();

@@ -190,6 +190,7 @@ mod lifecycle;
 mod limits;
 mod loop_lag;
 mod outbox;
+mod retransmit_share;
 pub mod secure;
 mod server;
 mod session;

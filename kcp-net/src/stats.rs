@@ -149,6 +149,12 @@ counters! {
         /// session's ACKs and retransmissions suffer too). In a server's `total`, the
         /// sum over loops: see [`ServerStats::max_loop_lag`].
         loop_lag_us,
+        /// Retransmitted segments per 1,000 messages queued over the last one to two
+        /// seconds (a gauge; 0 while fewer than 500 messages were queued): how much of
+        /// its sending the loop does twice. It climbs when the loop reads ACKs late,
+        /// before the lag does, and with lossy client paths. In a server's `total`,
+        /// the sum over loops: see [`ServerStats::max_retransmit_share`].
+        retransmit_permille,
         /// Sessions closed by idle timeout.
         closed_idle,
         /// Sessions closed because the engine reported a dead link (or the peer went
@@ -292,6 +298,13 @@ impl ServerStats {
     pub fn max_loop_lag(&self) -> std::time::Duration {
         let us = self.loops.iter().map(|l| l.loop_lag_us).max().unwrap_or(0);
         std::time::Duration::from_micros(us)
+    }
+
+    /// The worst [`retransmit_permille`](LoopStats::retransmit_permille) of any
+    /// loop, as a share (0.1 is 10%).
+    pub fn max_retransmit_share(&self) -> f64 {
+        let permille = self.loops.iter().map(|l| l.retransmit_permille).max();
+        permille.unwrap_or(0) as f64 / 1000.0
     }
 
     pub(crate) fn from_loops(loops: Vec<LoopStats>) -> Self {

@@ -1,22 +1,25 @@
 //! The floor under `kcp-chat bench`: the same room traffic over bare UDP.
 //!
-//! A relay thread does what the chat server does with a line, minus everything that
+//! Relay threads do what the chat server does with a line, minus everything that
 //! makes it chat: each datagram a client sends is copied to every member of its room,
 //! with no reliability, no session, no frame decoding, and kcp-net's batched I/O
-//! (`recvmmsg`/`sendmmsg`). Clients are plain UDP sockets driven by `threads` threads,
-//! sending at `rate` each as the chat bench's do. What the relay manages is the
-//! machine's ceiling of deliveries per second for this traffic; the chat's capacity is
-//! reported as a fraction of it.
+//! (`recvmmsg`/`sendmmsg`). There are as many relays as the chat server has event
+//! loops (`--server-threads`), each with its own socket on one port
+//! (`SO_REUSEPORT`), so the kernel spreads the clients over them as it spreads the
+//! chat's sessions over its loops. Clients are driven by `threads` threads over
+//! shared sockets exactly as the chat bench's are (`lane.rs`), sending at `rate`
+//! each. What the relays manage is the machine's ceiling of deliveries per second for
+//! this traffic; the chat's capacity is reported as a fraction of it.
 //!
-//! A datagram is `[client index: u32][seq: u64][sent at: u64 µs since the run's
-//! epoch]`, padded to `size`; seq 0 is a join, which the relay records and echoes.
+//! A datagram is `[sender: u32][receiver: u32][seq: u64][sent at: u64 µs since the
+//! run's epoch]`, padded to `size`; the relay writes each copy's receiver (the lanes
+//! route by it); seq 0 is a join, which the relay records and echoes.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,15 +30,15 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
+use super::lane::{Lane, bind_udp};
+use super::seen::Seen;
 use super::{BenchOptions, LatencyMs, ServerCpu, cpu, expected_deliveries};
 use crate::latency::Latencies;
 
 /// Bytes of the header every datagram starts with.
-const HEADER: usize = 20;
-/// Socket buffers of the relay (each way).
+const HEADER: usize = 24;
+/// Socket buffers of each relay (each way).
 const RELAY_BUFFER: usize = 8 << 20;
-/// Socket buffers of each client (each way).
-const CLIENT_BUFFER: usize = 256 << 10;
 
 /// What a bare-UDP run measured.
 #[derive(Clone, Debug, Serialize)]
@@ -62,9 +65,11 @@ pub struct BareReport {
     pub deliveries_per_sec: f64,
     /// Send to arrival.
     pub latency_ms: LatencyMs,
-    /// Datagrams the relay could not send at once (socket buffer full) and dropped.
+    /// Datagrams the relays could not send at once (socket buffer full) and dropped.
     pub relay_dropped_full: u64,
-    /// The relay thread's CPU over the sending phase.
+    /// Relay threads (one socket each, on one port).
+    pub relays: usize,
+    /// The relay threads' CPU over the sending phase.
     pub relay_cpu: Option<ServerCpu>,
     /// The client threads' CPU over the sending phase.
     pub load_cpu: Option<ServerCpu>,
@@ -75,8 +80,8 @@ impl fmt::Display for BareReport {
         let l = &self.latency_ms;
         writeln!(
             f,
-            "bare UDP: {} clients ({} joined), {} msg/s each for {:.0} s, {} B datagrams, one relay thread",
-            self.clients, self.clients_joined, self.rate, self.duration_s, self.size
+            "bare UDP: {} clients ({} joined), {} msg/s each for {:.0} s, {} B datagrams, {} relay thread(s)",
+            self.clients, self.clients_joined, self.rate, self.duration_s, self.size, self.relays
         )?;
         writeln!(f, "  sent         {}", self.sent)?;
         writeln!(
@@ -114,6 +119,8 @@ impl fmt::Display for BareReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Header {
     client: u32,
+    /// The member a copy is for (the sender's own index in what it sends).
+    to: u32,
     seq: u64,
     micros: u64,
 }
@@ -121,21 +128,29 @@ struct Header {
 impl Header {
     fn write(self, buf: &mut [u8]) {
         buf[..4].copy_from_slice(&self.client.to_le_bytes());
-        buf[4..12].copy_from_slice(&self.seq.to_le_bytes());
-        buf[12..20].copy_from_slice(&self.micros.to_le_bytes());
+        buf[4..8].copy_from_slice(&self.to.to_le_bytes());
+        buf[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        buf[16..24].copy_from_slice(&self.micros.to_le_bytes());
     }
 
     fn read(buf: &[u8]) -> Option<Self> {
         Some(Self {
             client: u32::from_le_bytes(buf.get(..4)?.try_into().ok()?),
-            seq: u64::from_le_bytes(buf.get(4..12)?.try_into().ok()?),
-            micros: u64::from_le_bytes(buf.get(12..20)?.try_into().ok()?),
+            to: Self::receiver(buf)?,
+            seq: u64::from_le_bytes(buf.get(8..16)?.try_into().ok()?),
+            micros: u64::from_le_bytes(buf.get(16..24)?.try_into().ok()?),
         })
+    }
+
+    /// The receiver field alone (what the lanes route by).
+    fn receiver(buf: &[u8]) -> Option<u32> {
+        Some(u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?))
     }
 }
 
 /// Runs the bare-UDP fan-out with `options`' clients, rate, duration, drain, room size,
-/// message size and threads (the rest is ignored).
+/// message size, threads, clients per socket and server threads (as many relays; the
+/// rest is ignored).
 ///
 /// # Errors
 /// If a socket cannot be made.
@@ -145,15 +160,21 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
     let size = options.size.max(HEADER);
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let relay = Relay::bind(clients, room_size)?;
-    let relay_addr = relay.local_addr()?;
+    let members: Arc<Members> = Arc::new((0..clients).map(|_| OnceLock::new()).collect());
+    let relays = Relay::bind_all(options.server_threads.max(1), &members, room_size)?;
+    let relay_addr = relays[0].local_addr()?;
+    let relay_count = relays.len();
     let dropped_full = Arc::new(AtomicU64::new(0));
-    let relay_thread = {
-        let (stop, dropped_full) = (Arc::clone(&stop), Arc::clone(&dropped_full));
-        thread::Builder::new()
-            .name("bare-relay".into())
-            .spawn(move || relay.run(&stop, &dropped_full))?
-    };
+    let relay_threads = relays
+        .into_iter()
+        .enumerate()
+        .map(|(i, relay)| {
+            let (stop, dropped_full) = (Arc::clone(&stop), Arc::clone(&dropped_full));
+            thread::Builder::new()
+                .name(format!("bare-relay-{i}"))
+                .spawn(move || relay.run(&stop, &dropped_full))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
     let workers = options.threads.clamp(1, clients);
     let per = clients.div_ceil(workers);
     let ready = Arc::new(Barrier::new(workers + 1));
@@ -165,6 +186,8 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
         duration: options.duration,
         drain: options.drain,
         setup: options.setup_timeout,
+        room_size,
+        clients_per_socket: options.clients_per_socket.max(1),
         ready: Arc::clone(&ready),
     };
     let handles: Vec<_> = (0..workers)
@@ -188,7 +211,9 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
         results.push(handle.join().unwrap_or_default());
     }
     stop.store(true, Relaxed);
-    let _ = relay_thread.join();
+    for relay in relay_threads {
+        let _ = relay.join();
+    }
 
     let mut sent_by = vec![0u64; clients];
     let mut joined = vec![false; clients];
@@ -224,26 +249,37 @@ pub fn run_bare(options: &BenchOptions) -> io::Result<BareReport> {
         deliveries_per_sec: delivered as f64 / phase,
         latency_ms: LatencyMs::of(&latencies),
         relay_dropped_full: dropped_full.load(Relaxed),
-        relay_cpu: usage("relay thread", relay_start, relay_end),
+        relays: relay_count,
+        relay_cpu: usage("relay threads", relay_start, relay_end),
         load_cpu: usage("client threads", load_start, load_end),
     })
 }
 
-/// The relay: who is in which room, and the socket.
+/// Where each client joined from (set once, by whichever relay took its join).
+type Members = Vec<OnceLock<SocketAddr>>;
+
+/// One relay: its socket, and who is in which room (shared by all relays).
 struct Relay {
     socket: UdpSocket,
-    members: Vec<Option<SocketAddr>>,
+    members: Arc<Members>,
     room_size: usize,
 }
 
 impl Relay {
-    fn bind(clients: usize, room_size: usize) -> io::Result<Self> {
-        let socket = bind_loopback(RELAY_BUFFER)?;
-        Ok(Self {
-            socket,
-            members: vec![None; clients],
-            room_size,
-        })
+    /// `count` relays on one port of 127.0.0.1 (`SO_REUSEPORT`).
+    fn bind_all(count: usize, members: &Arc<Members>, room_size: usize) -> io::Result<Vec<Self>> {
+        let mut addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut relays = Vec::with_capacity(count);
+        for _ in 0..count {
+            let socket = bind_udp(addr, RELAY_BUFFER, true)?;
+            addr = socket.local_addr()?;
+            relays.push(Self {
+                socket,
+                members: Arc::clone(members),
+                room_size,
+            });
+        }
+        Ok(relays)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -263,6 +299,7 @@ impl Relay {
         let mut io = datagram_io(IoBackend::Batched, &self.socket);
         let mut recv = RecvBatch::for_io(&*io, 2048, 0);
         let mut out = SendBatch::default();
+        let mut copy = Vec::new();
         let mut events = Events::with_capacity(8);
         while !stop.load(Relaxed) {
             if poll
@@ -280,7 +317,7 @@ impl Relay {
                 for i in 0..n {
                     let (meta, datagram) = recv.get(i);
                     if !meta.truncated {
-                        self.relay(meta.addr, datagram, &mut out);
+                        self.relay(meta.addr, datagram, &mut copy, &mut out);
                     }
                 }
                 let outcome = send_all(&mut *io, &self.socket, &mut out);
@@ -289,8 +326,9 @@ impl Relay {
         }
     }
 
-    /// A join is recorded and echoed; a line goes to every member of its room.
-    fn relay(&mut self, from: SocketAddr, datagram: &[u8], out: &mut SendBatch) {
+    /// A join is recorded and echoed; a line goes to every member of its room, each
+    /// copy naming its receiver.
+    fn relay(&self, from: SocketAddr, datagram: &[u8], copy: &mut Vec<u8>, out: &mut SendBatch) {
         let Some(header) = Header::read(datagram) else {
             return;
         };
@@ -299,14 +337,20 @@ impl Relay {
             return;
         }
         if header.seq == 0 {
-            self.members[client] = Some(from);
+            let _ = self.members[client].set(from);
             out.push(from, datagram);
             return;
         }
         let first = client / self.room_size * self.room_size;
         let last = (first + self.room_size).min(self.members.len());
-        for member in self.members[first..last].iter().flatten() {
-            out.push(*member, datagram);
+        copy.clear();
+        copy.extend_from_slice(datagram);
+        for member in first..last {
+            if let Some(addr) = self.members[member].get() {
+                let to = u32::try_from(member).unwrap_or(u32::MAX);
+                copy[4..8].copy_from_slice(&to.to_le_bytes());
+                out.push(*addr, copy);
+            }
         }
     }
 }
@@ -321,6 +365,8 @@ struct Plan {
     duration: Duration,
     drain: Duration,
     setup: Duration,
+    room_size: usize,
+    clients_per_socket: usize,
     ready: Arc<Barrier>,
 }
 
@@ -335,10 +381,12 @@ struct ThreadResult {
 
 struct Client {
     index: usize,
-    socket: UdpSocket,
+    lane: usize,
     joined: bool,
     sent: u64,
     next_send: Instant,
+    /// The lines of each room member received.
+    seen: Seen,
 }
 
 impl Plan {
@@ -351,28 +399,45 @@ impl Plan {
             return result;
         };
         let mut rng = SmallRng::seed_from_u64(worker as u64);
-        let mut clients = Vec::with_capacity(count);
-        for index in first..first + count {
-            let Ok(mut socket) = bind_loopback(CLIENT_BUFFER) else {
+        let sockets = count
+            .div_ceil(self.clients_per_socket)
+            .max(count.min(2))
+            .max(1);
+        let buffer = (self.clients_per_socket * (64 << 10)).clamp(256 << 10, 8 << 20);
+        let mut lanes = Vec::with_capacity(sockets);
+        for _ in 0..sockets {
+            let Ok(mut lane) = Lane::bind(self.relay, buffer) else {
                 continue;
             };
             if poll
                 .registry()
-                .register(&mut socket, Token(clients.len()), Interest::READABLE)
-                .is_err()
+                .register(lane.socket_mut(), Token(lanes.len()), Interest::READABLE)
+                .is_ok()
             {
-                continue;
+                lanes.push(lane);
             }
-            clients.push(Client {
-                index,
-                socket,
-                joined: false,
-                sent: 0,
-                next_send: Instant::now(),
-            });
         }
+        if lanes.is_empty() {
+            self.ready.wait();
+            return result;
+        }
+        let room_size = self.room_size;
+        let mut clients: Vec<Client> = (first..first + count)
+            .enumerate()
+            .map(|(c, index)| {
+                let lane = c % lanes.len();
+                lanes[lane].route(u32::try_from(index).unwrap_or(u32::MAX), c, None);
+                Client {
+                    index,
+                    lane,
+                    joined: false,
+                    sent: 0,
+                    next_send: Instant::now(),
+                    seen: Seen::new(room_size),
+                }
+            })
+            .collect();
         let mut buf = vec![0u8; self.size.max(2048)];
-        let mut seen = HashSet::new();
         let mut events = Events::with_capacity(1024);
         // Setup: joins, repeated until echoed (UDP may drop one).
         let setup_end = Instant::now() + self.setup;
@@ -380,20 +445,24 @@ impl Plan {
         while Instant::now() < setup_end && clients.iter().any(|c| !c.joined) {
             if Instant::now() >= next_join {
                 for c in clients.iter().filter(|c| !c.joined) {
-                    let _ = c
-                        .socket
-                        .send_to(self.datagram(c.index, 0, &mut buf), self.relay);
+                    let datagram = self.datagram(c.index, 0, &mut buf);
+                    lanes[c.lane].out.push(self.relay, datagram);
+                }
+                for lane in &mut lanes {
+                    lane.flush();
                 }
                 next_join = Instant::now() + Duration::from_millis(200);
             }
             let _ = poll.poll(&mut events, Some(Duration::from_millis(20)));
             for event in &events {
-                let c = &mut clients[event.token().0];
-                while let Ok((n, _)) = c.socket.recv_from(&mut buf) {
-                    if Header::read(&buf[..n]).is_some_and(|h| h.seq == 0) {
-                        c.joined = true;
+                lanes[event.token().0].readable = true;
+            }
+            for lane in lanes.iter_mut().filter(|l| l.readable) {
+                lane.receive(Header::receiver, |c, datagram| {
+                    if Header::read(datagram).is_some_and(|h| h.seq == 0) {
+                        clients[c].joined = true;
                     }
-                }
+                });
             }
         }
         self.ready.wait();
@@ -415,28 +484,41 @@ impl Plan {
                     if c.next_send <= now {
                         c.sent += 1;
                         let datagram = self.datagram(c.index, c.sent, &mut buf);
-                        let _ = c.socket.send_to(datagram, self.relay);
+                        lanes[c.lane].out.push(self.relay, datagram);
                         let gap = rng.random_range(0.8..1.2) / self.rate.max(0.001);
                         c.next_send += Duration::from_secs_f64(gap);
                     }
                     next = next.min(c.next_send);
                 }
+                for lane in &mut lanes {
+                    lane.flush();
+                }
             }
-            let _ = poll.poll(&mut events, Some(next.saturating_duration_since(now)));
+            let busy = lanes.iter().any(|l| l.readable);
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                next.saturating_duration_since(now)
+            };
+            let _ = poll.poll(&mut events, Some(timeout));
             for event in &events {
-                let c = &clients[event.token().0];
-                while let Ok((n, _)) = c.socket.recv_from(&mut buf) {
-                    let Some(h) = Header::read(&buf[..n]).filter(|h| h.seq > 0) else {
-                        continue;
+                lanes[event.token().0].readable = true;
+            }
+            let at = self.epoch.elapsed().as_micros() as u64;
+            for lane in lanes.iter_mut().filter(|l| l.readable) {
+                lane.receive(Header::receiver, |c, datagram| {
+                    let Some(h) = Header::read(datagram).filter(|h| h.seq > 0) else {
+                        return;
                     };
-                    if seen.insert((c.index, h.client, h.seq)) {
+                    let sender =
+                        (h.client as usize).wrapping_sub(clients[c].index / room_size * room_size);
+                    if clients[c].seen.mark(sender, h.seq) {
                         result.delivered += 1;
-                        let at = self.epoch.elapsed().as_micros() as u64;
                         result
                             .latencies
                             .push(Duration::from_micros(at.saturating_sub(h.micros)));
                     }
-                }
+                });
             }
         }
         result.clients = clients
@@ -448,8 +530,10 @@ impl Plan {
 
     /// The datagram of client `index`'s line `seq` (0: its join), in `buf`.
     fn datagram<'b>(&self, index: usize, seq: u64, buf: &'b mut [u8]) -> &'b [u8] {
+        let client = u32::try_from(index).unwrap_or(u32::MAX);
         let header = Header {
-            client: u32::try_from(index).unwrap_or(u32::MAX),
+            client,
+            to: client,
             seq,
             micros: self.epoch.elapsed().as_micros() as u64,
         };
@@ -457,17 +541,6 @@ impl Plan {
         buf[HEADER..self.size].fill(b'x');
         &buf[..self.size]
     }
-}
-
-/// A non-blocking UDP socket on 127.0.0.1 with `buffer` bytes each way (as far as the
-/// system allows).
-fn bind_loopback(buffer: usize) -> io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(buffer);
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
-    Ok(UdpSocket::from_std(socket.into()))
 }
 
 #[cfg(test)]
@@ -478,6 +551,7 @@ mod tests {
     fn headers_round_trip_and_short_datagrams_are_refused() {
         let h = Header {
             client: 7,
+            to: 9,
             seq: 42,
             micros: 123_456,
         };
@@ -496,9 +570,11 @@ mod tests {
             duration: Duration::from_millis(500),
             drain: Duration::from_millis(300),
             threads: 2,
+            server_threads: 2,
             ..BenchOptions::default()
         };
         let report = run_bare(&options).unwrap();
+        assert_eq!(report.relays, 2);
         assert_eq!(report.clients_joined, 6);
         assert!(report.sent > 0);
         // Loopback drops nothing at this rate; the sender's own copy counts.

@@ -16,6 +16,9 @@
 
 mod bare;
 mod cpu;
+mod lane;
+mod link;
+mod seen;
 mod server_side;
 mod worker;
 
@@ -40,6 +43,14 @@ use crate::engine::EngineArgs;
 use crate::latency::Latencies;
 use crate::server::{ChatServer, ChatServerConfig};
 use worker::{Live, Shared, run_worker};
+
+/// Clients sharing a socket by default: enough that one receive call serves many
+/// deliveries, few enough that a run of 1,000 clients still spreads its sockets over
+/// a server's `SO_REUSEPORT` loops (the kernel picks a loop per source address).
+pub const DEFAULT_CLIENTS_PER_SOCKET: usize = 32;
+
+/// Socket buffer (each way) of one client's share of a shared socket.
+const SOCKET_BUFFER_PER_CLIENT: usize = 64 << 10;
 
 /// Settings of a bench run.
 #[derive(Clone, Debug)]
@@ -71,6 +82,10 @@ pub struct BenchOptions {
     pub size: usize,
     /// Threads driving the clients.
     pub threads: usize,
+    /// Clients of a thread that share one UDP socket (see `lane.rs`): 1 gives every
+    /// client a socket of its own, as clients on hosts of their own have; more cut
+    /// the load generator's syscalls (one `recvmmsg` serves them all).
+    pub clients_per_socket: usize,
     /// Engine settings of the clients and the in-process servers: a preset and
     /// knobs on top.
     pub engine: EngineArgs,
@@ -98,6 +113,7 @@ impl Default for BenchOptions {
             room_size: 10,
             size: 64,
             threads: 2,
+            clients_per_socket: DEFAULT_CLIENTS_PER_SOCKET,
             engine: EngineArgs::preset(Preset::Fast),
             progress: true,
             secure: true,
@@ -246,6 +262,12 @@ pub struct BenchReport {
     /// The CPU of the bench's own client threads over the sending phase: how much of
     /// the machine the load generator takes.
     pub load_cpu: Option<ServerCpu>,
+    /// UDP sockets the clients shared (`clients_per_socket` a socket).
+    pub load_sockets: usize,
+    /// The client threads' receive and send syscalls over the sending phase.
+    pub load_syscalls: u64,
+    /// Datagrams the clients' sockets refused (full buffers) over the run.
+    pub load_send_drops: u64,
     /// UDP datagrams the kernel dropped at full socket receive buffers over the
     /// sending phase, on the whole machine (`RcvbufErrors` of `/proc/net/snmp`): loss
     /// on a link that loses nothing.
@@ -316,7 +338,7 @@ impl fmt::Display for BenchReport {
             writeln!(
                 f,
                 "  server       {} messages out, {} retransmits ({:.1}%), datagrams in {} out {}, \
-                 {} turns, {} receive calls, worst loop lag {:.0} ms",
+                 {} turns, {} receive calls, worst loop lag {:.0} ms, worst retransmit share {:.0}%",
                 s.messages_out,
                 s.retransmits,
                 s.retransmit_percent(),
@@ -324,13 +346,19 @@ impl fmt::Display for BenchReport {
                 s.datagrams_out,
                 s.wakeups,
                 s.recv_syscalls,
-                s.max_loop_lag_ms
+                s.max_loop_lag_ms,
+                s.max_retransmit_share * 100.0
             )?;
             writeln!(
                 f,
                 "  refusals     {} sends refused (full queues), {} slow consumers closed, \
-                 {} kicked, {} rate-limited, {} busy",
-                s.sends_refused, s.slow_consumers, s.kicked, s.rate_limited, s.refused_busy
+                 {} kicked, {} rate-limited, {} busy ({} for retransmissions)",
+                s.sends_refused,
+                s.slow_consumers,
+                s.kicked,
+                s.rate_limited,
+                s.refused_busy,
+                s.refused_busy_retransmits
             )?;
         }
         if let Some(drops) = self.udp_rcvbuf_drops {
@@ -342,10 +370,21 @@ impl fmt::Display for BenchReport {
         if let Some(cpu) = &self.load_cpu {
             writeln!(
                 f,
-                "  load CPU     {:.2} s, {:.0}% of one core ({})",
-                cpu.seconds, cpu.percent_of_one_core, cpu.source
+                "  load CPU     {:.2} s, {:.0}% of one core ({}), {:.1} µs per delivery",
+                cpu.seconds,
+                cpu.percent_of_one_core,
+                cpu.source,
+                cpu.seconds * 1e6 / self.delivered.max(1) as f64
             )?;
         }
+        writeln!(
+            f,
+            "  load I/O     {} sockets, {} syscalls while sending ({:.2} per delivery), {} datagrams refused",
+            self.load_sockets,
+            self.load_syscalls,
+            self.load_syscalls as f64 / self.delivered.max(1) as f64,
+            self.load_send_drops
+        )?;
         match &self.server_cpu {
             Some(cpu) => write!(
                 f,
@@ -545,8 +584,6 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     config.engine = options.engine.config().map_err(NetError::from)?;
     config.flush_on_send = true;
     config.flush_on_input = true;
-    config.recv_buffer = 256 << 10;
-    config.send_buffer = 256 << 10;
     if options.secure {
         let key = local
             .as_ref()
@@ -570,6 +607,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         setup_timeout: options.setup_timeout,
         duration: options.duration,
         drain: options.drain,
+        clients_per_socket: options.clients_per_socket.max(1),
+        socket_buffer: (SOCKET_BUFFER_PER_CLIENT * options.clients_per_socket.max(1))
+            .clamp(256 << 10, 8 << 20),
         live: Live::default(),
         sent_by: (0..options.clients).map(|_| AtomicU64::new(0)).collect(),
         refused: (0..options.clients)
@@ -619,6 +659,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     };
     let side_start = side();
     let mut worst_lag: f64 = 0.0;
+    let mut worst_share: f64 = 0.0;
     let mut last_line = Instant::now();
     let mut cpu_end = None;
     let mut redis_end = None;
@@ -631,6 +672,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         if sending {
             if let Some(now) = side() {
                 worst_lag = worst_lag.max(now.max_loop_lag_ms);
+                worst_share = worst_share.max(now.max_retransmit_share);
             }
         }
         if !sending && cpu_end.is_none() {
@@ -658,6 +700,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let server_side = side_end.or_else(side).zip(side_start).map(|(end, start)| {
         let mut side = end.since(&start);
         side.max_loop_lag_ms = side.max_loop_lag_ms.max(worst_lag);
+        side.max_retransmit_share = side.max_retransmit_share.max(worst_share);
         side
     });
     let mut latencies = Latencies::new();
@@ -668,6 +711,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let mut load_seconds = Some(Duration::ZERO);
     let mut retransmits = 0;
     let mut delivered = 0;
+    let (mut sockets, mut syscalls, mut send_drops) = (0, 0, 0);
     for handle in handles {
         let result = handle.join().unwrap_or_default();
         latencies.merge(&result.latencies);
@@ -680,6 +724,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         };
         retransmits += result.retransmits;
         delivered += result.delivered.iter().map(|(_, n)| *n).sum::<u64>();
+        sockets += result.sockets;
+        syscalls += result.sending_syscalls;
+        send_drops += result.send_drops;
     }
     let mut batching = None;
     if let Some(local) = local {
@@ -730,6 +777,9 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         redis_batching: batching.map(|(events, pipelines)| RedisBatching { events, pipelines }),
         setup_s: setup.as_secs_f64(),
         load_cpu,
+        load_sockets: sockets,
+        load_syscalls: syscalls,
+        load_send_drops: send_drops,
         udp_rcvbuf_drops: drops_end
             .zip(drops_start)
             .map(|(end, start)| end.saturating_sub(start)),

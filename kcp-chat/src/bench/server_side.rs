@@ -35,8 +35,13 @@ pub struct ServerSide {
     pub rate_limited: u64,
     /// Hellos refused as busy.
     pub refused_busy: u64,
+    /// Of those, refused because too much of the loop's sending was retransmission.
+    pub refused_busy_retransmits: u64,
     /// The worst loop lag seen while sending, milliseconds.
     pub max_loop_lag_ms: f64,
+    /// The worst share of a loop's sending that was retransmission (over one to two
+    /// seconds, the admission signal) seen while sending.
+    pub max_retransmit_share: f64,
 }
 
 impl ServerSide {
@@ -57,9 +62,11 @@ impl ServerSide {
             side.kicked += s.chat.kicked;
             side.rate_limited += s.chat.rate_limited;
             side.refused_busy += s.chat.refused_busy;
+            side.refused_busy_retransmits += s.chat.refused_busy_retransmits;
             side.max_loop_lag_ms = side
                 .max_loop_lag_ms
                 .max(s.net.max_loop_lag().as_secs_f64() * 1000.0);
+            side.max_retransmit_share = side.max_retransmit_share.max(s.net.max_retransmit_share());
         }
         side
     }
@@ -83,7 +90,9 @@ impl ServerSide {
             // Refusals happen while clients join, before the sending phase starts:
             // all of them count.
             refused_busy: self.refused_busy,
+            refused_busy_retransmits: self.refused_busy_retransmits,
             max_loop_lag_ms: self.max_loop_lag_ms.max(start.max_loop_lag_ms),
+            max_retransmit_share: self.max_retransmit_share.max(start.max_retransmit_share),
         }
     }
 

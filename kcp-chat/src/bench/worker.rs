@@ -1,25 +1,39 @@
-//! One bench thread: drives its share of the clients on one `mio` poll.
+//! One bench thread: drives its share of the clients on one `mio` poll, over a few
+//! UDP sockets they share (lanes, see `lane.rs`): each turn reads every readable
+//! lane in batches, runs the clients that got datagrams or whose timer is due
+//! (a heap of deadlines, not a scan of every client), and sends what they wrote in
+//! one batch per lane.
 //!
 //! Each client says `b SENDER SEQ MICROS` (padded to the message size) at its rate in
 //! its room; every client records each such message it receives: a bitmap per sender
 //! finds duplicates, and the send time in the text gives the latency (all clients of a
 //! run share one epoch).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use kcp_net::ClientConfig;
+use bytes::Bytes;
+use kcp_net::{ClientConfig, Conversation};
 use mio::{Events, Interest, Poll, Token};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use super::cpu;
-use crate::client::{ChatClient, ChatError};
+use super::lane::Lane;
+use super::link::{Input, Link, key_of};
+use super::seen::Seen;
 use crate::latency::Latencies;
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, decode_server, encode};
+
+/// Clients of a worker that may be connecting at once (handshake, hello and join
+/// under way): the rest wait their turn, so that setup does not flood the server
+/// with handshakes (which would put its loop behind and have joins refused as busy).
+const MAX_STARTING: usize = 64;
 
 /// Counters every worker adds to while it runs (read by the progress line).
 #[derive(Debug, Default)]
@@ -39,7 +53,7 @@ pub(crate) struct Live {
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// The server, or the nodes of a cluster: client `i` uses `servers[i % len]`.
-    pub(crate) servers: Vec<std::net::SocketAddr>,
+    pub(crate) servers: Vec<SocketAddr>,
     pub(crate) config: ClientConfig,
     pub(crate) epoch: Instant,
     pub(crate) run: String,
@@ -51,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) setup_timeout: Duration,
     pub(crate) duration: Duration,
     pub(crate) drain: Duration,
+    /// Clients per shared socket (1: a socket each, as separate hosts would have).
+    pub(crate) clients_per_socket: usize,
+    /// Socket buffer of each shared socket, each way.
+    pub(crate) socket_buffer: usize,
     pub(crate) live: Live,
     /// Messages each client sent (final once `sending_done`).
     pub(crate) sent_by: Vec<AtomicU64>,
@@ -94,34 +112,46 @@ pub(crate) struct WorkerResult {
     pub(crate) retransmits: u64,
     /// This worker thread's CPU over the sending phase (`None` where `/proc` is not).
     pub(crate) sending_cpu: Option<Duration>,
+    /// Sockets the worker's clients shared.
+    pub(crate) sockets: usize,
+    /// Receive and send syscalls over the sending phase.
+    pub(crate) sending_syscalls: u64,
+    /// Outgoing datagrams the sockets refused (full buffers), over the whole run.
+    pub(crate) send_drops: u64,
 }
 
 struct BenchClient {
     index: usize,
-    chat: ChatClient,
+    nick: String,
     room: String,
+    /// The server (or node) it talks to.
+    server: SocketAddr,
+    /// Its lane, and the key the lane routes its datagrams by.
+    lane: usize,
+    key: u32,
+    link: Link,
+    /// Hello and join sent (once the conversation is up).
+    greeted: bool,
     joined: bool,
     failed: bool,
     /// Refused as busy (also `failed`: it takes no further part).
     refused: bool,
+    /// The server refused its handshake (noticed at its next run).
+    link_refused: bool,
     seq: u64,
     next_send: Instant,
-    /// Per sender, a bitmap of the sequence numbers received.
-    seen: HashMap<usize, Vec<u64>>,
+    /// When its timer is set for (the heap may hold older entries, which are skipped).
+    wake: Option<Instant>,
+    /// In the worker's list of clients to run this turn.
+    dirty: bool,
+    /// The lines of each room member received.
+    seen: Seen,
     unique: u64,
 }
 
 impl BenchClient {
-    /// Marks `(sender, seq)` received; `false` if it was already.
-    fn mark(&mut self, sender: usize, seq: u64) -> bool {
-        let bits = self.seen.entry(sender).or_default();
-        let (word, bit) = ((seq / 64) as usize, seq % 64);
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        let fresh = bits[word] & (1 << bit) == 0;
-        bits[word] |= 1 << bit;
-        fresh
+    fn conversation(&mut self) -> Option<&mut Conversation> {
+        self.link.conversation()
     }
 }
 
@@ -141,21 +171,78 @@ fn parse(text: &str) -> Option<(usize, u64, u64)> {
 struct Worker<'a> {
     shared: &'a Shared,
     clients: Vec<BenchClient>,
+    lanes: Vec<Lane>,
     poll: Poll,
+    events: Events,
+    /// Client timers: (deadline, client), earliest first; an entry that is not the
+    /// client's `wake` any more is skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Clients to run this turn (datagrams arrived, or their timer is due).
+    dirty: Vec<usize>,
+    /// Messages taken from a conversation, reused.
+    inbox: Vec<Bytes>,
+    /// Clients not started yet, and how many started that have not joined (or
+    /// failed) yet.
+    to_start: VecDeque<usize>,
+    starting: usize,
+    sending: bool,
     latencies: Latencies,
     cross_node: Latencies,
     rng: SmallRng,
 }
 
 impl Worker<'_> {
-    fn handle(&mut self, i: usize, frame: ServerFrame) {
+    fn touch(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        if !client.dirty && !client.failed {
+            client.dirty = true;
+            self.dirty.push(c);
+        }
+    }
+
+    fn schedule(&mut self, c: usize, at: Option<Instant>) {
+        let client = &mut self.clients[c];
+        if client.wake == at {
+            return;
+        }
+        client.wake = at;
+        if let Some(at) = at {
+            self.timers.push(Reverse((at, c)));
+        }
+    }
+
+    fn fail(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        if !client.failed {
+            client.failed = true;
+            client.wake = None;
+            if !client.joined {
+                self.starting -= 1;
+            }
+            self.shared.live.errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Starts waiting clients while fewer than [`MAX_STARTING`] are connecting.
+    fn start_more(&mut self) {
+        while self.starting < MAX_STARTING {
+            let Some(c) = self.to_start.pop_front() else {
+                return;
+            };
+            self.starting += 1;
+            self.touch(c);
+        }
+    }
+
+    fn handle(&mut self, c: usize, frame: ServerFrame, now: Instant) {
         let shared = self.shared;
-        let client = &mut self.clients[i];
+        let client = &mut self.clients[c];
         match frame {
             ServerFrame::Joined { room, nick }
-                if nick == client.chat.nick() && room == client.room =>
+                if nick == client.nick && room == client.room && !client.joined =>
             {
                 client.joined = true;
+                self.starting -= 1;
                 shared.live.joined.fetch_add(1, Relaxed);
             }
             ServerFrame::Message {
@@ -166,11 +253,12 @@ impl Worker<'_> {
                 let Some((sender, seq, micros)) = parse(&text) else {
                     return;
                 };
-                if client.mark(sender, seq) {
+                let member = sender.wrapping_sub(shared.room_mates(client.index).start);
+                if client.seen.mark(member, seq) {
                     client.unique += 1;
                     shared.live.delivered.fetch_add(1, Relaxed);
-                    let now = shared.epoch.elapsed().as_micros() as u64;
-                    let latency = Duration::from_micros(now.saturating_sub(micros));
+                    let at = now.saturating_duration_since(shared.epoch).as_micros() as u64;
+                    let latency = Duration::from_micros(at.saturating_sub(micros));
                     self.latencies.push(latency);
                     if shared.node_of(sender) != shared.node_of(client.index) {
                         self.cross_node.push(latency);
@@ -182,9 +270,11 @@ impl Worker<'_> {
             ServerFrame::Error {
                 code: ErrorCode::ServerBusy,
                 ..
-            } if !client.joined => {
+            } if !client.joined && !client.failed => {
                 client.failed = true;
                 client.refused = true;
+                client.wake = None;
+                self.starting -= 1;
                 shared.refused[client.index].store(true, Relaxed);
                 shared.live.refused.fetch_add(1, Relaxed);
             }
@@ -195,33 +285,22 @@ impl Worker<'_> {
         }
     }
 
-    /// Drains client `i`'s received frames.
-    fn receive(&mut self, i: usize) {
-        loop {
-            let client = &mut self.clients[i];
-            if client.failed {
-                return;
-            }
-            match client.chat.try_recv() {
-                Ok(Some(frame)) => self.handle(i, frame),
-                Ok(None) => return,
-                Err(ChatError::Codec(_)) => {
-                    self.shared.live.errors.fetch_add(1, Relaxed);
-                }
-                Err(_) => {
-                    client.failed = true;
-                    self.shared.live.errors.fetch_add(1, Relaxed);
-                    return;
-                }
-            }
-        }
+    /// Queues `frame` on client `c`'s conversation; `false` if it was refused.
+    fn send_frame(&mut self, c: usize, frame: &ClientFrame, now: Instant) -> bool {
+        let Ok(bytes) = encode(frame) else {
+            return false;
+        };
+        self.clients[c]
+            .conversation()
+            .is_some_and(|conversation| conversation.send(now, bytes).is_ok())
     }
 
-    fn send(&mut self, i: usize) {
+    /// Client `c` says its next line.
+    fn say(&mut self, c: usize, now: Instant) {
         let shared = self.shared;
-        let client = &mut self.clients[i];
+        let client = &mut self.clients[c];
         client.seq += 1;
-        let micros = shared.epoch.elapsed().as_micros();
+        let micros = now.saturating_duration_since(shared.epoch).as_micros();
         let mut text = format!("b {} {} {micros} ", client.index, client.seq);
         while text.len() < shared.size {
             let _ = write!(text, "{}", client.seq % 10);
@@ -230,60 +309,171 @@ impl Worker<'_> {
             room: client.room.clone(),
             text,
         };
-        if client.chat.send(&frame).is_ok() {
-            shared.sent_by[client.index].fetch_add(1, Relaxed);
+        let index = client.index;
+        if self.send_frame(c, &frame, now) {
+            shared.sent_by[index].fetch_add(1, Relaxed);
             shared.live.sent.fetch_add(1, Relaxed);
         } else {
-            client.seq -= 1;
+            self.clients[c].seq -= 1;
             shared.live.errors.fetch_add(1, Relaxed);
         }
         let gap = 1.0 / shared.rate.max(0.001);
-        client.next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
+        self.clients[c].next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
     }
 
-    /// Runs the poll until `until` or until `done` says so; sends if `sending`.
-    fn drive(&mut self, until: Instant, sending: bool, mut done: impl FnMut(&Self) -> bool) {
-        let mut events = Events::with_capacity(1024);
-        let mut ready = vec![false; self.clients.len()];
-        loop {
-            let now = Instant::now();
-            if now >= until || done(self) {
-                return;
+    /// Runs client `c` at `now`: its handshake's timer, or its line if due, the
+    /// frames it received, its conversation's output and timer; then sets its timer.
+    fn service(&mut self, c: usize, now: Instant) {
+        let client = &mut self.clients[c];
+        client.dirty = false;
+        if client.failed {
+            return;
+        }
+        if client.link_refused {
+            return self.fail(c);
+        }
+        if let Link::Handshake(handshake) = &client.link {
+            let key = handshake.sender_index();
+            if key != client.key {
+                // A handshake that had to start again, under a new index.
+                self.lanes[client.lane].route(key, c, Some(client.key));
+                client.key = key;
             }
-            let mut next = until.min(now + Duration::from_millis(5));
-            for c in self.clients.iter().filter(|c| !c.failed) {
-                if let Some(d) = c.chat.kcp().next_deadline() {
-                    next = next.min(d);
-                }
-                if sending {
-                    next = next.min(c.next_send);
+        }
+        let lane = &mut self.lanes[client.lane];
+        match client.link.drive_handshake(now, client.server, lane) {
+            Err(_) => return self.fail(c),
+            Ok(Some(at)) => return self.schedule(c, Some(at)),
+            Ok(None) => {}
+        }
+        if !client.greeted {
+            client.greeted = true;
+            let (nick, room) = (client.nick.clone(), client.room.clone());
+            if !self.send_frame(c, &ClientFrame::hello(nick), now)
+                || !self.send_frame(c, &ClientFrame::Join { room }, now)
+            {
+                return self.fail(c);
+            }
+        }
+        let client = &self.clients[c];
+        if self.sending && client.joined && now >= client.next_send {
+            self.say(c, now);
+        }
+        let mut inbox = std::mem::take(&mut self.inbox);
+        if let Some(conversation) = self.clients[c].conversation() {
+            while let Some(message) = conversation.recv() {
+                inbox.push(message);
+            }
+        }
+        for message in inbox.drain(..) {
+            match decode_server(&message) {
+                Ok(frame) => self.handle(c, frame, now),
+                Err(_) => {
+                    self.shared.live.errors.fetch_add(1, Relaxed);
                 }
             }
-            let _ = self
-                .poll
-                .poll(&mut events, Some(next.saturating_duration_since(now)));
-            for e in &events {
-                if let Some(r) = ready.get_mut(e.token().0) {
-                    *r = true;
-                }
+        }
+        self.inbox = inbox;
+        let client = &mut self.clients[c];
+        if client.failed {
+            return;
+        }
+        let (server, sending) = (client.server, self.sending && client.joined);
+        let next_send = client.next_send;
+        let lane = &mut self.lanes[client.lane];
+        let Some(conversation) = client.link.conversation() else {
+            return;
+        };
+        let Ok(_) = conversation.drive(now, &mut lane.out.to(server));
+        if conversation.poll_close(now).is_some() {
+            return self.fail(c);
+        }
+        let mut wake = conversation.next_deadline(now);
+        if sending {
+            wake = Some(wake.map_or(next_send, |at| at.min(next_send)));
+        }
+        self.schedule(c, wake);
+    }
+
+    /// One turn: wait for a lane or a timer (at most until `until`), read the lanes,
+    /// run the clients that need it, send.
+    fn turn(&mut self, until: Instant) {
+        self.start_more();
+        let now = Instant::now();
+        let busy = !self.dirty.is_empty() || self.lanes.iter().any(|l| l.readable);
+        let timeout = if busy {
+            Duration::ZERO
+        } else {
+            let next = self
+                .timers
+                .peek()
+                .map_or(until, |Reverse((at, _))| until.min(*at));
+            next.saturating_duration_since(now)
+        };
+        let _ = self.poll.poll(&mut self.events, Some(timeout));
+        for event in &self.events {
+            if let Some(lane) = self.lanes.get_mut(event.token().0) {
+                lane.readable = true;
             }
-            let now = Instant::now();
-            for (i, was_ready) in ready.iter_mut().enumerate() {
-                if self.clients[i].failed {
-                    continue;
-                }
-                if sending && self.clients[i].joined && now >= self.clients[i].next_send {
-                    self.send(i);
-                }
-                let due = self.clients[i]
-                    .chat
-                    .kcp()
-                    .next_deadline()
-                    .is_some_and(|d| d <= now);
-                if std::mem::take(was_ready) || due {
-                    self.receive(i);
-                }
+        }
+        let now = Instant::now();
+        let secure = self.shared.config.secure.is_some();
+        for lane in &mut self.lanes {
+            if !lane.readable {
+                continue;
             }
+            let (clients, dirty) = (&mut self.clients, &mut self.dirty);
+            lane.receive(
+                |datagram| key_of(secure, datagram),
+                |c, datagram| {
+                    let client = &mut clients[c];
+                    if client.failed {
+                        return;
+                    }
+                    if client.link.input(now, datagram) == Input::Refused {
+                        client.link_refused = true;
+                    }
+                    if !client.dirty {
+                        client.dirty = true;
+                        dirty.push(c);
+                    }
+                },
+            );
+        }
+        while let Some(&Reverse((at, c))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.clients[c].wake == Some(at) {
+                self.clients[c].wake = None;
+                self.touch(c);
+            }
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for c in dirty.drain(..) {
+            self.service(c, now);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        for lane in &mut self.lanes {
+            lane.flush();
+        }
+    }
+
+    /// Runs turns until `until` or until `done` says so.
+    fn drive(&mut self, until: Instant, mut done: impl FnMut(&Self) -> bool) {
+        while Instant::now() < until && !done(self) {
+            self.turn(until);
+        }
+    }
+
+    /// Starts sending (or stops): every joined client's timer includes its next line.
+    fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
+        for c in 0..self.clients.len() {
+            self.touch(c);
         }
     }
 
@@ -293,6 +483,10 @@ impl Worker<'_> {
             .room_mates(client)
             .map(|j| self.shared.sent_by[j].load(Relaxed))
             .sum()
+    }
+
+    fn syscalls(&self) -> u64 {
+        self.lanes.iter().map(|l| l.syscalls).sum()
     }
 }
 
@@ -313,47 +507,89 @@ pub(crate) fn run_worker(
     let mut w = Worker {
         shared,
         clients: Vec::with_capacity(count),
+        lanes: Vec::new(),
         poll,
+        events: Events::with_capacity(1024),
+        timers: BinaryHeap::new(),
+        dirty: Vec::new(),
+        inbox: Vec::new(),
+        to_start: VecDeque::new(),
+        starting: 0,
+        sending: false,
         latencies: Latencies::new(),
         cross_node: Latencies::new(),
         rng: SmallRng::seed_from_u64(worker as u64),
     };
     let mut failed_connect = 0;
     let start = Instant::now();
+    // Lanes per server, so that a lane's datagrams all go to one address; client
+    // `j` of a server's share is on lane `j mod lanes`, so the members of a room
+    // (consecutive clients) sit on different lanes.
+    let nodes = shared.servers.len().max(1);
+    let per_node = count.div_ceil(nodes);
+    let lanes_per_node = per_node
+        .div_ceil(shared.clients_per_socket.max(1))
+        .max(per_node.min(2))
+        .max(1);
+    let mut lane_of_node: Vec<Vec<usize>> = vec![Vec::new(); nodes];
+    for (node, lanes) in lane_of_node.iter_mut().enumerate() {
+        for _ in 0..lanes_per_node {
+            let Ok(mut lane) = Lane::bind(shared.servers[node], shared.socket_buffer) else {
+                continue;
+            };
+            let token = Token(w.lanes.len());
+            if w.poll
+                .registry()
+                .register(lane.socket_mut(), token, Interest::READABLE)
+                .is_ok()
+            {
+                lanes.push(w.lanes.len());
+                w.lanes.push(lane);
+            }
+        }
+    }
+    let mut on_node = vec![0usize; nodes];
     for index in first..first + count {
-        let nick = format!("{}-{index}", shared.run);
-        let server = shared.servers[shared.node_of(index)];
-        let Ok(mut chat) = ChatClient::connect(server, &nick, shared.config.clone()) else {
-            failed_connect += 1;
-            continue;
-        };
-        let room = format!("{}-room{}", shared.run, shared.room_of(index));
-        let token = Token(w.clients.len());
-        if w.poll
-            .registry()
-            .register(chat.kcp_mut(), token, Interest::READABLE)
-            .is_err()
-            || chat.join(&room).is_err()
-        {
+        let node = shared.node_of(index);
+        let lanes = &lane_of_node[node];
+        if lanes.is_empty() {
             failed_connect += 1;
             continue;
         }
+        let lane = lanes[on_node[node] % lanes.len()];
+        on_node[node] += 1;
+        let Ok(link) = Link::start(&shared.config, &w.lanes[lane], start) else {
+            failed_connect += 1;
+            continue;
+        };
+        let c = w.clients.len();
+        let key = link.key();
+        w.lanes[lane].route(key, c, None);
         let phase = Duration::from_secs_f64(w.rng.random_range(0.0..1.0) / shared.rate.max(0.001));
         w.clients.push(BenchClient {
             index,
-            chat,
-            room,
+            nick: format!("{}-{index}", shared.run),
+            room: format!("{}-room{}", shared.run, shared.room_of(index)),
+            server: shared.servers[node],
+            lane,
+            key,
+            link,
+            greeted: false,
             joined: false,
             failed: false,
             refused: false,
+            link_refused: false,
             seq: 0,
             next_send: start + phase,
-            seen: HashMap::new(),
+            wake: None,
+            dirty: false,
+            seen: Seen::new(shared.room_size),
             unique: 0,
         });
+        w.to_start.push_back(c);
     }
     // Setup: until every client is in its room.
-    w.drive(start + shared.setup_timeout, false, |w| {
+    w.drive(start + shared.setup_timeout, |w| {
         w.clients.iter().all(|c| c.joined || c.failed)
     });
     for c in w.clients.iter_mut().filter(|c| !c.joined) {
@@ -362,19 +598,23 @@ pub(crate) fn run_worker(
     shared.ready.wait();
     let begin = Instant::now();
     let cpu_start = cpu::this_thread_cpu();
+    let syscalls_start = w.syscalls();
     for c in &mut w.clients {
         c.next_send += begin - start;
     }
-    w.drive(begin + shared.duration, true, |_| false);
+    w.set_sending(true);
+    w.drive(begin + shared.duration, |_| false);
+    w.set_sending(false);
     let sending_cpu = cpu::this_thread_cpu()
         .zip(cpu_start)
         .map(|(end, start)| end.saturating_sub(start));
+    let sending_syscalls = w.syscalls() - syscalls_start;
     shared.live.done_sending.fetch_add(1, Relaxed);
     // Wait for the other workers to stop sending, so the expected counts are final.
-    w.drive(begin + shared.duration + shared.drain, false, |_| {
+    w.drive(begin + shared.duration + shared.drain, |_| {
         shared.live.done_sending.load(Relaxed) == shared.workers
     });
-    w.drive(begin + shared.duration + shared.drain, false, |w| {
+    w.drive(begin + shared.duration + shared.drain, |w| {
         w.clients
             .iter()
             .all(|c| c.failed || c.unique >= w.expected(c.index))
@@ -383,22 +623,33 @@ pub(crate) fn run_worker(
         failed: failed_connect + w.clients.iter().filter(|c| c.failed && !c.refused).count(),
         refused: w.clients.iter().filter(|c| c.refused).count(),
         sending_cpu,
+        sockets: w.lanes.len(),
+        sending_syscalls,
         ..WorkerResult::default()
     };
-    for c in &mut w.clients {
-        let stats = c.chat.kcp().stats();
+    let now = Instant::now();
+    for c in 0..w.clients.len() {
+        let client = &mut w.clients[c];
+        result.delivered.push((client.index, client.unique));
+        let Some(conversation) = client.conversation() else {
+            continue;
+        };
+        let stats = conversation.stats();
         result.retransmits += stats.engine.retransmits_timeout + stats.engine.retransmits_fast;
-        result.delivered.push((c.index, c.unique));
-        let _ = c.chat.send(&ClientFrame::Quit {
+        let quit = ClientFrame::Quit {
             reason: "bench over".into(),
-        });
+        };
+        let _ = w.send_frame(c, &quit, now);
+        w.touch(c);
     }
     // Give the quits a moment to leave (the server would time the sessions out anyway).
-    w.drive(Instant::now() + Duration::from_millis(300), false, |w| {
-        w.clients
-            .iter()
-            .all(|c| c.failed || c.chat.kcp().queued_bytes() == 0)
+    w.drive(Instant::now() + Duration::from_millis(300), |w| {
+        w.clients.iter().all(|c| {
+            c.failed
+                || matches!(&c.link, Link::Open(conversation) if conversation.queued_bytes() == 0)
+        })
     });
+    result.send_drops = w.lanes.iter().map(|l| l.send_drops).sum();
     result.latencies = std::mem::take(&mut w.latencies);
     result.cross_node = std::mem::take(&mut w.cross_node);
     result

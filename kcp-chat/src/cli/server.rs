@@ -110,6 +110,14 @@ pub(super) struct ServerArgs {
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     busy_lag: Duration,
+    /// Admission control's second signal: while more than this share of what the event
+    /// loop sends is retransmission (retransmitted segments per message, over the last
+    /// one to two seconds, once 500 messages were sent), new users are refused as busy
+    /// too. An overloaded loop reads its ACKs late and retransmits what was not lost
+    /// while its lag can stay low. Lossy client paths raise the share as well (a loss
+    /// of p costs about p/(1-p)). 0: never refuse for it.
+    #[arg(long, default_value_t = kcp_chat::server::DEFAULT_BUSY_RETRANSMITS, value_parser = parse_share)]
+    busy_retransmits: f64,
     /// Disconnect a client that cannot keep up: its queue was full and stayed over
     /// half full this long (a secure client is told why). 0s: never.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -228,6 +236,7 @@ fn chat_config(args: &ServerArgs) -> anyhow::Result<(ChatServerConfig, Vec<Setti
     config.strikes = args.strikes;
     config.ip_strikes = args.ip_strikes;
     config.busy_lag = (!args.busy_lag.is_zero()).then_some(args.busy_lag);
+    config.busy_retransmits = (args.busy_retransmits > 0.0).then_some(args.busy_retransmits);
     config.net.slow_consumer_timeout =
         (!args.slow_consumer_timeout.is_zero()).then_some(args.slow_consumer_timeout);
     config.max_late = args.max_late;
@@ -337,4 +346,14 @@ pub(super) fn run(args: ServerArgs, matches: &ArgMatches) -> anyhow::Result<Exit
     tracing::info!("shut down");
     let _ = writeln!(stdout, "final {stats}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A share: a finite number, 0 or more (0.1 is 10%).
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if share.is_finite() && share >= 0.0 => Ok(share),
+        _ => Err(format!(
+            "{text:?} is not a share (0, or a number above it: 0.1 is 10%)"
+        )),
+    }
 }

@@ -6,6 +6,11 @@ use kcp_net::{Preset, ServerConfig};
 
 use crate::room::RoomLimits;
 
+/// The default [`ChatServerConfig::busy_retransmits`]: 10% of the loop's sending.
+/// Measured on the bench (`docs/bench/chat.md`): a loop that keeps up retransmits
+/// 0–4%, one past its capacity 18%.
+pub const DEFAULT_BUSY_RETRANSMITS: f64 = 0.1;
+
 /// Settings of a [`ChatServer`](super::ChatServer): the socket layer's, the room
 /// model's limits and the abuse policy. Start from [`ChatServerConfig::new`].
 #[derive(Clone, Debug)]
@@ -50,6 +55,17 @@ pub struct ChatServerConfig {
     /// user is refused with `server-busy` instead of slowing everyone down (a resumed
     /// user is let back in). `None`: never refuse.
     pub busy_lag: Option<Duration>,
+    /// Admission control's second signal: while more than this share of what the
+    /// event loop sends is retransmission (retransmitted segments per message queued
+    /// over the last one to two seconds, read once 500 messages were queued:
+    /// [`SessionCtx::retransmit_share`](kcp_net::SessionCtx::retransmit_share)), a
+    /// hello from a new user is refused with `server-busy` too. A loop that reads
+    /// its ACKs late retransmits segments that were not lost, and its loss grows
+    /// while its timers still fire on time, so the lag alone misses it. Lossy client
+    /// paths raise the share as well: keep the limit well above what their loss
+    /// causes (a loss of p costs about p/(1-p) retransmissions per message). `None`:
+    /// never refuse for it.
+    pub busy_retransmits: Option<f64>,
     /// The wait a `server-busy` refusal asks for.
     pub busy_retry: Duration,
 }
@@ -62,7 +78,7 @@ impl ChatServerConfig {
     /// source address, 5 strikes per 10 s per session and 20 per address, 30 s idle
     /// timeout; a client whose queue stays full for 10 s is closed as a slow consumer, and
     /// new users are refused as `server-busy` (retry in 5 s) while the loop is more than
-    /// 200 ms behind.
+    /// 200 ms behind or more than 10% of its sending is retransmission.
     pub fn new(preset: Preset) -> Self {
         let mut net = ServerConfig::new(preset);
         net.flush_on_send = true;
@@ -83,6 +99,7 @@ impl ChatServerConfig {
             ip_strikes: 20,
             strike_window: Duration::from_secs(10),
             busy_lag: Some(Duration::from_millis(200)),
+            busy_retransmits: Some(DEFAULT_BUSY_RETRANSMITS),
             busy_retry: Duration::from_secs(5),
         }
     }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use kcp_net::{CloseCtx, CloseReason, EventHandler, ServerHandle, SessionCtx, SessionKey};
 use tracing::{debug, info, warn};
 
+use super::busy::Busy;
 use super::config::ChatServerConfig;
 use super::hub::{AtomicCounters, Hub, HubState, Member};
 use crate::protocol::{
@@ -287,16 +288,24 @@ impl Turn<'_, '_, '_> {
         let holder = state.rooms.holder(nick);
         let resumed = holder
             .filter(|id| resume.is_some() && state.members.get(id).map(|m| m.token) == resume);
-        let lag = self.session.loop_lag();
-        if resumed.is_none() && self.config.busy_lag.is_some_and(|limit| lag > limit) {
+        let busy = resumed.is_none().then(|| {
+            Busy::judge(
+                self.config,
+                self.session.loop_lag(),
+                self.session.retransmit_share(),
+            )
+        });
+        if let Some(reason) = busy.flatten() {
             drop(state);
             AtomicCounters::bump(&hub.counters.refused_busy);
+            if matches!(reason, Busy::Retransmitting(_)) {
+                AtomicCounters::bump(&hub.counters.refused_busy_retransmits);
+            }
             self.client.closing = true;
             self.reply(&ServerFrame::Error {
                 code: ErrorCode::ServerBusy,
                 text: format!(
-                    "server busy (its event loop is {} ms behind), retry in {} s",
-                    lag.as_millis(),
+                    "server busy ({reason}), retry in {} s",
                     self.config.busy_retry.as_secs().max(1)
                 ),
             });

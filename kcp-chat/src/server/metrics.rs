@@ -72,6 +72,25 @@ fn labelled<'a>(
 }
 
 /// The socket layer's families.
+/// A gauge with one sample per event loop, labelled by its number.
+fn per_loop<'a>(
+    name: &'a str,
+    help: &'a str,
+    loops: &[LoopStats],
+    value: impl Fn(&LoopStats) -> f64,
+) -> Family<'a> {
+    Family {
+        name,
+        kind: "gauge",
+        help,
+        samples: loops
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (Some(("loop", i.to_string())), value(l).to_string()))
+            .collect(),
+    }
+}
+
 fn net(n: &LoopStats) -> Vec<Family<'static>> {
     let counter = |name, help, value| one(name, "counter", help, value);
     vec![
@@ -268,28 +287,34 @@ pub fn render(stats: &ChatStats) -> String {
             ],
         ),
         counter("kicked_total", "Clients disconnected for abuse.", c.kicked),
-        counter(
+        labelled(
             "refused_busy_total",
-            "Hellos refused as server-busy (admission control).",
-            c.refused_busy,
+            "Hellos refused as server-busy (admission control), by the signal that fired.",
+            "signal",
+            &[
+                (
+                    "loop_lag",
+                    c.refused_busy.saturating_sub(c.refused_busy_retransmits),
+                ),
+                ("retransmits", c.refused_busy_retransmits),
+            ],
         ),
     ];
     families.extend(net(&stats.net.total));
-    families.push(Family {
-        name: "loop_lag_seconds",
-        kind: "gauge",
-        help: "How late each event loop served its timers, at worst, over the last one to two seconds.",
-        samples: stats
-            .net
-            .loops
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let seconds = Duration::from_micros(l.loop_lag_us).as_secs_f64();
-                (Some(("loop", i.to_string())), seconds.to_string())
-            })
-            .collect(),
-    });
+    families.extend([
+        per_loop(
+            "loop_lag_seconds",
+            "How late each event loop served its timers, at worst, over the last one to two seconds.",
+            &stats.net.loops,
+            |l| Duration::from_micros(l.loop_lag_us).as_secs_f64(),
+        ),
+        per_loop(
+            "loop_retransmit_share",
+            "Retransmitted segments per message each event loop sent over the last one to two seconds.",
+            &stats.net.loops,
+            |l| l.retransmit_permille as f64 / 1000.0,
+        ),
+    ]);
     if let Some(cl) = &stats.cluster {
         families.extend([
             one(
@@ -365,6 +390,7 @@ mod tests {
         net.total.closed_idle = 1;
         let mut busy = LoopStats::default();
         busy.loop_lag_us = 2_500;
+        busy.retransmit_permille = 180;
         net.loops = vec![LoopStats::default(), busy];
         ChatStats {
             sessions: 3,
@@ -374,6 +400,8 @@ mod tests {
                 messages: 5,
                 rate_limited: 4,
                 ip_rate_limited: 1,
+                refused_busy: 3,
+                refused_busy_retransmits: 2,
                 ..ChatCounters::default()
             },
             net,
@@ -410,7 +438,7 @@ mod tests {
         // The LoopStats fields `net` serves: all but `sessions_active`, which
         // `kcp_chat_sessions` already counts. A field kcp-net adds fails this until
         // `net` serves it (and this count is raised).
-        const SERVED: usize = 57;
+        const SERVED: usize = 58;
         let fields = format!("{:?}", LoopStats::default()).matches(": 0").count();
         assert_eq!(fields, SERVED + 1, "LoopStats changed: serve the new field");
     }
@@ -430,6 +458,9 @@ mod tests {
             "kcp_chat_sessions_closed_total{reason=\"idle\"} 1",
             "kcp_chat_loop_lag_seconds{loop=\"0\"} 0",
             "kcp_chat_loop_lag_seconds{loop=\"1\"} 0.0025",
+            "kcp_chat_loop_retransmit_share{loop=\"1\"} 0.18",
+            "kcp_chat_refused_busy_total{signal=\"retransmits\"} 2",
+            "kcp_chat_refused_busy_total{signal=\"loop_lag\"} 1",
         ] {
             assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
         }

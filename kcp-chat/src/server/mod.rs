@@ -6,6 +6,7 @@
 //! (so new conversations from one address do not get fresh buckets). A room message is encoded once and queued to every member's session
 //! through the server handle, so broadcast crosses loops.
 
+mod busy;
 mod checks;
 mod clustered;
 mod config;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
 
 pub use checks::{CLIENT_KEEPALIVE, SettingError, SettingWarning};
-pub use config::ChatServerConfig;
+pub use config::{ChatServerConfig, DEFAULT_BUSY_RETRANSMITS};
 pub use hub::ChatCounters;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterStats, Link};

@@ -112,6 +112,15 @@ impl ClientHandshake {
         Some(self.attempt.initiation(now))
     }
 
+    /// The index the server's replies to this handshake name
+    /// ([`receiver_index`](super::receiver_index)): random, and new if the attempt
+    /// had to start again (a forged response spoiled it), so ask again after each
+    /// [`handle`](Self::handle). The conversation keeps it as its
+    /// [`local_index`](Conversation::local_index).
+    pub const fn sender_index(&self) -> u32 {
+        self.attempt.sender_index()
+    }
+
     /// Initiations sent so far.
     pub const fn initiations_sent(&self) -> u64 {
         self.sent

@@ -155,6 +155,11 @@ impl Initiator {
         })
     }
 
+    /// Our index: the server's replies name it.
+    pub(crate) const fn sender_index(&self) -> u32 {
+        self.sender_index
+    }
+
     /// A response that failed to decrypt reached this attempt: start a new one (the
     /// cookie may be carried over with [`take_cookie`](Self::take_cookie)).
     pub(crate) const fn is_spoiled(&self) -> bool {

@@ -48,7 +48,7 @@ pub use keys::{KEY_LEN, KeyError, Psk, PublicKey, ServerIdentity};
 pub use replay::{ReplayWindow, Stale, WINDOW as REPLAY_WINDOW};
 pub use seal::Cipher;
 pub use session::{DatagramError, MAX_CLOSE_TEXT, MAX_DATAGRAMS_IN, MAX_DATAGRAMS_OUT, PeerClose};
-pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION};
+pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION, receiver_index};
 
 pub(crate) use channel::SecureChannel;
 pub(crate) use session::{Delivered, SecureSession};

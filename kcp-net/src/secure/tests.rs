@@ -124,7 +124,10 @@ fn handshake(
             }
         }
         while let Some(d) = down.pop_ready(t) {
+            // What a process of many clients on one socket routes by.
+            assert_eq!(receiver_index(&d), Some(client.sender_index()));
             if let Some(conversation) = client.handle(now, &d).unwrap() {
+                assert_eq!(conversation.local_index(), Some(client.sender_index()));
                 return (conversation, server_side.expect("the server answered"), t);
             }
         }
@@ -315,6 +318,46 @@ fn a_move_to_a_new_address_is_budgeted_until_the_path_answers() {
         let _ = session.input(now, &d);
     }
     assert!(session.is_address_proven());
+}
+
+#[test]
+fn sealed_datagrams_name_their_receiver_and_initiations_name_none() {
+    let t0 = Instant::now();
+    let (mut up, mut down) = (
+        Link::new(LinkConfig::lossy(0.0, 1, 0), 3),
+        Link::new(LinkConfig::lossy(0.0, 1, 0), 4),
+    );
+    let (mut client, mut server, _) = handshake(
+        t0,
+        CookiePolicy::Always,
+        RekeyPolicy::default(),
+        &mut up,
+        &mut down,
+    );
+    let mut out = Vec::new();
+    server.send(t0, Bytes::from_static(b"down")).unwrap();
+    server.flush_to_vec(t0, &mut out);
+    client.send(t0, Bytes::from_static(b"up")).unwrap();
+    let mut up_out = Vec::new();
+    client.flush_to_vec(t0, &mut up_out);
+    assert!(!out.is_empty() && !up_out.is_empty());
+    for d in &out {
+        assert_eq!(receiver_index(d), client.local_index());
+    }
+    for d in &up_out {
+        assert_eq!(receiver_index(d), server.local_index());
+    }
+    let security = client_security(&ServerIdentity::generate().unwrap(), RekeyPolicy::default());
+    let config = ConversationConfig::new(Preset::Fast);
+    let mut fresh = ClientHandshake::new(security, 5, config, t0).unwrap();
+    let initiation = fresh.poll_transmit(t0).unwrap().to_vec();
+    assert_eq!(receiver_index(&initiation), None);
+    assert_eq!(receiver_index(&[]), None);
+    assert_eq!(
+        receiver_index(&[Kind::Transport as u8, 0, 1]),
+        None,
+        "too short"
+    );
 }
 
 /// A server conversation and a valid datagram for it.

@@ -159,6 +159,25 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
+/// The receiver index a datagram from the other side names: a transport datagram's,
+/// or a response's, cookie reply's or reject's (there, the client's sender index).
+/// `None` for an initiation, an unknown kind or a datagram too short for the field.
+///
+/// A process that runs many clients over one socket routes what the socket receives
+/// by it: a client's index is [`ClientHandshake::sender_index`](super::ClientHandshake::sender_index)
+/// during the handshake, then [`Conversation::local_index`](crate::Conversation::local_index).
+/// Nothing else is checked: the datagram may still be forged, and its receiver
+/// verifies it.
+pub fn receiver_index(datagram: &[u8]) -> Option<u32> {
+    match Kind::of(datagram)? {
+        Kind::Transport => transport_receiver(datagram),
+        Kind::Response => u32_at(datagram, response::RECEIVER),
+        Kind::CookieReply => u32_at(datagram, cookie_reply::RECEIVER),
+        Kind::Reject => u32_at(datagram, reject::RECEIVER),
+        Kind::Initiation => None,
+    }
+}
+
 /// The receiver index a transport datagram names, if it is one.
 pub(crate) fn transport_receiver(datagram: &[u8]) -> Option<u32> {
     if datagram.len() < TRANSPORT_OVERHEAD || Kind::of(datagram) != Some(Kind::Transport) {

@@ -3,6 +3,7 @@
 //! threaded [`KcpServer`](crate::KcpServer) runs one per loop thread.
 
 use crate::loop_lag::LagMeter;
+use crate::retransmit_share::{RetransmitMeter, Sent};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
@@ -155,6 +156,8 @@ pub struct ServerDriver {
     pub(super) front: Option<DriverFront>,
     /// How late the timers fire (`loop_lag_us`).
     pub(super) lag: LagMeter,
+    /// How much of what the loop sends is retransmitted (`retransmit_permille`).
+    pub(super) retransmit_share: RetransmitMeter,
     /// Sealed datagrams received for other loops' sessions, for the event loop to
     /// post: (loop, source, datagram).
     pub(super) forwards: Vec<(usize, SocketAddr, Bytes)>,
@@ -267,6 +270,7 @@ impl ServerDriver {
             unconfirmed,
             buffers,
             lag: LagMeter::new(now),
+            retransmit_share: RetransmitMeter::new(now, Sent::default()),
             forwards: Vec::new(),
         }
     }
@@ -624,6 +628,11 @@ impl ServerDriver {
         self.outbox.set_now(now);
         self.run_timers(now);
         self.stats.loop_lag_us = u64::try_from(self.lag.lag(now).as_micros()).unwrap_or(u64::MAX);
+        let sent = Sent {
+            retransmits: self.stats.retransmits,
+            messages: self.stats.messages_out,
+        };
+        self.stats.retransmit_permille = self.retransmit_share.permille(now, sent);
         self.service_dirty(now);
         self.send_datagrams(now);
         self.log_drops(now);

@@ -153,6 +153,14 @@ impl SessionCtx<'_> {
         Duration::from_micros(self.stats.loop_lag_us)
     }
 
+    /// How much of this loop's sending is retransmission, over the last one to two
+    /// seconds ([`LoopStats::retransmit_permille`](crate::LoopStats::retransmit_permille)),
+    /// as a share (0.1 is 10%). A loop that reads its ACKs late retransmits what was
+    /// not lost; refuse new work while it is high.
+    pub fn retransmit_share(&self) -> f64 {
+        self.stats.retransmit_permille as f64 / 1000.0
+    }
+
     /// Closes the session once what it has queued is acknowledged, or after the
     /// configured `close_linger`.
     pub fn close(&mut self) {
