@@ -14,6 +14,7 @@ use super::*;
 use crate::config::{ConversationConfig, Preset, ServerConfig};
 use crate::conversation::Conversation;
 use crate::lifecycle::CloseReason;
+use crate::secure::wire::Kind;
 
 const CLIENT: &str = "127.0.0.1:40000";
 
