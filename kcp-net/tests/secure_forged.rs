@@ -388,19 +388,23 @@ fn initiation_flood(policy: CookiePolicy) -> LoopStats {
     }
     // Every initiation read (all but the real client's sealed datagrams) was
     // answered by one cookie reply, one handshake or the stored response, or
-    // refused: none is left unaccounted for.
+    // refused: none is left unaccounted for. The client counts what it sent, and
+    // under the flood the kernel may drop a few of those at the server's full
+    // socket, so what was read of them is known only within that many.
+    let answered = total.cookies_sent
+        + total.handshakes
+        + total.initiations_repeated
+        + total.rejected_full
+        + total.dropped_unconfirmed_full
+        + total.dropped_rate_limited
+        + total.dropped_ip_rate
+        + total.dropped_ip_limit;
     let initiations_read = total.datagrams_in - client_stats.datagrams_out;
-    assert_eq!(
-        total.cookies_sent
-            + total.handshakes
-            + total.initiations_repeated
-            + total.rejected_full
-            + total.dropped_unconfirmed_full
-            + total.dropped_rate_limited
-            + total.dropped_ip_rate
-            + total.dropped_ip_limit,
-        initiations_read,
-        "{total:?}"
+    assert!(
+        (initiations_read..=initiations_read + client_stats.datagrams_out).contains(&answered),
+        "{answered} initiations answered or refused, {initiations_read} read \
+         (+ up to {} of the client's lost): {total:?}",
+        client_stats.datagrams_out
     );
     // The real client's session is there, confirmed, and still served.
     assert!(total.sessions_confirmed >= 1, "{total:?}");

@@ -51,11 +51,13 @@ pub use session::{DatagramError, MAX_CLOSE_TEXT, MAX_DATAGRAMS_IN, MAX_DATAGRAMS
 pub use wire::{INITIATION_LEN, TRANSPORT_OVERHEAD, VERSION, receiver_index};
 
 pub(crate) use channel::SecureChannel;
+#[cfg(test)]
+pub(crate) use handshake::Accepted;
 pub(crate) use session::{Delivered, SecureSession};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use {
     cookie::{Macs, put_mac2},
-    handshake::{Accepted, Established, Responder, Screened},
+    handshake::{Established, Responder, Screened},
     seal::Key,
     wire::{Inner, initiation, transport},
 };
