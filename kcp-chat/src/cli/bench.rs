@@ -68,10 +68,10 @@ pub(super) struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Clients of a thread that share one UDP socket: one receive call then serves
-    /// many deliveries, which cuts the load generator's CPU (by 20-50% as measured). 1
-    /// gives every client its own socket, as clients on hosts of their own have (the
-    /// server's view of sessions is the same either way; the kernel spreads a
-    /// multi-loop server's sessions by socket, so fewer sockets spread less evenly).
+    /// many deliveries (about 10% less load-generator CPU), but the shared receive
+    /// buffer overflows under the room fan-out (kernel drops, retransmissions, a
+    /// higher p99), so the default 1 gives every client its own socket, as clients on
+    /// hosts of their own have. The server's view of sessions is the same either way.
     #[arg(long, default_value_t = kcp_chat::bench::DEFAULT_CLIENTS_PER_SOCKET)]
     clients_per_socket: usize,
     #[command(flatten)]
