@@ -241,6 +241,9 @@ pub struct BenchReport {
     pub duplicates: u64,
     /// Error frames and client failures.
     pub errors: u64,
+    /// The same by cause: an error frame's code (`rate-limited`, ...), or what
+    /// failed at the client (`handshake failed`, `closed by the server`, ...).
+    pub errors_by_cause: std::collections::BTreeMap<&'static str, u64>,
     /// Deliveries per second over the sending phase.
     pub deliveries_per_sec: f64,
     /// Send-to-arrival latency.
@@ -322,7 +325,16 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(f, "  lost         {}", self.lost)?;
         writeln!(f, "  duplicates   {}", self.duplicates)?;
-        writeln!(f, "  errors       {}", self.errors)?;
+        write!(f, "  errors       {}", self.errors)?;
+        if !self.errors_by_cause.is_empty() {
+            let causes: Vec<String> = self
+                .errors_by_cause
+                .iter()
+                .map(|(cause, n)| format!("{cause} {n}"))
+                .collect();
+            write!(f, " ({})", causes.join(", "))?;
+        }
+        writeln!(f)?;
         writeln!(
             f,
             "  latency      p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
@@ -770,6 +782,12 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         lost: expected.saturating_sub(delivered),
         duplicates: shared.live.duplicates.load(Relaxed),
         errors: shared.live.errors.load(Relaxed),
+        errors_by_cause: shared
+            .live
+            .errors_by_cause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
         deliveries_per_sec: delivered as f64 / options.duration.as_secs_f64().max(0.001),
         latency_ms: LatencyMs::of(&latencies),
         cross_node_latency_ms: (servers.len() > 1).then(|| LatencyMs::of(&cross_node)),

@@ -43,10 +43,37 @@ pub(crate) struct Live {
     pub(crate) delivered: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// The same by cause: an error frame's code, or what went wrong at the client
+    /// (rare events, so a lock is cheap).
+    pub(crate) errors_by_cause: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Clients the server refused as busy (admission control).
     pub(crate) refused: AtomicU64,
     /// Workers whose send phase is over (sent counts are final when all are).
     pub(crate) done_sending: AtomicUsize,
+}
+
+impl Live {
+    /// Counts one error of `cause`.
+    pub(crate) fn error(&self, cause: &'static str) {
+        self.errors.fetch_add(1, Relaxed);
+        let mut causes = self
+            .errors_by_cause
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *causes.entry(cause).or_default() += 1;
+    }
+}
+
+/// Why a client's conversation ended, as a cause of the report's errors.
+fn closed_cause(reason: kcp_net::CloseReason) -> &'static str {
+    use kcp_net::CloseReason as R;
+    match reason {
+        R::PeerClosed => "closed by the server",
+        R::IdleTimeout => "idle timeout",
+        R::DeadLink => "dead link",
+        R::PeerGone => "server gone",
+        _ => "closed",
+    }
 }
 
 /// What all workers share.
@@ -211,7 +238,7 @@ impl Worker<'_> {
         }
     }
 
-    fn fail(&mut self, c: usize) {
+    fn fail(&mut self, c: usize, cause: &'static str) {
         let client = &mut self.clients[c];
         if !client.failed {
             client.failed = true;
@@ -219,7 +246,7 @@ impl Worker<'_> {
             if !client.joined {
                 self.starting -= 1;
             }
-            self.shared.live.errors.fetch_add(1, Relaxed);
+            self.shared.live.error(cause);
         }
     }
 
@@ -278,9 +305,7 @@ impl Worker<'_> {
                 shared.refused[client.index].store(true, Relaxed);
                 shared.live.refused.fetch_add(1, Relaxed);
             }
-            ServerFrame::Error { .. } => {
-                shared.live.errors.fetch_add(1, Relaxed);
-            }
+            ServerFrame::Error { code, .. } => shared.live.error(code.name()),
             _ => {}
         }
     }
@@ -315,7 +340,7 @@ impl Worker<'_> {
             shared.live.sent.fetch_add(1, Relaxed);
         } else {
             self.clients[c].seq -= 1;
-            shared.live.errors.fetch_add(1, Relaxed);
+            shared.live.error("send refused");
         }
         let gap = 1.0 / shared.rate.max(0.001);
         self.clients[c].next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
@@ -330,7 +355,7 @@ impl Worker<'_> {
             return;
         }
         if client.link_refused {
-            return self.fail(c);
+            return self.fail(c, "socket refused");
         }
         if let Link::Handshake(handshake) = &client.link {
             let key = handshake.sender_index();
@@ -342,7 +367,7 @@ impl Worker<'_> {
         }
         let lane = &mut self.lanes[client.lane];
         match client.link.drive_handshake(now, client.server, lane) {
-            Err(_) => return self.fail(c),
+            Err(_) => return self.fail(c, "handshake failed"),
             Ok(Some(at)) => return self.schedule(c, Some(at)),
             Ok(None) => {}
         }
@@ -352,7 +377,7 @@ impl Worker<'_> {
             if !self.send_frame(c, &ClientFrame::hello(nick), now)
                 || !self.send_frame(c, &ClientFrame::Join { room }, now)
             {
-                return self.fail(c);
+                return self.fail(c, "hello refused");
             }
         }
         let client = &self.clients[c];
@@ -368,9 +393,7 @@ impl Worker<'_> {
         for message in inbox.drain(..) {
             match decode_server(&message) {
                 Ok(frame) => self.handle(c, frame, now),
-                Err(_) => {
-                    self.shared.live.errors.fetch_add(1, Relaxed);
-                }
+                Err(_) => self.shared.live.error("undecodable frame"),
             }
         }
         self.inbox = inbox;
@@ -385,8 +408,8 @@ impl Worker<'_> {
             return;
         };
         let Ok(_) = conversation.drive(now, &mut lane.out.to(server));
-        if conversation.poll_close(now).is_some() {
-            return self.fail(c);
+        if let Some(reason) = conversation.poll_close(now) {
+            return self.fail(c, closed_cause(reason));
         }
         let mut wake = conversation.next_deadline(now);
         if sending {
