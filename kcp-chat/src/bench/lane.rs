@@ -145,23 +145,13 @@ impl Lane {
 }
 
 /// A non-blocking UDP socket bound to `addr` with `buffer` bytes each way (as far as
-/// the system allows), ready for `mio`; with `reuse_port`, others may bind the same
-/// port (`SO_REUSEPORT`, Unix).
+/// the system allows), ready for `mio`, made by kcp-net's own binder; with
+/// `reuse_port`, others may bind the same port (`SO_REUSEPORT`, Unix).
 pub(crate) fn bind_udp(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        None,
-    )?;
-    #[cfg(unix)]
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    #[cfg(not(unix))]
-    let _ = reuse_port;
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(buffer);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(UdpSocket::from_std(socket.into()))
+    let options = kcp_net::udp::SocketOptions {
+        reuse_port,
+        recv_buffer: buffer,
+        send_buffer: buffer,
+    };
+    kcp_net::udp::bind(addr, options).map_err(io::Error::other)
 }

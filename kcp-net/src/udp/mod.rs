@@ -527,19 +527,26 @@ macro_rules! delegate_source {
 }
 pub(crate) use delegate_source;
 
-/// Socket options a loop or client applies.
+/// Socket options a loop or client applies (and [`bind`] takes).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SocketOptions {
-    pub(crate) reuse_port: bool,
-    pub(crate) recv_buffer: usize,
-    pub(crate) send_buffer: usize,
+pub struct SocketOptions {
+    /// `SO_REUSEPORT`: other sockets may bind the same port (Unix).
+    pub reuse_port: bool,
+    /// Receive buffer to ask for, in bytes (0: the system's default).
+    pub recv_buffer: usize,
+    /// Send buffer to ask for, in bytes (0: the system's default).
+    pub send_buffer: usize,
 }
 
-/// A non-blocking UDP socket bound to `addr`, ready for `mio`.
+/// A non-blocking UDP socket bound to `addr`, ready for `mio`: the one way kcp-net's
+/// loops and clients, and other drivers of its batch types, make their sockets.
 ///
 /// Buffer sizes are requests: the kernel caps them (`net.core.rmem_max` /
 /// `wmem_max` on Linux) and failures to set them are ignored.
-pub(crate) fn bind(addr: SocketAddr, options: SocketOptions) -> Result<UdpSocket, NetError> {
+///
+/// # Errors
+/// [`NetError::Bind`] if the socket cannot be made, configured or bound.
+pub fn bind(addr: SocketAddr, options: SocketOptions) -> Result<UdpSocket, NetError> {
     let bind_err = |source| NetError::Bind { addr, source };
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(bind_err)?;
