@@ -68,8 +68,8 @@ impl RetransmitMeter {
     pub(crate) fn permille(&mut self, now: Instant, totals: Sent) -> u64 {
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= WINDOW {
-            // One window on: the current one becomes the previous. Two or more: the
-            // current one ran long without a reading, and stands for both.
+            // One window on: the current one becomes the previous. Two or more: both
+            // windows are over, and what they held is forgotten.
             self.previous = if elapsed < 2 * WINDOW {
                 totals.since(self.at_start)
             } else {
