@@ -188,6 +188,7 @@ pub mod fuzzing;
 pub mod impair;
 mod lifecycle;
 mod limits;
+mod loop_busy;
 mod loop_lag;
 mod outbox;
 mod retransmit_share;
@@ -198,6 +199,7 @@ mod stats;
 mod store;
 mod timer;
 mod trim;
+mod two_windows;
 pub mod udp;
 
 pub use builder::{ClientConfigBuilder, ConversationConfigBuilder, ServerConfigBuilder};

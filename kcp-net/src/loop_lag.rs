@@ -9,53 +9,32 @@
 
 use std::time::{Duration, Instant};
 
-/// Length of one window.
-const WINDOW: Duration = Duration::from_secs(1);
+use crate::two_windows::TwoWindows;
 
 /// The worst timer lateness over the last one to two seconds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LagMeter {
-    window_start: Instant,
-    current: Duration,
-    previous: Duration,
+    worst: TwoWindows<Duration>,
 }
 
 impl LagMeter {
     /// A meter that has seen no lateness, its first window starting at `now`.
-    pub(crate) const fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
-            window_start: now,
-            current: Duration::ZERO,
-            previous: Duration::ZERO,
+            worst: TwoWindows::new(now),
         }
     }
 
     /// Records that a timer due at `due` fired at `now`.
     pub(crate) fn record(&mut self, due: Instant, now: Instant) {
-        self.roll(now);
-        self.current = self.current.max(now.saturating_duration_since(due));
+        let worst = self.worst.current(now);
+        *worst = (*worst).max(now.saturating_duration_since(due));
     }
 
     /// The worst lateness of this window and the one before, as of `now`.
     pub(crate) fn lag(&mut self, now: Instant) -> Duration {
-        self.roll(now);
-        self.current.max(self.previous)
-    }
-
-    fn roll(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed < WINDOW {
-            return;
-        }
-        // One window on: the current one becomes the previous. Two or more: both are
-        // quiet (nothing fired late, or nothing fired at all).
-        self.previous = if elapsed < 2 * WINDOW {
-            self.current
-        } else {
-            Duration::ZERO
-        };
-        self.current = Duration::ZERO;
-        self.window_start = now;
+        let (current, previous) = self.worst.both(now);
+        current.max(previous)
     }
 }
 

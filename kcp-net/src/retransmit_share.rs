@@ -10,19 +10,18 @@
 //! ([`MIN_MESSAGES`]) and why the chat's limit defaults far above what a loss of a
 //! few percent causes.
 //!
-//! Like [`LagMeter`](crate::loop_lag::LagMeter) it keeps two one-second windows: the
-//! current one and the one before, so a spike is forgotten after one to two seconds.
+//! Like [`LagMeter`](crate::loop_lag::LagMeter) it keeps two one-second windows
+//! ([`TwoWindows`](crate::two_windows::TwoWindows)).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Length of one window.
-const WINDOW: Duration = Duration::from_secs(1);
+use crate::two_windows::TwoWindows;
 
 /// Fewer messages than this over both windows read as a share of 0: a handful of
 /// retransmissions among a handful of messages says nothing about the loop.
 pub(crate) const MIN_MESSAGES: u64 = 500;
 
-/// A loop's cumulative counts, as `LoopStats` keeps them.
+/// A loop's cumulative counts, as `LoopStats` keeps them (or what a window added).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Sent {
     /// Retransmitted segments (timeout and fast).
@@ -38,57 +37,52 @@ impl Sent {
             messages: self.messages.saturating_sub(earlier.messages),
         }
     }
+
+    const fn plus(self, other: Self) -> Self {
+        Self {
+            retransmits: self.retransmits + other.retransmits,
+            messages: self.messages + other.messages,
+        }
+    }
 }
 
 /// Retransmissions per message over the current and the previous window.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RetransmitMeter {
-    window_start: Instant,
-    /// The counts when the current window started.
-    at_start: Sent,
-    /// What the previous window added.
-    previous: Sent,
+    /// The counts at the last reading.
+    last: Sent,
+    /// What each window added.
+    added: TwoWindows<Sent>,
 }
 
 impl RetransmitMeter {
     /// A meter whose first window starts at `now` with the counts `totals`.
-    pub(crate) const fn new(now: Instant, totals: Sent) -> Self {
+    pub(crate) fn new(now: Instant, totals: Sent) -> Self {
         Self {
-            window_start: now,
-            at_start: totals,
-            previous: Sent {
-                retransmits: 0,
-                messages: 0,
-            },
+            last: totals,
+            added: TwoWindows::new(now),
         }
     }
 
     /// Retransmitted segments per 1,000 messages over this window and the one before,
     /// as of `now` with the loop's counts `totals` (0 below [`MIN_MESSAGES`]).
     pub(crate) fn permille(&mut self, now: Instant, totals: Sent) -> u64 {
-        let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed >= WINDOW {
-            // One window on: the current one becomes the previous. Two or more: both
-            // windows are over, and what they held is forgotten.
-            self.previous = if elapsed < 2 * WINDOW {
-                totals.since(self.at_start)
-            } else {
-                Sent::default()
-            };
-            self.at_start = totals;
-            self.window_start = now;
-        }
-        let current = totals.since(self.at_start);
-        let messages = current.messages + self.previous.messages;
-        if messages < MIN_MESSAGES {
+        let (current, previous) = self.added.both(now);
+        let current = current.plus(totals.since(self.last));
+        *self.added.current(now) = current;
+        self.last = totals;
+        let both = current.plus(previous);
+        if both.messages < MIN_MESSAGES {
             return 0;
         }
-        (current.retransmits + self.previous.retransmits).saturating_mul(1000) / messages
+        both.retransmits.saturating_mul(1000) / both.messages
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);

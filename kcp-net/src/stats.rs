@@ -155,6 +155,13 @@ counters! {
         /// before the lag does, and with lossy client paths. In a server's `total`,
         /// the sum over loops: see [`ServerStats::max_retransmit_share`].
         retransmit_permille,
+        /// Per 1,000 of the wall clock, the time the loop spent working (outside its
+        /// wait in `poll`, waiting for a core included) over the last one to two
+        /// seconds (a gauge; 0 for a [`ServerDriver`](crate::ServerDriver) run by an
+        /// application's own loop, which the driver cannot see wait). Near 1,000 the
+        /// loop is at its capacity: a little more load puts it behind. In a server's
+        /// `total`, the sum over loops: see [`ServerStats::max_busy_share`].
+        loop_busy_permille,
         /// Sessions closed by idle timeout.
         closed_idle,
         /// Sessions closed because the engine reported a dead link (or the peer went
@@ -304,6 +311,13 @@ impl ServerStats {
     /// loop, as a share (0.1 is 10%).
     pub fn max_retransmit_share(&self) -> f64 {
         let permille = self.loops.iter().map(|l| l.retransmit_permille).max();
+        permille.unwrap_or(0) as f64 / 1000.0
+    }
+
+    /// The highest [`loop_busy_permille`](LoopStats::loop_busy_permille) of any
+    /// loop, as a share (0.9 is 90%).
+    pub fn max_busy_share(&self) -> f64 {
+        let permille = self.loops.iter().map(|l| l.loop_busy_permille).max();
         permille.unwrap_or(0) as f64 / 1000.0
     }
 

@@ -2,6 +2,7 @@
 //! `now`, polls the socket when it likes and takes events back as values; the
 //! threaded [`KcpServer`](crate::KcpServer) runs one per loop thread.
 
+use crate::loop_busy::BusyMeter;
 use crate::loop_lag::LagMeter;
 use crate::retransmit_share::{RetransmitMeter, Sent};
 use std::collections::{HashMap, VecDeque};
@@ -158,6 +159,9 @@ pub struct ServerDriver {
     pub(super) lag: LagMeter,
     /// How much of what the loop sends is retransmitted (`retransmit_permille`).
     pub(super) retransmit_share: RetransmitMeter,
+    /// How much of its time the loop works (`loop_busy_permille`), as far as the
+    /// event loop that runs it says ([`record_poll_wait`](Self::record_poll_wait)).
+    pub(super) busy: BusyMeter,
     /// Sealed datagrams received for other loops' sessions, for the event loop to
     /// post: (loop, source, datagram).
     pub(super) forwards: Vec<(usize, SocketAddr, Bytes)>,
@@ -271,6 +275,7 @@ impl ServerDriver {
             buffers,
             lag: LagMeter::new(now),
             retransmit_share: RetransmitMeter::new(now, Sent::default()),
+            busy: BusyMeter::new(now),
             forwards: Vec::new(),
         }
     }
@@ -853,6 +858,13 @@ impl ServerDriver {
     /// Counts a wake-up of the loop's poll.
     pub(crate) fn count_wakeup(&mut self) {
         self.stats.wakeups += 1;
+    }
+
+    /// Records that the turn ending at `now` waited `waited` of its time in `poll`
+    /// (the event loop's busy share, `loop_busy_permille`).
+    pub(crate) fn record_poll_wait(&mut self, waited: Duration, now: Instant) {
+        self.busy.record(waited, now);
+        self.stats.loop_busy_permille = self.busy.permille(now);
     }
 
     /// Marks the socket readable (its readiness event fired).

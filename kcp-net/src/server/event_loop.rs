@@ -134,10 +134,13 @@ impl<H: EventHandler> Running<H> {
                 return Err(NetError::io("polling", e));
             }
             self.driver.count_wakeup();
+            let woke = Instant::now();
+            self.driver
+                .record_poll_wait(woke.saturating_duration_since(now), woke);
             if events.iter().any(|e| e.token() == SOCKET) {
                 self.driver.set_readable();
             }
-            let now = Instant::now();
+            let now = woke;
             while let Ok(request) = requests.try_recv() {
                 self.driver.count_request();
                 self.request(request, now);

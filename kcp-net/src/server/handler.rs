@@ -161,6 +161,14 @@ impl SessionCtx<'_> {
         self.stats.retransmit_permille as f64 / 1000.0
     }
 
+    /// How much of its time this loop works, over the last one to two seconds
+    /// ([`LoopStats::loop_busy_permille`](crate::LoopStats::loop_busy_permille)), as a
+    /// share (0.9 is 90%). A loop near 1.0 is at its capacity: refuse new work before
+    /// it falls behind.
+    pub fn loop_busy(&self) -> f64 {
+        self.stats.loop_busy_permille as f64 / 1000.0
+    }
+
     /// Closes the session once what it has queued is acknowledged, or after the
     /// configured `close_linger`.
     pub fn close(&mut self) {
