@@ -4,7 +4,8 @@
 //! Clients are split into rooms of `room_size` and driven by a few threads (each a
 //! `mio` poll over its share). After everyone has joined, each client says `rate`
 //! messages a second for `duration`; then the run waits up to `drain` for the last
-//! deliveries. A message is expected at every member of its room (the sender
+//! deliveries. With a ramp, the joins are spread over it while those in already say
+//! uncounted lines, so admission control meets a join at peak load. A message is expected at every member of its room (the sender
 //! included: the server echoes it). The report counts sent, expected, delivered
 //! (unique), lost (expected − delivered), duplicates, the send-to-arrival latency, and
 //! the server's CPU time when the server is on this machine.
@@ -76,8 +77,14 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// How long to wait for the last deliveries after sending stops.
     pub drain: Duration,
-    /// How long clients may take to connect and join.
+    /// How long clients may take to connect and join (after the ramp, if any).
     pub setup_timeout: Duration,
+    /// Join during load: the clients' joins are spread evenly over this, and those
+    /// in already say lines (uncounted warm-up lines) at the rate, so the server's
+    /// admission control judges each join under the load of everyone before it, as
+    /// it would at a real peak. The counted sending starts once all have joined or
+    /// been refused. `None`: everyone joins an idle server first.
+    pub ramp: Option<Duration>,
     /// Clients per room.
     pub room_size: usize,
     /// Message text size in bytes (at least the header `b SENDER SEQ MICROS`).
@@ -112,6 +119,7 @@ impl Default for BenchOptions {
             duration: Duration::from_secs(10),
             drain: Duration::from_secs(5),
             setup_timeout: Duration::from_secs(20),
+            ramp: None,
             room_size: 10,
             size: 64,
             threads: 2,
@@ -261,6 +269,9 @@ pub struct BenchReport {
     pub redis_batching: Option<RedisBatching>,
     /// Time to connect and join everyone, seconds.
     pub setup_s: f64,
+    /// The ramp the joins were spread over (while those in sent), seconds; 0: all
+    /// joined an idle server.
+    pub ramp_s: f64,
     /// Clients the server refused as busy (admission control): not counted as failed,
     /// and nothing is expected at them.
     pub refused_busy: usize,
@@ -305,11 +316,19 @@ impl fmt::Display for BenchReport {
             self.server,
             self.wire
         )?;
-        writeln!(
-            f,
-            "  setup        {:.1} s to connect and join",
-            self.setup_s
-        )?;
+        if self.ramp_s > 0.0 {
+            writeln!(
+                f,
+                "  setup        {:.1} s to connect and join, the joins spread over {:.0} s while those in said warm-up lines",
+                self.setup_s, self.ramp_s
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  setup        {:.1} s to connect and join",
+                self.setup_s
+            )?;
+        }
         if self.refused_busy > 0 {
             writeln!(
                 f,
@@ -352,7 +371,8 @@ impl fmt::Display for BenchReport {
             writeln!(
                 f,
                 "  server       {} messages out, {} retransmits ({:.1}%), datagrams in {} out {}, \
-                 {} turns, {} receive calls, worst loop lag {:.0} ms, worst retransmit share {:.0}%",
+                 {} turns, {} receive calls, worst loop lag {:.0} ms, worst retransmit share {:.0}%, \
+                 highest loop busy share {:.0}%",
                 s.messages_out,
                 s.retransmits,
                 s.retransmit_percent(),
@@ -361,17 +381,19 @@ impl fmt::Display for BenchReport {
                 s.wakeups,
                 s.recv_syscalls,
                 s.max_loop_lag_ms,
-                s.max_retransmit_share * 100.0
+                s.max_retransmit_share * 100.0,
+                s.max_busy_share * 100.0
             )?;
             writeln!(
                 f,
                 "  refusals     {} sends refused (full queues), {} slow consumers closed, \
-                 {} kicked, {} rate-limited, {} busy ({} for retransmissions)",
+                 {} kicked, {} rate-limited, {} busy ({} for load, {} for retransmissions)",
                 s.sends_refused,
                 s.slow_consumers,
                 s.kicked,
                 s.rate_limited,
                 s.refused_busy,
+                s.refused_busy_load,
                 s.refused_busy_retransmits
             )?;
         }
@@ -619,6 +641,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         clients: options.clients,
         workers,
         setup_timeout: options.setup_timeout,
+        ramp: options.ramp.filter(|r| !r.is_zero()),
         duration: options.duration,
         drain: options.drain,
         clients_per_socket: options.clients_per_socket.max(1),
@@ -674,6 +697,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     let side_start = side();
     let mut worst_lag: f64 = 0.0;
     let mut worst_share: f64 = 0.0;
+    let mut worst_busy: f64 = 0.0;
     let mut last_line = Instant::now();
     let mut cpu_end = None;
     let mut redis_end = None;
@@ -687,6 +711,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             if let Some(now) = side() {
                 worst_lag = worst_lag.max(now.max_loop_lag_ms);
                 worst_share = worst_share.max(now.max_retransmit_share);
+                worst_busy = worst_busy.max(now.max_busy_share);
             }
         }
         if !sending && cpu_end.is_none() {
@@ -715,6 +740,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         let mut side = end.since(&start);
         side.max_loop_lag_ms = side.max_loop_lag_ms.max(worst_lag);
         side.max_retransmit_share = side.max_retransmit_share.max(worst_share);
+        side.max_busy_share = side.max_busy_share.max(worst_busy);
         side
     });
     let mut latencies = Latencies::new();
@@ -796,6 +822,7 @@ pub fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         redis_cpu,
         redis_batching: batching.map(|(events, pipelines)| RedisBatching { events, pipelines }),
         setup_s: setup.as_secs_f64(),
+        ramp_s: options.ramp.unwrap_or_default().as_secs_f64(),
         load_cpu,
         load_sockets: sockets,
         load_syscalls: syscalls,

@@ -35,6 +35,8 @@ pub struct ServerSide {
     pub rate_limited: u64,
     /// Hellos refused as busy.
     pub refused_busy: u64,
+    /// Of those, refused because the loop worked nearly all the time.
+    pub refused_busy_load: u64,
     /// Of those, refused because too much of the loop's sending was retransmission.
     pub refused_busy_retransmits: u64,
     /// The worst loop lag seen while sending, milliseconds.
@@ -42,6 +44,9 @@ pub struct ServerSide {
     /// The worst share of a loop's sending that was retransmission (over one to two
     /// seconds, the admission signal) seen while sending.
     pub max_retransmit_share: f64,
+    /// The highest share of the time a loop worked (over one to two seconds, the
+    /// first admission signal) seen while sending.
+    pub max_busy_share: f64,
 }
 
 impl ServerSide {
@@ -62,11 +67,13 @@ impl ServerSide {
             side.kicked += s.chat.kicked;
             side.rate_limited += s.chat.rate_limited;
             side.refused_busy += s.chat.refused_busy;
+            side.refused_busy_load += s.chat.refused_busy_load;
             side.refused_busy_retransmits += s.chat.refused_busy_retransmits;
             side.max_loop_lag_ms = side
                 .max_loop_lag_ms
                 .max(s.net.max_loop_lag().as_secs_f64() * 1000.0);
             side.max_retransmit_share = side.max_retransmit_share.max(s.net.max_retransmit_share());
+            side.max_busy_share = side.max_busy_share.max(s.net.max_busy_share());
         }
         side
     }
@@ -90,9 +97,11 @@ impl ServerSide {
             // Refusals happen while clients join, before the sending phase starts:
             // all of them count.
             refused_busy: self.refused_busy,
+            refused_busy_load: self.refused_busy_load,
             refused_busy_retransmits: self.refused_busy_retransmits,
             max_loop_lag_ms: self.max_loop_lag_ms.max(start.max_loop_lag_ms),
             max_retransmit_share: self.max_retransmit_share.max(start.max_retransmit_share),
+            max_busy_share: self.max_busy_share.max(start.max_busy_share),
         }
     }
 

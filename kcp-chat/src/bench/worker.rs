@@ -50,6 +50,8 @@ pub(crate) struct Live {
     pub(crate) refused: AtomicU64,
     /// Workers whose send phase is over (sent counts are final when all are).
     pub(crate) done_sending: AtomicUsize,
+    /// Workers whose clients have all joined or failed.
+    pub(crate) set_up: AtomicUsize,
 }
 
 impl Live {
@@ -90,6 +92,9 @@ pub(crate) struct Shared {
     pub(crate) clients: usize,
     pub(crate) workers: usize,
     pub(crate) setup_timeout: Duration,
+    /// Joins spread evenly over this, while those in already send (uncounted) lines;
+    /// `None`: everyone joins first, at once, and the sending starts after.
+    pub(crate) ramp: Option<Duration>,
     pub(crate) duration: Duration,
     pub(crate) drain: Duration,
     /// Clients per shared socket (1: a socket each, as separate hosts would have).
@@ -166,6 +171,8 @@ struct BenchClient {
     /// The server refused its handshake (noticed at its next run).
     link_refused: bool,
     seq: u64,
+    /// When it may start connecting (the ramp spreads these).
+    start_at: Instant,
     next_send: Instant,
     /// When its timer is set for (the heap may hold older entries, which are skipped).
     wake: Option<Instant>,
@@ -212,7 +219,10 @@ struct Worker<'a> {
     /// failed) yet.
     to_start: VecDeque<usize>,
     starting: usize,
+    /// Joined clients say lines: counted (`sending`) or, during a ramp, uncounted
+    /// ones that only load the server (`warming`).
     sending: bool,
+    warming: bool,
     latencies: Latencies,
     cross_node: Latencies,
     rng: SmallRng,
@@ -250,25 +260,43 @@ impl Worker<'_> {
         }
     }
 
-    /// Starts waiting clients while fewer than [`MAX_STARTING`] are connecting.
-    fn start_more(&mut self) {
+    /// Starts waiting clients whose time has come while fewer than [`MAX_STARTING`]
+    /// are connecting.
+    fn start_more(&mut self, now: Instant) {
         while self.starting < MAX_STARTING {
-            let Some(c) = self.to_start.pop_front() else {
+            let Some(&c) = self.to_start.front() else {
                 return;
             };
+            if self.clients[c].start_at > now {
+                return;
+            }
+            self.to_start.pop_front();
             self.starting += 1;
             self.touch(c);
         }
     }
 
+    /// When the next waiting client may start, if one can.
+    fn next_start(&self) -> Option<Instant> {
+        if self.starting >= MAX_STARTING {
+            return None;
+        }
+        self.to_start.front().map(|&c| self.clients[c].start_at)
+    }
+
     fn handle(&mut self, c: usize, frame: ServerFrame, now: Instant) {
-        let shared = self.shared;
+        let (shared, warming) = (self.shared, self.warming);
         let client = &mut self.clients[c];
         match frame {
             ServerFrame::Joined { room, nick }
                 if nick == client.nick && room == client.room && !client.joined =>
             {
                 client.joined = true;
+                if warming {
+                    // Joined during a ramp: its lines start now, not in a catch-up
+                    // burst from when it was created.
+                    client.next_send = client.next_send.max(now);
+                }
                 self.starting -= 1;
                 shared.live.joined.fetch_add(1, Relaxed);
             }
@@ -320,9 +348,13 @@ impl Worker<'_> {
             .is_some_and(|conversation| conversation.send(now, bytes).is_ok())
     }
 
-    /// Client `c` says its next line.
+    /// Client `c` says its next line: a counted one while `sending`, else an
+    /// uncounted warm-up line (`w ...`, which receivers skip).
     fn say(&mut self, c: usize, now: Instant) {
         let shared = self.shared;
+        if !self.sending {
+            return self.warm_up(c, now);
+        }
         let client = &mut self.clients[c];
         client.seq += 1;
         let micros = now.saturating_duration_since(shared.epoch).as_micros();
@@ -342,7 +374,31 @@ impl Worker<'_> {
             self.clients[c].seq -= 1;
             shared.live.error("send refused");
         }
-        let gap = 1.0 / shared.rate.max(0.001);
+        self.next_line(c);
+    }
+
+    /// Client `c` says a warm-up line during a ramp: the same size and room as a
+    /// counted one, nothing expected of it.
+    fn warm_up(&mut self, c: usize, now: Instant) {
+        let shared = self.shared;
+        let client = &self.clients[c];
+        let mut text = format!("w {} ", client.index);
+        while text.len() < shared.size {
+            text.push('0');
+        }
+        let frame = ClientFrame::Say {
+            room: client.room.clone(),
+            text,
+        };
+        if !self.send_frame(c, &frame, now) {
+            shared.live.error("send refused");
+        }
+        self.next_line(c);
+    }
+
+    /// When client `c` says its next line: at its rate, jittered.
+    fn next_line(&mut self, c: usize) {
+        let gap = 1.0 / self.shared.rate.max(0.001);
         self.clients[c].next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
     }
 
@@ -381,7 +437,7 @@ impl Worker<'_> {
             }
         }
         let client = &self.clients[c];
-        if self.sending && client.joined && now >= client.next_send {
+        if (self.sending || self.warming) && client.joined && now >= client.next_send {
             self.say(c, now);
         }
         let mut inbox = std::mem::take(&mut self.inbox);
@@ -401,7 +457,10 @@ impl Worker<'_> {
         if client.failed {
             return;
         }
-        let (server, sending) = (client.server, self.sending && client.joined);
+        let (server, sending) = (
+            client.server,
+            (self.sending || self.warming) && client.joined,
+        );
         let next_send = client.next_send;
         let lane = &mut self.lanes[client.lane];
         let Some(conversation) = client.link.conversation() else {
@@ -421,8 +480,8 @@ impl Worker<'_> {
     /// One turn: wait for a lane or a timer (at most until `until`), read the lanes,
     /// run the clients that need it, send.
     fn turn(&mut self, until: Instant) {
-        self.start_more();
         let now = Instant::now();
+        self.start_more(now);
         let busy = !self.dirty.is_empty() || self.lanes.iter().any(|l| l.readable);
         let timeout = if busy {
             Duration::ZERO
@@ -431,6 +490,7 @@ impl Worker<'_> {
                 .timers
                 .peek()
                 .map_or(until, |Reverse((at, _))| until.min(*at));
+            let next = self.next_start().map_or(next, |at| next.min(at));
             next.saturating_duration_since(now)
         };
         let _ = self.poll.poll(&mut self.events, Some(timeout));
@@ -539,6 +599,7 @@ pub(crate) fn run_worker(
         to_start: VecDeque::new(),
         starting: 0,
         sending: false,
+        warming: shared.ramp.is_some(),
         latencies: Latencies::new(),
         cross_node: Latencies::new(),
         rng: SmallRng::seed_from_u64(worker as u64),
@@ -572,6 +633,9 @@ pub(crate) fn run_worker(
         }
     }
     let mut on_node = vec![0usize; nodes];
+    // With a ramp, client k of this worker's `count` may start at k/count of it.
+    let ramp = shared.ramp.unwrap_or_default();
+    let start_at = |k: usize| start + ramp.mul_f64(k as f64 / count.max(1) as f64);
     for index in first..first + count {
         let node = shared.node_of(index);
         let lanes = &lane_of_node[node];
@@ -603,6 +667,7 @@ pub(crate) fn run_worker(
             refused: false,
             link_refused: false,
             seq: 0,
+            start_at: start_at(c),
             next_send: start + phase,
             wake: None,
             dirty: false,
@@ -611,20 +676,34 @@ pub(crate) fn run_worker(
         });
         w.to_start.push_back(c);
     }
-    // Setup: until every client is in its room.
-    w.drive(start + shared.setup_timeout, |w| {
+    // Setup: until every client is in its room (or refused, or failed); with a
+    // ramp, those in say warm-up lines meanwhile.
+    let set_up_by = start + ramp + shared.setup_timeout;
+    w.drive(set_up_by, |w| {
         w.clients.iter().all(|c| c.joined || c.failed)
     });
     for c in w.clients.iter_mut().filter(|c| !c.joined) {
         c.failed = true;
     }
+    // Keep serving (and, with a ramp, loading) until every worker is set up, so that
+    // no client goes silent while another worker's clients still join.
+    shared.live.set_up.fetch_add(1, Relaxed);
+    w.drive(set_up_by + Duration::from_secs(5), |_| {
+        shared.live.set_up.load(Relaxed) == shared.workers
+    });
     shared.ready.wait();
     let begin = Instant::now();
     let cpu_start = cpu::this_thread_cpu();
     let syscalls_start = w.syscalls();
     for c in &mut w.clients {
-        c.next_send += begin - start;
+        if shared.ramp.is_some() {
+            // Already saying (warm-up) lines at their pace: go on at it.
+            c.next_send = c.next_send.max(begin);
+        } else {
+            c.next_send += begin - start;
+        }
     }
+    w.warming = false;
     w.set_sending(true);
     w.drive(begin + shared.duration, |_| false);
     w.set_sending(false);

@@ -55,6 +55,12 @@ pub(super) struct BenchArgs {
     /// How long to send.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Join during load: spread the joins evenly over this while the clients already
+    /// in say (uncounted) lines at --rate, so the server's admission control meets
+    /// each join under the load of those before it; the counted --duration starts
+    /// once everyone has joined or been refused as busy. 0s: everyone joins first.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    ramp: Duration,
     /// How long to wait for the last deliveries.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     drain: Duration,
@@ -96,6 +102,7 @@ pub(super) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         duration: args.duration,
         drain: args.drain,
+        ramp: Some(args.ramp),
         room_size: args.room_size,
         size: args.size,
         threads: args.threads,

@@ -104,6 +104,12 @@ pub(super) struct ServerArgs {
     /// Messages of a room replayed to whoever joins it.
     #[arg(long, default_value_t = 20)]
     history: usize,
+    /// Admission control's first signal: while the event loop works more than this
+    /// share of the time (outside its wait for events, over the last one to two
+    /// seconds), new users are refused with "server busy, retry in 5 s": the loop is at
+    /// its capacity and still serves those it has well. 0: never refuse for it.
+    #[arg(long, default_value_t = kcp_chat::server::DEFAULT_BUSY_LOAD, value_parser = parse_share)]
+    busy_load: f64,
     /// Admission control: while the event loop serves its timers later than this, new
     /// users are refused with "server busy, retry in 5 s" instead of slowing everyone
     /// down (users resuming are let in). 0s: never refuse.
@@ -235,6 +241,7 @@ fn chat_config(args: &ServerArgs) -> anyhow::Result<(ChatServerConfig, Vec<Setti
     config.ip_burst = args.ip_burst;
     config.strikes = args.strikes;
     config.ip_strikes = args.ip_strikes;
+    config.busy_load = (args.busy_load > 0.0).then_some(args.busy_load);
     config.busy_lag = (!args.busy_lag.is_zero()).then_some(args.busy_lag);
     config.busy_retransmits = (args.busy_retransmits > 0.0).then_some(args.busy_retransmits);
     config.net.slow_consumer_timeout =

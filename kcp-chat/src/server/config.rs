@@ -11,6 +11,9 @@ use crate::room::RoomLimits;
 /// 0–4%, one past its capacity 18%.
 pub const DEFAULT_BUSY_RETRANSMITS: f64 = 0.1;
 
+/// The default [`ChatServerConfig::busy_load`]: the loop works 90% of the time.
+pub const DEFAULT_BUSY_LOAD: f64 = 0.9;
+
 /// Settings of a [`ChatServer`](super::ChatServer): the socket layer's, the room
 /// model's limits and the abuse policy. Start from [`ChatServerConfig::new`].
 #[derive(Clone, Debug)]
@@ -50,6 +53,13 @@ pub struct ChatServerConfig {
     pub ip_strikes: u32,
     /// The window in which strikes count.
     pub strike_window: Duration,
+    /// Admission control's first signal: while the event loop works more than this
+    /// share of the time (outside its wait for events, over the last one to two
+    /// seconds: [`SessionCtx::loop_busy`](kcp_net::SessionCtx::loop_busy)), a hello
+    /// from a new user is refused with `server-busy`. A loop near its capacity still
+    /// serves its users on time; the next users would start the queueing that the lag
+    /// and the retransmissions show once it has hurt. `None`: never refuse for it.
+    pub busy_load: Option<f64>,
     /// Admission control: while the event loop serves its timers later than this
     /// ([`SessionCtx::loop_lag`](kcp_net::SessionCtx::loop_lag)), a hello from a new
     /// user is refused with `server-busy` instead of slowing everyone down (a resumed
@@ -98,6 +108,7 @@ impl ChatServerConfig {
             strikes: 5,
             ip_strikes: 20,
             strike_window: Duration::from_secs(10),
+            busy_load: Some(DEFAULT_BUSY_LOAD),
             busy_lag: Some(Duration::from_millis(200)),
             busy_retransmits: Some(DEFAULT_BUSY_RETRANSMITS),
             busy_retry: Duration::from_secs(5),

@@ -291,6 +291,7 @@ impl Turn<'_, '_, '_> {
         let busy = resumed.is_none().then(|| {
             Busy::judge(
                 self.config,
+                self.session.loop_busy(),
                 self.session.loop_lag(),
                 self.session.retransmit_share(),
             )
@@ -298,8 +299,12 @@ impl Turn<'_, '_, '_> {
         if let Some(reason) = busy.flatten() {
             drop(state);
             AtomicCounters::bump(&hub.counters.refused_busy);
-            if matches!(reason, Busy::Retransmitting(_)) {
-                AtomicCounters::bump(&hub.counters.refused_busy_retransmits);
+            match reason {
+                Busy::Loaded(_) => AtomicCounters::bump(&hub.counters.refused_busy_load),
+                Busy::Retransmitting(_) => {
+                    AtomicCounters::bump(&hub.counters.refused_busy_retransmits);
+                }
+                Busy::Behind(_) => {}
             }
             self.client.closing = true;
             self.reply(&ServerFrame::Error {

@@ -42,6 +42,9 @@ pub struct ChatCounters {
     pub welcomed: u64,
     /// Hellos refused as `server-busy` (admission control).
     pub refused_busy: u64,
+    /// Of those, hellos refused because the loop worked nearly all the time
+    /// (`busy_load`).
+    pub refused_busy_load: u64,
     /// Of those, hellos refused because too much of the loop's sending was
     /// retransmission (`busy_retransmits`; the rest: `busy_lag`).
     pub refused_busy_retransmits: u64,
@@ -59,6 +62,7 @@ pub(crate) struct AtomicCounters {
     pub(crate) kicked: AtomicU64,
     pub(crate) welcomed: AtomicU64,
     pub(crate) refused_busy: AtomicU64,
+    pub(crate) refused_busy_load: AtomicU64,
     pub(crate) refused_busy_retransmits: AtomicU64,
 }
 
@@ -84,6 +88,7 @@ impl AtomicCounters {
             kicked: self.kicked.load(Relaxed),
             welcomed: self.welcomed.load(Relaxed),
             refused_busy: self.refused_busy.load(Relaxed),
+            refused_busy_load: self.refused_busy_load.load(Relaxed),
             refused_busy_retransmits: self.refused_busy_retransmits.load(Relaxed),
         }
     }

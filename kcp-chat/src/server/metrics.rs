@@ -292,9 +292,11 @@ pub fn render(stats: &ChatStats) -> String {
             "Hellos refused as server-busy (admission control), by the signal that fired.",
             "signal",
             &[
+                ("loop_load", c.refused_busy_load),
                 (
                     "loop_lag",
-                    c.refused_busy.saturating_sub(c.refused_busy_retransmits),
+                    c.refused_busy
+                        .saturating_sub(c.refused_busy_load + c.refused_busy_retransmits),
                 ),
                 ("retransmits", c.refused_busy_retransmits),
             ],
@@ -313,6 +315,12 @@ pub fn render(stats: &ChatStats) -> String {
             "Retransmitted segments per message each event loop sent over the last one to two seconds.",
             &stats.net.loops,
             |l| l.retransmit_permille as f64 / 1000.0,
+        ),
+        per_loop(
+            "loop_busy_share",
+            "The share of the wall clock each event loop spent working (outside its wait for events) over the last one to two seconds.",
+            &stats.net.loops,
+            |l| l.loop_busy_permille as f64 / 1000.0,
         ),
     ]);
     if let Some(cl) = &stats.cluster {
@@ -391,6 +399,7 @@ mod tests {
         let mut busy = LoopStats::default();
         busy.loop_lag_us = 2_500;
         busy.retransmit_permille = 180;
+        busy.loop_busy_permille = 930;
         net.loops = vec![LoopStats::default(), busy];
         ChatStats {
             sessions: 3,
@@ -400,7 +409,8 @@ mod tests {
                 messages: 5,
                 rate_limited: 4,
                 ip_rate_limited: 1,
-                refused_busy: 3,
+                refused_busy: 4,
+                refused_busy_load: 1,
                 refused_busy_retransmits: 2,
                 ..ChatCounters::default()
             },
@@ -438,7 +448,7 @@ mod tests {
         // The LoopStats fields `net` serves: all but `sessions_active`, which
         // `kcp_chat_sessions` already counts. A field kcp-net adds fails this until
         // `net` serves it (and this count is raised).
-        const SERVED: usize = 58;
+        const SERVED: usize = 59;
         let fields = format!("{:?}", LoopStats::default()).matches(": 0").count();
         assert_eq!(fields, SERVED + 1, "LoopStats changed: serve the new field");
     }
@@ -459,6 +469,8 @@ mod tests {
             "kcp_chat_loop_lag_seconds{loop=\"0\"} 0",
             "kcp_chat_loop_lag_seconds{loop=\"1\"} 0.0025",
             "kcp_chat_loop_retransmit_share{loop=\"1\"} 0.18",
+            "kcp_chat_loop_busy_share{loop=\"1\"} 0.93",
+            "kcp_chat_refused_busy_total{signal=\"loop_load\"} 1",
             "kcp_chat_refused_busy_total{signal=\"retransmits\"} 2",
             "kcp_chat_refused_busy_total{signal=\"loop_lag\"} 1",
         ] {

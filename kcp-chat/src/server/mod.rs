@@ -23,7 +23,7 @@ use std::time::Duration;
 use kcp_net::{KcpServer, NetError, ServerHandle, ServerStats};
 
 pub use checks::{CLIENT_KEEPALIVE, SettingError, SettingWarning};
-pub use config::{ChatServerConfig, DEFAULT_BUSY_RETRANSMITS};
+pub use config::{ChatServerConfig, DEFAULT_BUSY_LOAD, DEFAULT_BUSY_RETRANSMITS};
 pub use hub::ChatCounters;
 
 use crate::cluster::{self, Cluster, ClusterConfig, ClusterError, ClusterStats, Link};
