@@ -1,6 +1,7 @@
-//! Admission control in the server library: while the event loop is behind, or too
-//! much of what it sends is retransmission, a new user's hello gets `server-busy` with
-//! when to retry, and the session is closed; users already in keep chatting.
+//! Admission control in the server library: while the event loop works nearly all
+//! the time, is behind, or too much of what it sends is retransmission, a new user's
+//! hello gets `server-busy` with when to retry, and the session is closed; users
+//! already in keep chatting.
 
 mod common;
 
@@ -84,6 +85,56 @@ fn a_server_retransmitting_much_refuses_new_users_as_busy() {
     let chat = server.stats().chat;
     assert_eq!(chat.refused_busy, 1);
     assert_eq!(chat.refused_busy_retransmits, 1);
+    alice.say("lobby", "still here").unwrap();
+    expect_message(&mut alice, "still here");
+    server.shutdown("test over", Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_server_working_all_the_time_refuses_new_users_as_busy() {
+    let mut config = ChatServerConfig::new(Preset::Fast);
+    config.busy_lag = None;
+    config.busy_retransmits = None;
+    // Any work at all counts as "all the time". Alice's hello comes first: the loop
+    // has run less than the 200 ms the share needs, so it reads 0, and an idle loop
+    // reads 0 after that too.
+    config.busy_load = Some(0.0);
+    config.rate = 100_000.0;
+    config.burst = 100_000;
+    config.ip_rate = 100_000.0;
+    config.ip_burst = 100_000;
+    let server = ChatServer::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = server.local_addr();
+    let mut alice = ChatClient::connect(addr, "alice", client_config()).unwrap();
+    join(&mut alice, "lobby");
+    // Rounds of 300 lines, each echoed to alice, until a newcomer finds the loop at
+    // work: the share is read over the last one to two seconds.
+    let mut refusal = None;
+    for round in 0..20 {
+        for i in 0..300 {
+            alice
+                .say("lobby", &format!("round {round} line {i}"))
+                .unwrap();
+        }
+        expect_message(&mut alice, &format!("round {round} line 299"));
+        let mut bob = ChatClient::connect(addr, &format!("bob{round}"), client_config()).unwrap();
+        let answer = expect_frame(&mut bob, |f| {
+            matches!(f, ServerFrame::Error { .. } | ServerFrame::Welcome { .. })
+        });
+        if let ServerFrame::Error { code, text } = answer {
+            refusal = Some((code, text));
+            break;
+        }
+    }
+    let (code, text) = refusal.expect("a newcomer refused within 20 rounds");
+    assert_eq!(code, ErrorCode::ServerBusy);
+    assert!(
+        text.contains("works") && text.contains("of the time"),
+        "{text}"
+    );
+    let chat = server.stats().chat;
+    assert_eq!(chat.refused_busy, 1);
+    assert_eq!(chat.refused_busy_load, 1);
     alice.say("lobby", "still here").unwrap();
     expect_message(&mut alice, "still here");
     server.shutdown("test over", Duration::ZERO).unwrap();

@@ -223,6 +223,9 @@ struct Worker<'a> {
     /// ones that only load the server (`warming`).
     sending: bool,
     warming: bool,
+    /// The run is over and the clients said `quit`: the server closing their
+    /// conversations is the expected answer, no error.
+    quitting: bool,
     latencies: Latencies,
     cross_node: Latencies,
     rng: SmallRng,
@@ -468,6 +471,10 @@ impl Worker<'_> {
         };
         let Ok(_) = conversation.drive(now, &mut lane.out.to(server));
         if let Some(reason) = conversation.poll_close(now) {
+            if self.quitting {
+                client.failed = true;
+                return;
+            }
             return self.fail(c, closed_cause(reason));
         }
         let mut wake = conversation.next_deadline(now);
@@ -600,6 +607,7 @@ pub(crate) fn run_worker(
         starting: 0,
         sending: false,
         warming: shared.ramp.is_some(),
+        quitting: false,
         latencies: Latencies::new(),
         cross_node: Latencies::new(),
         rng: SmallRng::seed_from_u64(worker as u64),
@@ -645,11 +653,13 @@ pub(crate) fn run_worker(
         }
         let lane = lanes[on_node[node] % lanes.len()];
         on_node[node] += 1;
-        let Ok(link) = Link::start(&shared.config, &w.lanes[lane], start) else {
+        let c = w.clients.len();
+        // Its handshake's clock starts when the client may start, not now (a ramp's
+        // last clients would otherwise time out before they send anything).
+        let Ok(link) = Link::start(&shared.config, &w.lanes[lane], start_at(c)) else {
             failed_connect += 1;
             continue;
         };
-        let c = w.clients.len();
         let key = link.key();
         w.lanes[lane].route(key, c, None);
         let phase = Duration::from_secs_f64(w.rng.random_range(0.0..1.0) / shared.rate.max(0.001));
@@ -730,6 +740,7 @@ pub(crate) fn run_worker(
         ..WorkerResult::default()
     };
     let now = Instant::now();
+    w.quitting = true;
     for c in 0..w.clients.len() {
         let client = &mut w.clients[c];
         result.delivered.push((client.index, client.unique));
