@@ -157,7 +157,7 @@ impl Plan {
                 bulk_bytes: 256 << 20,
                 bulk_inflight: 64,
                 bulk_rounds: 5,
-                latency_rounds: 3,
+                latency_rounds: 7,
                 idle_sessions: 10_000,
                 idle_window: Duration::from_secs(10),
             }
