@@ -223,8 +223,10 @@ impl Default for ConversationConfig {
 /// side, what *our* application queued, at most `max_queued_bytes_per_session`; plus
 /// up to 64 KiB held for an unconfirmed peer. The peers' side is also bounded server
 /// wide by `max_buffered_bytes`: past it, data segments that would be held out of
-/// order are dropped (counted as `dropped_memory_budget`; the peer retransmits them
-/// once memory is free again) instead of allocated.
+/// order are left out of their datagrams, sealed or raw, while the ACKs and in-order
+/// data beside them are taken (counted as `dropped_memory_budget`; the peer
+/// retransmits them once memory is free again) instead of allocated
+/// ([`HoldBudget`](crate::HoldBudget), which kcp-tokio's listener applies too).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerConfig {

@@ -4,12 +4,13 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kcp_core::{Kcp, PollAt, Transmit};
+use kcp_core::{Kcp, PollAt, Timestamp, Transmit};
 
 use crate::amplification::{AMPLIFICATION_FACTOR, Budgeted, Held, PADDED_OPENING, PaddedOpening};
 use crate::clock::Clock;
 use crate::config::{ConversationConfig, WireMode};
 use crate::error::{NetError, QueueError, Refused};
+use crate::hold_budget::without_held;
 use crate::lifecycle::{CloseReason, SessionState};
 use crate::secure::{
     DatagramError, Delivered, PeerClose, RekeyPolicy, SecureChannel, SecureCounters, SecureSession,
@@ -120,6 +121,28 @@ pub struct Conversation {
 struct PathBudget {
     accepted: u64,
     sent: u64,
+}
+
+/// Feeds KCP bytes to the engine; unless `may_hold`, without the data it would hold
+/// out of order (counted in `counters.dropped_over_budget`).
+fn engine_input(
+    kcp: &mut Kcp,
+    counters: &mut SessionCounters,
+    ts: Timestamp,
+    bytes: &[u8],
+    may_hold: bool,
+) -> Result<(), Refused> {
+    if !may_hold {
+        if let Some((kept, left_out)) = without_held(bytes, kcp.rcv_nxt()) {
+            counters.dropped_over_budget += left_out;
+            if kept.is_empty() {
+                // Authentic, fresh, and all of it data we cannot keep now.
+                return Ok(());
+            }
+            return kcp.input(ts, &kept).map_err(Refused::Engine);
+        }
+    }
+    kcp.input(ts, bytes).map_err(Refused::Engine)
 }
 
 impl Conversation {
@@ -282,7 +305,7 @@ impl Conversation {
     /// # Errors
     /// [`Refused`]: the engine's or the seal's verdict.
     pub fn input(&mut self, now: Instant, datagram: &[u8]) -> Result<(), Refused> {
-        self.accept(now, datagram).map(|_| ())
+        self.accept(now, datagram, true).map(|_| ())
     }
 
     /// Feeds a datagram that came from another address than the peer's (secure mode):
@@ -298,11 +321,22 @@ impl Conversation {
         now: Instant,
         datagram: &[u8],
     ) -> Result<bool, Refused> {
+        self.accept_moved(now, datagram, true)
+    }
+
+    /// [`input_from_new_address`](Self::input_from_new_address), holding data out of
+    /// order only if `may_hold`.
+    fn accept_moved(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        may_hold: bool,
+    ) -> Result<bool, Refused> {
         if self.secure.is_none() {
             self.counters.rejected_in += 1;
             return Err(Refused::NotSecure);
         }
-        let newest = self.accept(now, datagram)?;
+        let newest = self.accept(now, datagram, may_hold)?;
         if newest {
             if let Some(secure) = &mut self.secure {
                 secure.challenge_path();
@@ -330,21 +364,45 @@ impl Conversation {
         from: std::net::SocketAddr,
         datagram: &[u8],
     ) -> Result<bool, Refused> {
+        self.input_within_budget(now, peer, from, datagram, true)
+    }
+
+    /// [`input_from`](Self::input_from) for a server whose sessions may or may not
+    /// hold more data out of order ([`HoldBudget`](crate::HoldBudget), which calls
+    /// this): when `may_hold` is `false`, the data segments the engine would hold
+    /// beyond the in-order run it waits for are left out (after the seal is opened,
+    /// so they are judged by what they carry) and counted in
+    /// [`SessionCounters::dropped_over_budget`]; the rest of the datagram (ACKs,
+    /// in-order data) is taken. The peer sends the left-out data again once the gap
+    /// before it is filled.
+    ///
+    /// # Errors
+    /// As [`input_from`](Self::input_from).
+    pub fn input_within_budget(
+        &mut self,
+        now: Instant,
+        peer: std::net::SocketAddr,
+        from: std::net::SocketAddr,
+        datagram: &[u8],
+        may_hold: bool,
+    ) -> Result<bool, Refused> {
         if from == peer {
-            self.input(now, datagram).map(|()| false)
+            self.accept(now, datagram, may_hold).map(|_| false)
         } else {
-            self.input_from_new_address(now, datagram)
+            self.accept_moved(now, datagram, may_hold)
         }
     }
 
-    /// Accepts a datagram; returns whether it is the newest (secure mode; raw: true).
-    fn accept(&mut self, now: Instant, datagram: &[u8]) -> Result<bool, Refused> {
+    /// Accepts a datagram, holding data out of order only if `may_hold`; returns
+    /// whether it is the newest (secure mode; raw: true).
+    fn accept(&mut self, now: Instant, datagram: &[u8], may_hold: bool) -> Result<bool, Refused> {
         let ts = self.clock.timestamp(now);
+        let (kcp, counters) = (&mut self.kcp, &mut self.counters);
         let (accepted, newest) = match &mut self.secure {
-            None => (self.kcp.input(ts, datagram).map_err(Refused::Engine), true),
+            None => (engine_input(kcp, counters, ts, datagram, may_hold), true),
             Some(secure) => match secure.open(now, datagram) {
-                Ok((Delivered::Kcp(kcp), newest)) => {
-                    (self.kcp.input(ts, kcp).map_err(Refused::Engine), newest)
+                Ok((Delivered::Kcp(bytes), newest)) => {
+                    (engine_input(kcp, counters, ts, bytes, may_hold), newest)
                 }
                 Ok((Delivered::Handled, newest)) => (Ok(()), newest),
                 Err(e) => (Err(Refused::Seal(e)), false),
@@ -782,7 +840,7 @@ impl Conversation {
 fn run_engine<T: Transmit<Buf = Vec<u8>>>(
     kcp: &mut Kcp,
     secure: Option<&mut SecureSession>,
-    ts: kcp_core::Timestamp,
+    ts: Timestamp,
     now: Instant,
     flush: bool,
     out: &mut T,

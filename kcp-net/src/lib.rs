@@ -184,6 +184,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)] // the fuzz targets' entry points, not public API
 pub mod fuzzing;
+mod hold_budget;
 #[cfg(feature = "impair")]
 pub mod impair;
 mod lifecycle;
@@ -210,6 +211,7 @@ pub use config::{
 };
 pub use conversation::Conversation;
 pub use error::{NetError, QueueError, Refused};
+pub use hold_budget::{Fed, HoldBudget};
 pub use lifecycle::{CloseReason, SessionState};
 pub use server::{
     CloseCtx, EventHandler, KcpServer, MAX_DATAGRAMS_PER_TURN, ServerDriver, ServerEvent,

@@ -105,7 +105,9 @@ counters! {
         /// Would have opened an unconfirmed session while the loop's pool was full of
         /// sessions younger than `unconfirmed.min_age`.
         dropped_unconfirmed_full,
-        /// Data the server would have held out of order past `max_buffered_bytes`.
+        /// Data segments the server would have held out of order past
+        /// `max_buffered_bytes`, left out of their datagrams (the rest of each is
+        /// taken; the peer sends them again).
         dropped_memory_budget,
         /// Would have opened a session beyond `max_sessions_per_ip` for its source IP.
         dropped_ip_limit,
@@ -277,6 +279,9 @@ counters! {
         /// than three times what it sent us (they leave once it sends more or proves
         /// its address; beyond 64 KiB held they are dropped and retransmitted later).
         withheld,
+        /// Data segments left out of received datagrams because the server's budget
+        /// for data held out of order was spent ([`HoldBudget`](crate::HoldBudget)).
+        dropped_over_budget,
     }
 }
 

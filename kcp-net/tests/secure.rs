@@ -400,3 +400,43 @@ fn a_client_registered_with_its_callers_poll_reconnects() {
     assert_eq!(stats.handshakes, 2, "{stats:?}");
     server.shutdown(Duration::ZERO).unwrap();
 }
+
+/// The memory budget is judged on what a sealed datagram carries: over it, data that
+/// would be held out of order is dropped after the seal is opened (the client sends
+/// it again), and nothing is lost. Before, the budget read the sealed bytes as KCP and
+/// almost never dropped.
+#[test]
+fn over_its_memory_budget_a_secure_server_drops_what_it_would_hold_and_loses_nothing() {
+    let (server, identity, _closes) = secure_server(|config, _| {
+        // Room for five held datagrams.
+        config.max_buffered_bytes = 5 * 1500;
+    });
+    let mut config = client_config();
+    config.secure = Some(ClientSecurity::new(identity.public()));
+    // The client's own sends lose 10%: the server gets data out of order.
+    config.impair = Some(kcp_net::impair::ImpairConfig::new(
+        kcp_net::impair::LinkConfig::lossy(0.1, 0, 0),
+        5,
+    ));
+    // 6 messages of 6 kB (five segments each), all sent at once.
+    run_echo_clients(
+        server.local_addr(),
+        1,
+        1,
+        6,
+        6_000,
+        &config,
+        Duration::from_secs(30),
+    );
+    let stats = server.shutdown(Duration::from_secs(1)).unwrap().total;
+    assert_eq!(stats.messages_in, 6);
+    assert!(
+        stats.dropped_memory_budget > 0,
+        "nothing dropped for the budget: {stats:?}"
+    );
+    assert_eq!(
+        stats.dropped_tampered + stats.dropped_rejected,
+        0,
+        "{stats:?}"
+    );
+}

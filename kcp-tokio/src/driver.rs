@@ -15,7 +15,9 @@ use kcp_core::conv_of;
 use kcp_net::admission::{Admission, Opening, Refusal, Room, UnconfirmedPool};
 use kcp_net::secure::{Route, Screening, SecureFront};
 use kcp_net::udp::{CLIENT_GRO_SLOTS, LOOP_GRO_SLOTS, RecvBatch, RecvMeta, SendBatch};
-use kcp_net::{CloseReason, Conversation, ConversationConfig, LoopStats, ServerConfig};
+use kcp_net::{
+    CloseReason, Conversation, ConversationConfig, Fed, HoldBudget, LoopStats, ServerConfig,
+};
 use tokio::sync::mpsc;
 
 use crate::session::{DriverShared, Session, Spill, State, lock};
@@ -44,6 +46,9 @@ pub(crate) struct ServerRole {
     conversation: ConversationConfig,
     admission: Admission,
     unconfirmed: UnconfirmedPool<u64>,
+    /// What the sessions hold out of order, against `max_buffered_bytes`
+    /// (`kcp-net`'s budget and rule).
+    hold: HoldBudget,
     accepted: mpsc::UnboundedSender<KcpStream>,
     /// The secure wire mode's front door (`None`: raw KCP): `kcp-net`'s own, so a
     /// secure listener screens, admits and routes exactly as `kcp-net`'s server.
@@ -97,6 +102,7 @@ impl Driver {
             conversation: config.conversation(),
             admission: Admission::new(&config, now),
             unconfirmed: UnconfirmedPool::new(&config),
+            hold: HoldBudget::new(&config, 1),
             config,
             accepted,
             next_id: 1,
@@ -291,7 +297,9 @@ impl Driver {
 
     /// Feeds a datagram from `from` to session `id`: a secure session moves to a
     /// new address on an authentic, newest datagram from it (`kcp-net`'s rule,
-    /// [`Conversation::input_from`]).
+    /// [`Conversation::input_from`]); a listener's sessions hold data out of order
+    /// only within its budget ([`HoldBudget`]). What a session holds is counted again
+    /// at each of its datagrams, so messages its reader took since count until then.
     fn deliver(&mut self, id: u64, from: SocketAddr, datagram: &[u8], now: Instant) {
         let Some(session) = self.sessions.get(&id) else {
             return;
@@ -300,9 +308,27 @@ impl Driver {
         let _span = session.span.enter();
         let was_confirmed = state.conversation.is_confirmed();
         let peer = state.peer;
-        match state.conversation.input_from(now, peer, from, datagram) {
-            Ok(false) => {}
-            Ok(true) => {
+        let fed = match &self.role {
+            Role::Server(server) => {
+                server
+                    .hold
+                    .input(&mut state.conversation, now, peer, from, datagram)
+            }
+            Role::Client => state
+                .conversation
+                .input_from(now, peer, from, datagram)
+                .map(|moved| Fed { moved, left_out: 0 }),
+        };
+        if let Role::Server(server) = &mut self.role {
+            let state = &mut *state;
+            server
+                .hold
+                .recount(&mut state.held_bytes, &state.conversation);
+        }
+        match fed {
+            Ok(fed) if !fed.moved => self.stats.dropped_memory_budget += fed.left_out,
+            Ok(fed) => {
+                self.stats.dropped_memory_budget += fed.left_out;
                 tracing::debug!(old = %peer, new = %from, "session moved");
                 state.peer = from;
                 self.stats.migrations += 1;
@@ -608,9 +634,11 @@ impl Driver {
         state.next_wake = None;
         state.wake(true, true);
         let confirmed = state.conversation.is_confirmed();
+        let held = state.held_bytes;
         drop(state);
         self.routes.remove(&(session.peer, session.conv));
         if let Role::Server(server) = &mut self.role {
+            server.hold.release(held);
             if let Some(front) = &mut server.front {
                 front.forget(id);
             }

@@ -133,6 +133,8 @@ pub(crate) struct State {
     /// A client's own reader of its socket; `None` for a listener's sessions, whose
     /// socket only the driver reads.
     pub(crate) reader: Option<Reader>,
+    /// What the listener's budget counts this session as holding out of order.
+    pub(crate) held_bytes: usize,
 }
 
 impl State {
@@ -150,6 +152,7 @@ impl State {
             datagram_waker: None,
             out: SendBatch::default(),
             reader: None,
+            held_bytes: 0,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The listener's admission limits on loopback sockets: sessions per IP, new sessions
-//! per IP per second, and the unconfirmed pool (eviction of its oldest session, and
-//! refusal while all are young), with peers on 127.0.0.1 and on other loopback
-//! addresses (Linux routes all of 127.0.0.0/8 to the loopback device). Every wait is
-//! bounded.
+//! per IP per second, the unconfirmed pool (eviction of its oldest session, and
+//! refusal while all are young) and the memory budget for data held out of order,
+//! with peers on 127.0.0.1 and on other loopback addresses (Linux routes all of
+//! 127.0.0.0/8 to the loopback device). Every wait is bounded.
 //!
 //! The openers are plain UDP sockets that send one first data segment per
 //! conversation and never acknowledge anything: their sessions stay unconfirmed, and
@@ -229,4 +229,41 @@ async fn a_pool_of_young_unconfirmed_sessions_refuses_newcomers() {
     .await;
     assert_eq!(listener.stats().sessions_opened, 1);
     assert_eq!(pooled.close_reason(), None);
+}
+
+// ==================================================================== memory budget
+
+#[tokio::test]
+async fn out_of_order_data_past_the_memory_budget_is_left_out_and_in_order_data_flows() {
+    let mut config = config();
+    // Room for 20 held datagrams (each counted as a whole 1,500-byte datagram).
+    config.max_buffered_bytes = 20 * 1500;
+    let listener = listener(config).await;
+    let server = listener.local_addr();
+    let (mut client, mut served) = confirmed_client(&listener, 1).await;
+
+    // A session whose sn 1 never comes: everything after it is held, up to the budget.
+    let attacker = Opener::on(2);
+    let mut datagrams = vec![Header::new(77, Command::Push, Sn::new(0)).encode(b"open")];
+    datagrams.extend(
+        (2..=100).map(|sn| Header::new(77, Command::Push, Sn::new(sn)).encode(&[0xa5; 1000])),
+    );
+    for d in &datagrams {
+        attacker.0.send_to(d, server).unwrap();
+    }
+    wait_for(&listener, "the budget's drops", |s| {
+        s.dropped_memory_budget >= 99 - 21
+    })
+    .await;
+    let _sprayed = accept_from(&listener, attacker.addr()).await;
+
+    // In-order data still flows.
+    client
+        .send(Bytes::from_static(b"still served"))
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(WAIT, served.recv()).await.unwrap().unwrap(),
+        "still served"
+    );
 }

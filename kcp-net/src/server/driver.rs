@@ -2,6 +2,7 @@
 //! `now`, polls the socket when it likes and takes events back as values; the
 //! threaded [`KcpServer`](crate::KcpServer) runs one per loop thread.
 
+use crate::HoldBudget;
 use crate::loop_busy::BusyMeter;
 use crate::loop_lag::LagMeter;
 use crate::retransmit_share::{RetransmitMeter, Sent};
@@ -12,8 +13,7 @@ use std::sync::{Arc, atomic::Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kcp_core::segment::{Command as SegmentCommand, HEADER_LEN, Header};
-use kcp_core::{Sn, conv_of};
+use kcp_core::conv_of;
 use mio::net::UdpSocket;
 
 use crate::admission::{Opening, Refusal, Room, UnconfirmedPool};
@@ -167,13 +167,10 @@ pub struct ServerDriver {
     pub(super) forwards: Vec<(usize, SocketAddr, Bytes)>,
 }
 
-/// The loop's share of `max_buffered_bytes` and what its sessions hold: each held
-/// segment counts as a whole datagram of `max_datagram` bytes (it may keep one alive).
+/// The loop's share of `max_buffered_bytes` and what its sessions hold.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Buffers {
-    held: usize,
-    budget: usize,
-    per_segment: usize,
+    budget: HoldBudget,
     /// Held data closed sessions freed since the heap was last trimmed.
     freed: usize,
 }
@@ -236,9 +233,7 @@ impl ServerDriver {
                 .as_ref(),
         );
         let buffers = Buffers {
-            held: 0,
-            budget: config.max_buffered_bytes / config.threads.max(1),
-            per_segment: max_datagram(&config.engine),
+            budget: HoldBudget::new(&config, config.threads),
             freed: 0,
         };
         let unconfirmed = UnconfirmedPool::new(&config);
@@ -729,7 +724,7 @@ impl ServerDriver {
             }
         }
         self.shared.sessions.fetch_sub(1, Ordering::Relaxed);
-        self.buffers.held -= session.held_bytes;
+        self.buffers.budget.release(session.held_bytes);
         self.buffers.freed += session.held_bytes;
         let confirmed = session.conversation.is_confirmed();
         if !confirmed {
@@ -946,8 +941,8 @@ fn emit(
 }
 
 /// Feeds a datagram to its session and queues the messages it completes. Returns
-/// whether the datagram confirmed the session's peer. Over the buffer budget, a
-/// datagram whose data would be held out of order is dropped instead.
+/// whether the datagram confirmed the session's peer. Over the buffer budget, the
+/// data it carries that would be held out of order is left out.
 #[allow(clippy::too_many_arguments)] // the driver's parts it works on, borrowed apart
 fn deliver(
     store: &mut Store<KcpSession>,
@@ -963,19 +958,15 @@ fn deliver(
         return false;
     };
     let session = entry.get_mut();
-    if buffers.held >= buffers.budget
-        && would_hold(datagram, session.conversation.engine().rcv_nxt())
-    {
-        stats.dropped_memory_budget += 1;
-        return false;
-    }
     let was_confirmed = session.conversation.is_confirmed();
-    match session
-        .conversation
-        .input_from(now, session.peer(), from, datagram)
+    let peer = session.peer();
+    match buffers
+        .budget
+        .input(&mut session.conversation, now, peer, from, datagram)
     {
-        Ok(false) => {}
-        Ok(true) => {
+        Ok(fed) if !fed.moved => stats.dropped_memory_budget += fed.left_out,
+        Ok(fed) => {
+            stats.dropped_memory_budget += fed.left_out;
             tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
             session.set_peer(from);
             stats.migrations += 1;
@@ -996,29 +987,11 @@ fn deliver(
     }
     stats.keepalives_in += conversation.counters_ref().keepalives_in - keepalives;
     let confirmed = !was_confirmed && conversation.is_confirmed();
-    let held = conversation.engine().held_segments() * buffers.per_segment;
-    buffers.held = buffers.held - session.held_bytes + held;
-    session.held_bytes = held;
+    buffers
+        .budget
+        .recount(&mut session.held_bytes, conversation);
     entry.mark_dirty();
     confirmed
-}
-
-/// Whether `datagram` carries data the engine would hold out of order: a `Push` with
-/// a payload beyond `rcv_nxt` (the datagram was validated as KCP by then or is
-/// rejected whole anyway).
-fn would_hold(datagram: &[u8], rcv_nxt: Sn) -> bool {
-    let mut rest = datagram;
-    while rest.len() >= HEADER_LEN {
-        let Ok((header, payload)) = Header::parse(rest) else {
-            return false;
-        };
-        if header.cmd == SegmentCommand::Push && !payload.is_empty() && rcv_nxt.is_before(header.sn)
-        {
-            return true;
-        }
-        rest = &rest[HEADER_LEN + payload.len()..];
-    }
-    false
 }
 
 /// A driver that goes away (its loop stopped, or its thread died) takes its
