@@ -33,8 +33,10 @@ fn identity() -> ServerIdentity {
 }
 
 /// Runs one case on a new driver (bound to a loopback port). The first byte picks
-/// raw KCP or the secure mode (bit 0) and, for
-/// the secure mode, whether cookies are always asked (bit 1); then each datagram is
+/// raw KCP or the secure mode (bit 0), for the secure mode whether cookies are always
+/// asked (bit 1), and whether the memory budget is spent from the first held segment
+/// (bit 2: `max_buffered_bytes` of 1, so data beyond the in-order run is left out of
+/// the datagrams that carry it); then each datagram is
 /// a peer byte (which of four peers, and ticks of 10 ms to pass before it, bits
 /// 2-4), a length byte and that many bytes. The driver ticks after each datagram.
 ///
@@ -50,6 +52,9 @@ pub fn dispatch(data: &[u8]) {
     // One datagram per call, no GRO: small receive slots (GRO's 1 MiB would be most
     // of the cost of a case).
     config.io = IoBackend::Portable;
+    if mode & 4 != 0 {
+        config.max_buffered_bytes = 1;
+    }
     if mode & 1 != 0 {
         let mut security = ServerSecurity::new(identity());
         if mode & 2 != 0 {
