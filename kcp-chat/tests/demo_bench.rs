@@ -119,6 +119,34 @@ fn bench_reports_json_with_nothing_lost() {
 }
 
 #[test]
+fn bench_joins_during_load_with_a_ramp_and_counts_only_the_counted_lines() {
+    let report = bench_json(&[
+        "--clients",
+        "40",
+        "--rate",
+        "5",
+        "--ramp",
+        "1s",
+        "--duration",
+        "1s",
+        "--room-size",
+        "8",
+    ]);
+    assert_eq!(report["ramp_s"], 1.0);
+    // A light load: nobody is refused.
+    assert_eq!(report["clients_ok"], 40);
+    assert_eq!(report["refused_busy"], 0);
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["errors"], 0, "{report}");
+    // About 200 counted lines in the counted second; the warm-up lines of the ramp
+    // (about 100 more) are not among them.
+    let sent = report["sent"].as_u64().unwrap();
+    assert!((120..=260).contains(&sent), "sent {sent}");
+    assert_eq!(report["expected"].as_u64().unwrap(), sent * 8);
+    assert_eq!(report["delivered"], report["expected"]);
+}
+
+#[test]
 fn bench_runs_raw_kcp_to_compare() {
     let report = bench_json(&["--raw", "--clients", "8", "--rate", "5", "--duration", "1s"]);
     assert_eq!(report["wire"], "raw");

@@ -2,7 +2,9 @@
 //!
 //! - [`KcpListener::bind`] opens one UDP socket and one driver task;
 //!   [`accept`](KcpListener::accept) yields a [`KcpStream`] per new (peer, conv),
-//!   admitted by `kcp-net`'s rules and limits ([`ServerConfig`]).
+//!   admitted by `kcp-net`'s rules and limits ([`ServerConfig`]: the per-address
+//!   limits, the unconfirmed cap, the idle timeout, and the memory budget for data
+//!   held out of order, [`kcp_net::HoldBudget`]).
 //! - [`KcpStream::connect`] starts a conversation on a socket and a task of its own
 //!   ([`ClientConfig`]).
 //! - A [`KcpStream`] is a byte stream ([`tokio::io::AsyncRead`] and
