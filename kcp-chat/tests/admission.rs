@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -95,28 +98,33 @@ fn a_server_working_all_the_time_refuses_new_users_as_busy() {
     let mut config = ChatServerConfig::new(Preset::Fast);
     config.busy_lag = None;
     config.busy_retransmits = None;
-    // Any work at all counts as "all the time". Alice's hello comes first: the loop
-    // has run less than the 200 ms the share needs, so it reads 0, and an idle loop
-    // reads 0 after that too.
-    config.busy_load = Some(0.0);
-    config.rate = 100_000.0;
-    config.burst = 100_000;
-    config.ip_rate = 100_000.0;
-    config.ip_burst = 100_000;
+    // A fifth of the time: an idle loop (alice's hello) is far below it, a loop
+    // reading a flood as fast as a thread can send it is above.
+    config.busy_load = Some(0.2);
     let server = ChatServer::bind("127.0.0.1:0".parse().unwrap(), config).unwrap();
     let addr = server.local_addr();
     let mut alice = ChatClient::connect(addr, "alice", client_config()).unwrap();
     join(&mut alice, "lobby");
-    // Rounds of 300 lines, each echoed to alice, until a newcomer finds the loop at
-    // work: the share is read over the last one to two seconds.
+    // Junk as fast as one thread sends it: the loop reads and drops every datagram,
+    // and its busy share climbs.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let flooding = Arc::clone(&flooding);
+        std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let junk = [0xee; 100];
+            while flooding.load(Ordering::Relaxed) {
+                for _ in 0..1000 {
+                    let _ = socket.send_to(&junk, addr);
+                }
+            }
+        })
+    };
+    // Newcomers every 200 ms until one is refused: the share is read over the last
+    // one to two seconds.
     let mut refusal = None;
-    for round in 0..20 {
-        for i in 0..300 {
-            alice
-                .say("lobby", &format!("round {round} line {i}"))
-                .unwrap();
-        }
-        expect_message(&mut alice, &format!("round {round} line 299"));
+    for round in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
         let mut bob = ChatClient::connect(addr, &format!("bob{round}"), client_config()).unwrap();
         let answer = expect_frame(&mut bob, |f| {
             matches!(f, ServerFrame::Error { .. } | ServerFrame::Welcome { .. })
@@ -126,7 +134,9 @@ fn a_server_working_all_the_time_refuses_new_users_as_busy() {
             break;
         }
     }
-    let (code, text) = refusal.expect("a newcomer refused within 20 rounds");
+    flooding.store(false, Ordering::Relaxed);
+    flood.join().unwrap();
+    let (code, text) = refusal.expect("a newcomer refused within 10 s of flood");
     assert_eq!(code, ErrorCode::ServerBusy);
     assert!(
         text.contains("works") && text.contains("of the time"),
