@@ -279,6 +279,16 @@ impl Conversation {
         self.kcp.peek_size().is_some()
     }
 
+    /// Until when the ACKs owed under `flush_on_input` wait for the application's
+    /// reply (`None`: no ACKs are held). [`drive`](Self::drive) sends them with the
+    /// next message queued before, or alone once received messages were all taken or
+    /// from this instant on. A driver that knows the application is about to take a
+    /// message can leave the conversation until then instead of driving it first
+    /// (which could flush the ACKs alone on the engine's interval).
+    pub fn acks_held_until(&self) -> Option<Instant> {
+        self.acks_owed.map(|since| since + ACK_HOLD)
+    }
+
     /// Our counters so far.
     pub const fn counters(&self) -> SessionCounters {
         self.counters
@@ -1018,9 +1028,11 @@ mod tests {
         receiver.drive_to_vec(t0, &mut out);
         assert!(out.is_empty(), "the ACK left before the application read");
         assert_eq!(receiver.next_deadline(t0), Some(t0 + ACK_HOLD));
+        assert_eq!(receiver.acks_held_until(), Some(t0 + ACK_HOLD));
         // A millisecond later it leaves even though nobody read.
         receiver.drive_to_vec(t0 + ACK_HOLD, &mut out);
         assert_eq!(out.len(), 1, "the held ACK left");
+        assert_eq!(receiver.acks_held_until(), None, "nothing held once sent");
         assert_eq!(receiver.recv().as_deref(), Some(&b"one"[..]));
         assert_eq!(receiver.recv().as_deref(), Some(&b"two"[..]));
     }

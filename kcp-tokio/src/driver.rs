@@ -20,7 +20,7 @@ use kcp_net::{
 };
 use tokio::sync::mpsc;
 
-use crate::session::{DriverShared, Session, Spill, State, lock};
+use crate::session::{DriverShared, Session, Spill, State, latency_bound, lock};
 use crate::socket::Socket;
 use crate::stream::KcpStream;
 
@@ -340,8 +340,26 @@ impl Driver {
         }
         // ACKs may have freed room for a blocked writer or finished a shutdown.
         let has_message = state.conversation.has_message();
+        let reader_waits = has_message && state.read_waker.is_some();
         state.wake(has_message, true);
-        mark(&mut state, id, &mut self.dirty);
+        let held = state.conversation.acks_held_until();
+        match held {
+            // The reader's task takes the message and drives the conversation with
+            // its reply, which carries the ACKs held for it. Driving it here first
+            // would let the engine's interval flush send those ACKs alone: a second
+            // datagram per message (kcp-net drives a session after its handler ran,
+            // for the same reason). So it is left until its hold ends, when the
+            // driver sends what is still owed; other work due meanwhile waits as long
+            // (at most `ACK_HOLD`, a millisecond) if the reader does not answer.
+            Some(until)
+                if reader_waits
+                    && latency_bound(&state.conversation)
+                    && state.conversation.poll_close(now).is_none() =>
+            {
+                schedule(&mut state, id, until, &mut self.timers);
+            }
+            _ => mark(&mut state, id, &mut self.dirty),
+        }
         let confirmed = !was_confirmed && state.conversation.is_confirmed();
         drop(state);
         if confirmed {
@@ -706,6 +724,20 @@ impl Driver {
         self.stats.bytes_out += outcome.bytes;
         self.stats.send_syscalls += outcome.syscalls;
         self.stats.send_errors += outcome.errors;
+    }
+}
+
+/// Arms the session's timer at `at` if that is sooner than the one the driver holds
+/// for it.
+fn schedule(
+    state: &mut State,
+    id: u64,
+    at: Instant,
+    timers: &mut BinaryHeap<Reverse<(Instant, u64)>>,
+) {
+    if state.next_wake.is_none_or(|wake| at < wake) {
+        state.next_wake = Some(at);
+        timers.push(Reverse((at, id)));
     }
 }
 

@@ -118,7 +118,11 @@
 //!   batch reader on the same descriptor): the reply it waits for reaches it in the
 //!   turn it arrived in. The driver listens too and reads whatever is left.
 //! - A listener's sessions share one socket, which only the driver reads; it drives
-//!   each session touched by a datagram in the same turn that read it.
+//!   each session touched by a datagram in the same turn that read it, except a
+//!   latency-bound one whose datagram completed a message for a waiting reader: that
+//!   one is left to the reader's task, whose reply carries the ACKs (driven first,
+//!   the engine's interval flush would send them alone, a second datagram per
+//!   message), with a timer at the end of the ACKs' hold in case it does not reply.
 //!
 //! # Timers and idle cost
 //!
@@ -131,8 +135,9 @@
 //! is moved by the driver when it reaches it, without waking for it. Taking a message
 //! does not flush the ACKs held for it: they wait at most a millisecond (`ACK_HOLD`)
 //! for the reply and leave with it. In a paced echo the server's driver wakes at most
-//! three times per message (2.4 measured): the request, arming the reply's timer,
-//! the client's ACK when it does not ride on the next request (`tests/wakeups.rs`).
+//! three times per message (2.0 measured): the request, the end of the ACKs' hold
+//! (the reply has moved it by then; the driver only moves its entry), the client's
+//! ACK when it does not ride on the next request (`tests/wakeups.rs`).
 //!
 //! # Backpressure
 //!

@@ -191,7 +191,7 @@ const WRITE_CHUNK_SEGMENTS: usize = 64;
 const DIRECT_SEGMENTS: usize = 4;
 
 /// Whether `conversation` is latency-bound ([`DIRECT_SEGMENTS`]).
-fn latency_bound(conversation: &Conversation) -> bool {
+pub(crate) fn latency_bound(conversation: &Conversation) -> bool {
     let mss = conversation.engine().config().mss();
     conversation.queued_bytes() <= DIRECT_SEGMENTS * mss
 }
@@ -220,7 +220,12 @@ impl Session {
     /// it: they wait (at most `ACK_HOLD`, a millisecond, on the driver's timer) for
     /// the reply the application may send, and leave with it.
     fn touch_if_sooner(&self, state: &mut State, now: Instant) {
-        let due = state.conversation.next_deadline(now);
+        let mut due = state.conversation.next_deadline(now);
+        // The driver may have left the conversation undriven for the reader (its
+        // `deliver`): what it owes then reads as due now, but waits for the hold.
+        if let Some(until) = state.conversation.acks_held_until() {
+            due = due.map(|at| at.max(until));
+        }
         if due.is_some_and(|at| state.next_wake.is_none_or(|wake| at < wake)) {
             self.touch(state, false);
         }
