@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,7 +66,10 @@ pub(crate) struct Driver {
     local: SocketAddr,
     shared: Arc<DriverShared>,
     role: Role,
-    sessions: HashMap<u64, Arc<Session>>,
+    /// Keyed by the ids the driver hands out (not by anything a peer chooses), so a
+    /// plain multiplicative hash serves: SipHash cost a few hundred instructions per
+    /// lookup, several lookups per datagram.
+    sessions: HashMap<u64, Arc<Session>, BuildHasherDefault<IdHasher>>,
     routes: HashMap<(SocketAddr, u32), u64>,
     /// Lazy timer heap: an entry is live only while it equals its session's
     /// `next_wake`.
@@ -145,7 +149,7 @@ impl Driver {
             local,
             shared,
             role,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             routes: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
@@ -166,6 +170,11 @@ impl Driver {
         };
         let mut recv = self.socket.recv_batch(self.max_datagram, gro_slots);
         let shared = Arc::clone(&self.shared);
+        // One timer for the task's life, moved only when the earliest deadline
+        // changes: a new `Sleep` each turn registered and deregistered an entry of
+        // tokio's timer wheel every turn, though most turns keep the same deadline.
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let mut armed = None;
         loop {
             if shared.is_shut_down() {
                 self.begin_shutdown(Instant::now());
@@ -174,11 +183,20 @@ impl Driver {
                 break;
             }
             let timer = self.next_live_timer();
+            if timer != armed {
+                if let Some(at) = timer {
+                    sleep.as_mut().reset(at.into());
+                }
+                armed = timer;
+            }
             let readable = tokio::select! {
                 biased;
                 () = shared.notify.notified() => false,
                 r = self.socket.readable() => r.is_ok(),
-                () = sleep_until(timer) => false,
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    false
+                }
             };
             self.stats.wakeups += 1;
             let now = Instant::now();
@@ -587,7 +605,11 @@ impl Driver {
             self.stats.timer_fires += 1;
             mark(&mut state, id, &mut self.dirty);
         }
-        if self.timers.len() > 2 * self.sessions.len() + 1024 {
+        // Superseded entries are dropped only when they come up; rebuilt from the
+        // live deadlines once they outnumber those (amortised: at least as many
+        // pushes as the rebuild costs). A looser bound let a single session's heap
+        // hold a thousand stale entries, its pops a tenth of the driver's work.
+        if self.timers.len() > 2 * self.sessions.len() + 64 {
             self.timers = self
                 .sessions
                 .iter()
@@ -622,12 +644,14 @@ impl Driver {
                 continue;
             }
             let due = state.conversation.next_deadline(now);
-            if due != state.next_wake {
-                state.next_wake = due;
-                if let Some(at) = due {
+            if let Some(at) = due {
+                if state.next_wake.is_none_or(|wake| at < wake) {
                     self.timers.push(Reverse((at, id)));
                 }
             }
+            // Later or never: the entry already in the heap is moved (or dropped)
+            // when it comes up, as for a deadline a stream's drive made later.
+            state.next_wake = due;
         }
         self.dirty = dirty;
     }
@@ -741,6 +765,29 @@ fn schedule(
     }
 }
 
+/// The hasher of the driver's session ids: one multiplication by a large odd
+/// constant (Fibonacci hashing), whose high bits, which the map's control bytes use,
+/// depend on every bit of the id. Only for ids the driver allocates: a peer cannot
+/// choose them.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Lists a session for this turn once.
 fn mark(state: &mut State, id: u64, dirty: &mut Vec<u64>) {
     if !state.dirty {
@@ -749,13 +796,28 @@ fn mark(state: &mut State, id: u64, dirty: &mut Vec<u64>) {
     }
 }
 
-/// Sleeps until `at`, or forever without a timer.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// How long a dropped client stream keeps delivering what it queued.
 pub(crate) const CLIENT_LINGER: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_ids_hash_apart_in_their_high_bits() {
+        let hash = |id: u64| {
+            let mut hasher = IdHasher::default();
+            hasher.write_u64(id);
+            hasher.finish()
+        };
+        let mut high: Vec<u64> = (1..=128).map(|id| hash(id) >> 57).collect();
+        high.sort_unstable();
+        high.dedup();
+        // 128 ids over the 128 values of the map's 7-bit control tags: most differ.
+        assert!(high.len() > 64, "{} distinct tags", high.len());
+        let mut all: Vec<u64> = (1..=10_000).map(hash).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 10_000);
+    }
+}
