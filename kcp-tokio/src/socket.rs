@@ -133,14 +133,28 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Receives a batch, or registers `cx` for the socket's readiness: the count of
-    /// datagrams now in [`batch`](Self::batch).
+    /// datagrams now in [`batch`](Self::batch). As [`Socket::try_recv`], a receive
+    /// that left the kernel's queue empty clears tokio's readiness itself: the next
+    /// poll does not spend a syscall to hear `WouldBlock`, and neither does the
+    /// driver, woken by the same datagram, which finds the readiness gone.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.udp.0.poll_recv_ready(cx))?;
             let Self { udp, io, batch } = self;
-            match udp.0.try_io(Interest::READABLE, || io.recv(&*udp, batch)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {} // readiness cleared
-                result => return Poll::Ready(result),
+            let mut received = None;
+            let result = udp.0.try_io(Interest::READABLE, || {
+                let n = io.recv(&*udp, batch)?;
+                received = Some(n);
+                if batch.may_hold_more() {
+                    Ok(n)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+            });
+            match (received, result) {
+                (Some(n), _) => return Poll::Ready(Ok(n)),
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {} // cleared
+                (None, result) => return Poll::Ready(result),
             }
         }
     }
