@@ -114,7 +114,8 @@ impl Drop for KcpNetClient {
 /// A single-threaded runtime for one blocking client.
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?)
 }
 

@@ -163,7 +163,8 @@ fn socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
 
 fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?)
 }
 

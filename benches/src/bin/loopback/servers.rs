@@ -103,7 +103,8 @@ fn report(name: &str, stats: &LoopStats) {
 /// input.
 fn serve_until_stdin_eof(serve: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?;
     runtime.block_on(async move {
         let (eof_tx, eof) = tokio::sync::oneshot::channel();
