@@ -80,14 +80,15 @@ impl HoldBudget {
     /// counted for it before (updated in place, kept beside the conversation).
     pub fn recount(&mut self, counted: &mut usize, conversation: &Conversation) {
         let now = conversation.engine().held_segments() * self.per_segment;
-        self.held = self.held - *counted + now;
+        // Saturating: a `counted` that did not come from this budget must not panic.
+        self.held = self.held.saturating_sub(*counted) + now;
         *counted = now;
     }
 
     /// Gives back what a closed session held (`counted`, as [`recount`](Self::recount)
     /// left it).
     pub fn release(&mut self, counted: usize) {
-        self.held -= counted;
+        self.held = self.held.saturating_sub(counted);
     }
 }
 
@@ -143,6 +144,23 @@ mod tests {
         b[20..24].copy_from_slice(&(payload.len() as u32).to_le_bytes());
         b.extend_from_slice(payload);
         b
+    }
+
+    #[test]
+    fn a_count_the_budget_never_gave_does_not_underflow_it() {
+        let mut config = ServerConfig::new(crate::Preset::Fast);
+        config.max_buffered_bytes = 3000;
+        let mut budget = HoldBudget::new(&config, 2);
+        assert!(budget.may_hold());
+        let now = std::time::Instant::now();
+        let conversation = Conversation::new(1, config.conversation(), now).unwrap();
+        // Nothing held: a count of 5,000 from elsewhere goes, and nothing goes below 0.
+        let mut counted = 5_000;
+        budget.recount(&mut counted, &conversation);
+        assert_eq!((budget.held(), counted), (0, 0));
+        budget.release(10_000);
+        assert_eq!(budget.held(), 0);
+        assert!(budget.may_hold());
     }
 
     #[test]
