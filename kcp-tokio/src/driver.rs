@@ -344,12 +344,13 @@ impl Driver {
                 .recount(&mut state.held_bytes, &state.conversation);
         }
         match fed {
-            Ok(fed) if !fed.moved => self.stats.dropped_memory_budget += fed.left_out,
             Ok(fed) => {
                 self.stats.dropped_memory_budget += fed.left_out;
-                tracing::debug!(old = %peer, new = %from, "session moved");
-                state.peer = from;
-                self.stats.migrations += 1;
+                if fed.moved {
+                    tracing::debug!(old = %peer, new = %from, "session moved");
+                    state.peer = from;
+                    self.stats.migrations += 1;
+                }
             }
             Err(refused) => {
                 self.stats.count_refused(refused);
@@ -645,9 +646,7 @@ impl Driver {
             }
             let due = state.conversation.next_deadline(now);
             if let Some(at) = due {
-                if state.next_wake.is_none_or(|wake| at < wake) {
-                    self.timers.push(Reverse((at, id)));
-                }
+                schedule(&mut state, id, at, &mut self.timers);
             }
             // Later or never: the entry already in the heap is moved (or dropped)
             // when it comes up, as for a deadline a stream's drive made later.

@@ -85,19 +85,7 @@ impl Socket {
     /// said `WouldBlock`: with edge-triggered readiness the next datagram raises a new
     /// event, and no syscall is spent to hear `WouldBlock` (as `kcp-net`'s loops do).
     pub(crate) fn try_recv(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
-        let mut received = 0;
-        let result = self.udp.0.try_io(Interest::READABLE, || {
-            received = self.io.recv(&self.udp, batch)?;
-            if batch.may_hold_more() {
-                Ok(())
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            }
-        });
-        match result {
-            Err(e) if received == 0 => Err(e),
-            _ => Ok(received),
-        }
+        recv_clearing_readiness(&self.udp, self.io.as_mut(), batch)
     }
 
     /// Sends the whole batch in as few syscalls as the backend allows, then clears
@@ -140,21 +128,9 @@ impl Reader {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.udp.0.poll_recv_ready(cx))?;
-            let Self { udp, io, batch } = self;
-            let mut received = None;
-            let result = udp.0.try_io(Interest::READABLE, || {
-                let n = io.recv(&*udp, batch)?;
-                received = Some(n);
-                if batch.may_hold_more() {
-                    Ok(n)
-                } else {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-            });
-            match (received, result) {
-                (Some(n), _) => return Poll::Ready(Ok(n)),
-                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {} // cleared
-                (None, result) => return Poll::Ready(result),
+            match recv_clearing_readiness(&self.udp, self.io.as_mut(), &mut self.batch) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {} // readiness cleared
+                result => return Poll::Ready(result),
             }
         }
     }
@@ -162,5 +138,29 @@ impl Reader {
     /// The datagrams of the last receive.
     pub(crate) const fn batch(&self) -> &RecvBatch {
         &self.batch
+    }
+}
+
+/// One receive into `batch` on `udp`, the count of datagrams or `WouldBlock`. When it
+/// leaves the kernel's queue empty ([`RecvBatch::may_hold_more`] is false) tokio is
+/// told so, as if the socket had said `WouldBlock`: with edge-triggered readiness the
+/// next datagram raises a new event, and no syscall is spent to hear `WouldBlock`.
+fn recv_clearing_readiness(
+    udp: &Tokio,
+    io: &mut dyn DatagramIo,
+    batch: &mut RecvBatch,
+) -> io::Result<usize> {
+    let mut received = 0;
+    let result = udp.0.try_io(Interest::READABLE, || {
+        received = io.recv(udp, batch)?;
+        if batch.may_hold_more() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    });
+    match result {
+        Err(e) if received == 0 => Err(e),
+        _ => Ok(received),
     }
 }

@@ -964,12 +964,13 @@ fn deliver(
         .budget
         .input(&mut session.conversation, now, peer, from, datagram)
     {
-        Ok(fed) if !fed.moved => stats.dropped_memory_budget += fed.left_out,
         Ok(fed) => {
             stats.dropped_memory_budget += fed.left_out;
-            tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
-            session.set_peer(from);
-            stats.migrations += 1;
+            if fed.moved {
+                tracing::debug!(%key, old = %session.peer(), new = %from, "session moved");
+                session.set_peer(from);
+                stats.migrations += 1;
+            }
         }
         Err(refused) => {
             stats.count_refused(refused);
