@@ -67,10 +67,10 @@ impl RetransmitMeter {
     /// Retransmitted segments per 1,000 messages over this window and the one before,
     /// as of `now` with the loop's counts `totals` (0 below [`MIN_MESSAGES`]).
     pub(crate) fn permille(&mut self, now: Instant, totals: Sent) -> u64 {
-        let (current, previous) = self.added.both(now);
-        let current = current.plus(totals.since(self.last));
-        *self.added.current(now) = current;
+        let added = self.added.current(now);
+        *added = added.plus(totals.since(self.last));
         self.last = totals;
+        let (current, previous) = self.added.both(now);
         let both = current.plus(previous);
         if both.messages < MIN_MESSAGES {
             return 0;
