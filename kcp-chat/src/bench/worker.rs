@@ -11,7 +11,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
@@ -352,57 +351,56 @@ impl Worker<'_> {
     }
 
     /// Client `c` says its next line: a counted one while `sending`, else an
-    /// uncounted warm-up line (`w ...`, which receivers skip).
+    /// uncounted warm-up line (`w ...`, which receivers skip); then its next line is
+    /// due at its rate, jittered.
     fn say(&mut self, c: usize, now: Instant) {
-        let shared = self.shared;
-        if !self.sending {
-            return self.warm_up(c, now);
+        if self.sending {
+            self.say_counted(c, now);
+        } else {
+            self.say_warm_up(c, now);
         }
+        let gap = 1.0 / self.shared.rate.max(0.001);
+        self.clients[c].next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
+    }
+
+    /// A counted line: `b SENDER SEQ MICROS`, expected at every member of the room.
+    fn say_counted(&mut self, c: usize, now: Instant) {
+        let shared = self.shared;
         let client = &mut self.clients[c];
         client.seq += 1;
         let micros = now.saturating_duration_since(shared.epoch).as_micros();
-        let mut text = format!("b {} {} {micros} ", client.index, client.seq);
-        while text.len() < shared.size {
-            let _ = write!(text, "{}", client.seq % 10);
-        }
-        let frame = ClientFrame::Say {
-            room: client.room.clone(),
-            text,
-        };
+        let text = format!("b {} {} {micros} ", client.index, client.seq);
+        let pad = char::from(b'0' + (client.seq % 10) as u8);
         let index = client.index;
-        if self.send_frame(c, &frame, now) {
+        if self.say_in_room(c, text, pad, now) {
             shared.sent_by[index].fetch_add(1, Relaxed);
             shared.live.sent.fetch_add(1, Relaxed);
         } else {
             self.clients[c].seq -= 1;
             shared.live.error("send refused");
         }
-        self.next_line(c);
     }
 
-    /// Client `c` says a warm-up line during a ramp: the same size and room as a
-    /// counted one, nothing expected of it.
-    fn warm_up(&mut self, c: usize, now: Instant) {
-        let shared = self.shared;
-        let client = &self.clients[c];
-        let mut text = format!("w {} ", client.index);
-        while text.len() < shared.size {
-            text.push('0');
+    /// A warm-up line during a ramp: the same size and room as a counted one,
+    /// nothing expected of it.
+    fn say_warm_up(&mut self, c: usize, now: Instant) {
+        let text = format!("w {} ", self.clients[c].index);
+        if !self.say_in_room(c, text, '0', now) {
+            self.shared.live.error("send refused");
+        }
+    }
+
+    /// Queues `text`, padded with `pad` to the message size, as a line in client
+    /// `c`'s room; `false` if it was refused.
+    fn say_in_room(&mut self, c: usize, mut text: String, pad: char, now: Instant) -> bool {
+        while text.len() < self.shared.size {
+            text.push(pad);
         }
         let frame = ClientFrame::Say {
-            room: client.room.clone(),
+            room: self.clients[c].room.clone(),
             text,
         };
-        if !self.send_frame(c, &frame, now) {
-            shared.live.error("send refused");
-        }
-        self.next_line(c);
-    }
-
-    /// When client `c` says its next line: at its rate, jittered.
-    fn next_line(&mut self, c: usize) {
-        let gap = 1.0 / self.shared.rate.max(0.001);
-        self.clients[c].next_send += Duration::from_secs_f64(gap * self.rng.random_range(0.8..1.2));
+        self.send_frame(c, &frame, now)
     }
 
     /// Runs client `c` at `now`: its handshake's timer, or its line if due, the
