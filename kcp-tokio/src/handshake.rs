@@ -5,9 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::udp::Udp;
 use kcp_net::secure::ClientHandshake;
 use kcp_net::{ClientConfig, Conversation};
-use tokio::net::UdpSocket;
 
 /// The largest datagram read during the handshake: a server's response, cookie or
 /// reject is far smaller; anything longer is cut and then fails to open.
@@ -22,7 +22,7 @@ const MAX_HANDSHAKE_DATAGRAM: usize = 2048;
 /// The server's reject or the timeout, as `kcp-net` maps them to `io::Error`
 /// (`ConnectionRefused`, `TimedOut`, with the [`kcp_net::NetError`] as source).
 pub(crate) async fn handshake(
-    udp: &UdpSocket,
+    udp: &Udp,
     server: SocketAddr,
     config: &ClientConfig,
     conv: u32,

@@ -181,6 +181,7 @@ mod listener;
 mod session;
 mod socket;
 mod stream;
+mod udp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -205,18 +206,14 @@ async fn resolve(addr: impl tokio::net::ToSocketAddrs) -> io::Result<SocketAddr>
 
 /// A non-blocking UDP socket bound to `addr` with the requested buffer sizes (the OS
 /// may grant less; a refusal is not an error).
-fn bind_udp(
-    addr: SocketAddr,
-    recv_buffer: usize,
-    send_buffer: usize,
-) -> io::Result<tokio::net::UdpSocket> {
+fn bind_udp(addr: SocketAddr, recv_buffer: usize, send_buffer: usize) -> io::Result<udp::Udp> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let _ = socket.set_recv_buffer_size(recv_buffer);
     let _ = socket.set_send_buffer_size(send_buffer);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    udp::Udp::from_std(socket.into())
 }
 
 /// A configuration error as an `io::Error`.

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kcp_net::udp::SendBatch;
 use kcp_net::{CloseReason, Conversation, QueueError, SessionState, SessionStats, WireMode};
-use tokio::net::UdpSocket;
 
 use crate::socket::Reader;
+use crate::udp::Udp;
 use tokio::sync::Notify;
 
 /// What the streams of one driver tell it: which sessions to look at, and whether
@@ -105,7 +105,7 @@ pub(crate) struct Session {
     pub(crate) state: Mutex<State>,
     pub(crate) driver: Arc<DriverShared>,
     /// The driver's socket, for the stream task's own sends (and a client's reads).
-    pub(crate) udp: Arc<UdpSocket>,
+    pub(crate) udp: Arc<Udp>,
 }
 
 /// The mutable part of a [`Session`].

@@ -1,7 +1,7 @@
-//! A driver's UDP socket: tokio's socket for readiness, `kcp-net`'s batch I/O for the
-//! datagrams (`recvmmsg`/`sendmmsg` with UDP GSO/GRO on Linux, one call per datagram
-//! elsewhere or with [`IoBackend::Portable`]). The batched syscalls run inside tokio's
-//! `try_io`, so tokio learns when the socket is drained or full.
+//! A driver's UDP socket: tokio's read readiness ([`Udp`]), `kcp-net`'s batch I/O for
+//! the datagrams (`recvmmsg`/`sendmmsg` with UDP GSO/GRO on Linux, one call per
+//! datagram elsewhere or with [`IoBackend::Portable`]). The batched receives run
+//! inside tokio's `try_io`, so tokio learns when the socket is drained.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,14 +12,14 @@ use kcp_net::IoBackend;
 use kcp_net::udp::{
     self, DatagramIo, DatagramSocket, RecvBatch, SendBatch, SendOutcome, SendProgress,
 };
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
-/// tokio's socket as `kcp-net`'s batch I/O sees it: the non-waiting calls, and the
+use crate::udp::Udp;
+
+/// The socket as `kcp-net`'s batch I/O sees it: the non-waiting calls, and the
 /// descriptor for the batched syscalls. Shared with the driver's sessions, which send
 /// what their streams' tasks emit straight from those tasks ([`Socket::shared`]).
 #[derive(Debug)]
-struct Tokio(Arc<UdpSocket>);
+struct Tokio(Arc<Udp>);
 
 impl DatagramSocket for Tokio {
     fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
@@ -27,7 +27,7 @@ impl DatagramSocket for Tokio {
     }
 
     fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.0.try_recv_from(buf)
+        self.0.recv_now(buf)
     }
 
     #[cfg(target_os = "linux")]
@@ -45,15 +45,15 @@ pub(crate) struct Socket {
 
 impl Socket {
     /// Uses `backend` on `udp` (offload is asked of the kernel here).
-    pub(crate) fn new(udp: UdpSocket, backend: IoBackend) -> Self {
+    pub(crate) fn new(udp: Udp, backend: IoBackend) -> Self {
         let udp = Tokio(Arc::new(udp));
         let io = udp::datagram_io(backend, &udp);
         Self { udp, io }
     }
 
     /// The socket itself, for the sessions' direct sends (`try_send_to` from the
-    /// stream's task; tokio's socket is `Sync`, the batch I/O is not).
-    pub(crate) fn shared(&self) -> Arc<UdpSocket> {
+    /// stream's task; the socket is `Sync`, the batch I/O is not).
+    pub(crate) fn shared(&self) -> Arc<Udp> {
         Arc::clone(&self.udp.0)
     }
 
@@ -73,7 +73,7 @@ impl Socket {
         RecvBatch::for_io(self.io.as_ref(), max_datagram, gro_slots)
     }
 
-    /// Waits until the socket may have datagrams. (The future borrows tokio's socket
+    /// Waits until the socket may have datagrams. (The future borrows the socket
     /// alone: the batch I/O is `Send` but not `Sync`.)
     pub(crate) fn readable(&self) -> impl Future<Output = io::Result<()>> + '_ {
         self.udp.0.readable()
@@ -95,11 +95,8 @@ impl Socket {
     pub(crate) async fn send(&mut self, batch: &mut SendBatch) -> SendOutcome {
         let mut progress = SendProgress::default();
         while progress.remaining(batch) > 0 {
-            let sent = self.udp.0.try_io(Interest::WRITABLE, || {
-                progress.send(self.io.as_mut(), &self.udp, batch)
-            });
-            // `SendProgress::send` fails only with WouldBlock, as does `try_io` when
-            // tokio has not seen the socket writable yet.
+            // `SendProgress::send` fails only with WouldBlock (a full buffer).
+            let sent = progress.send(self.io.as_mut(), &self.udp, batch);
             if sent.is_err() && self.udp.0.writable().await.is_err() {
                 // The socket cannot say when it has room (its runtime is gone).
                 progress.outcome.errors += progress.remaining(batch) as u64;
@@ -151,7 +148,7 @@ fn recv_clearing_readiness(
     batch: &mut RecvBatch,
 ) -> io::Result<usize> {
     let mut received = 0;
-    let result = udp.0.try_io(Interest::READABLE, || {
+    let result = udp.0.try_read_io(|| {
         received = io.recv(udp, batch)?;
         if batch.may_hold_more() {
             Ok(())

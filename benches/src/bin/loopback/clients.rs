@@ -152,6 +152,24 @@ impl EchoClient for KcpTokioClient {
             .context("kcp-tokio: the stream ended")?;
         Ok(message.to_vec())
     }
+
+    /// Send and echo in one entry to the runtime, as an async caller awaits them
+    /// (and as quinn's client does).
+    fn round_trip(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let Self { runtime, stream } = self;
+        let echo = runtime.block_on(async {
+            stream.send(Bytes::copy_from_slice(message)).await?;
+            let echo = tokio::time::timeout(RECV_TIMEOUT, stream.recv())
+                .await
+                .context("kcp-tokio: no echo in time")?
+                .context("kcp-tokio: the stream ended")?;
+            anyhow::Ok(echo)
+        })?;
+        if echo != message {
+            bail!("echo differs from what was sent");
+        }
+        Ok(())
+    }
 }
 
 impl Drop for KcpTokioClient {
@@ -203,6 +221,26 @@ impl EchoClient for TokioKcpClient {
             .block_on(async { tokio::time::timeout(RECV_TIMEOUT, stream.recv(buf)).await })
             .context("tokio_kcp: no echo in time")??;
         Ok(buf[..n].to_vec())
+    }
+
+    /// Send and echo in one entry to the runtime, as for kcp-tokio.
+    fn round_trip(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let Self {
+            runtime,
+            stream,
+            buf,
+        } = self;
+        let n = runtime.block_on(async {
+            stream.send(message).await?;
+            let n = tokio::time::timeout(RECV_TIMEOUT, stream.recv(buf))
+                .await
+                .context("tokio_kcp: no echo in time")??;
+            anyhow::Ok(n)
+        })?;
+        if buf[..n] != *message {
+            bail!("echo differs from what was sent");
+        }
+        Ok(())
     }
 }
 
