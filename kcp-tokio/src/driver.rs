@@ -59,6 +59,27 @@ pub(crate) struct ServerRole {
     shutting_down: bool,
 }
 
+/// Lets the tasks woken so far run before the caller goes on: wakes its own task once
+/// and returns `Pending`, so the scheduler queues it behind them (tokio's `yield_now`
+/// would also wait for a poll of the I/O driver, a syscall).
+struct LetWokenRun(bool);
+
+impl Future for LetWokenRun {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// The driver's state; [`run`](Self::run) is the task.
 #[derive(Debug)]
 pub(crate) struct Driver {
@@ -81,6 +102,8 @@ pub(crate) struct Driver {
     /// The streams' own sends, swapped out of [`DriverShared`] each turn.
     spill: Spill,
     max_datagram: usize,
+    /// This turn handed a message to a waiting reader that will answer it.
+    handed_to_reader: bool,
     stats: LoopStats,
     published: Arc<Mutex<LoopStats>>,
 }
@@ -156,6 +179,7 @@ impl Driver {
             out: SendBatch::default(),
             spill: Spill::default(),
             max_datagram,
+            handed_to_reader: false,
             stats: LoopStats::default(),
             published: Arc::new(Mutex::new(LoopStats::default())),
         }
@@ -202,6 +226,10 @@ impl Driver {
             let now = Instant::now();
             if readable {
                 self.drain_socket(&mut recv, now);
+            }
+            if std::mem::take(&mut self.handed_to_reader) {
+                // The readers' replies leave before the rest of this turn.
+                LetWokenRun(false).await;
             }
             self.run_timers(now);
             self.service_dirty(now);
@@ -376,6 +404,7 @@ impl Driver {
                     && state.conversation.poll_close(now).is_none() =>
             {
                 schedule(&mut state, id, until, &mut self.timers);
+                self.handed_to_reader = true;
             }
             _ => mark(&mut state, id, &mut self.dirty),
         }
@@ -801,6 +830,52 @@ pub(crate) const CLIENT_LINGER: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task that wakes another and then awaits `LetWokenRun` resumes after the
+    /// woken task ran, on both of tokio's schedulers.
+    fn woken_task_runs_first(runtime: tokio::runtime::Runtime) {
+        let order = runtime.block_on(async {
+            let order = Arc::new(Mutex::new(Vec::new()));
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let reader = {
+                let order = Arc::clone(&order);
+                tokio::spawn(async move {
+                    rx.await.unwrap();
+                    order.lock().unwrap().push("reader");
+                })
+            };
+            tokio::task::yield_now().await; // the reader now waits on `rx`
+            let driver = {
+                let order = Arc::clone(&order);
+                tokio::spawn(async move {
+                    tx.send(()).unwrap();
+                    LetWokenRun(false).await;
+                    order.lock().unwrap().push("driver");
+                })
+            };
+            driver.await.unwrap();
+            reader.await.unwrap();
+            Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+        });
+        assert_eq!(order, ["reader", "driver"]);
+    }
+
+    #[test]
+    fn a_woken_reader_runs_before_the_rest_of_the_turn_on_the_current_thread_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        woken_task_runs_first(runtime);
+    }
+
+    #[test]
+    fn a_woken_reader_runs_before_the_rest_of_the_turn_on_one_worker_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        woken_task_runs_first(runtime);
+    }
 
     #[test]
     fn sequential_ids_hash_apart_in_their_high_bits() {

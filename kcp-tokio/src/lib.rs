@@ -155,7 +155,8 @@
 //!
 //! # Portability
 //!
-//! Datagrams move through `kcp-net`'s batch I/O ([`kcp_net::udp`]) on tokio's socket:
+//! Datagrams move through `kcp-net`'s batch I/O ([`kcp_net::udp`]) on a socket tokio
+//! watches for reading only (a sent datagram does not wake the runtime again):
 //! on Linux `recvmmsg`/`sendmmsg`, up to 32 messages per syscall, with UDP GSO and GRO
 //! where the kernel grants them (the `io` field of the configs, [`IoBackend`];
 //! `Auto` by default); elsewhere, or with `IoBackend::Portable`, one call per
@@ -167,7 +168,7 @@
 //!
 //! # Current behaviour, not guaranteed
 //!
-//! - A full socket buffer is waited out (tokio's `writable`), where `kcp-net`'s loops
+//! - A full socket buffer is waited out (the wait alone registers for writability), where `kcp-net`'s loops
 //!   drop the rest of the turn's datagrams; a datagram the OS refuses is dropped (KCP
 //!   retransmits it).
 //! - Sessions are admitted by `kcp-net`'s own rules ([`kcp_net::admission`]).
