@@ -15,6 +15,7 @@
 mod child;
 mod clients;
 mod handshake;
+mod pairs;
 mod quinn_peer;
 mod scenarios;
 mod secure_peer;
@@ -88,6 +89,11 @@ struct Args {
     /// this CPU, as a real client chooses).
     #[arg(long, value_enum)]
     cipher: Option<secure_peer::CipherArg>,
+    /// Instead of the report: the paced scenario for these CLIENT:SERVER pairs
+    /// (e.g. `kcp-tokio:kcp-net`), to tell which end a latency difference comes from.
+    /// kcp-net and kcp-tokio mix (raw KCP); others pair only with themselves.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["markdown", "only"])]
+    pair: Vec<pairs::Pair>,
 }
 
 /// A section of the report: one scenario measured for every implementation.
@@ -704,7 +710,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(mib) = args.bulk_mib {
         plan.bulk_bytes = mib << 20;
     }
-    let report = run(&plan, &args.only)?;
+    let report = if args.pair.is_empty() {
+        run(&plan, &args.only)?
+    } else {
+        pairs::paced(&plan, &args.pair)?
+    };
     println!("{report}");
     if let Some(path) = args.markdown {
         std::fs::write(&path, &report)?;

@@ -134,8 +134,20 @@ pub(crate) fn one_client(
     rate: Option<f64>,
     duration: Duration,
 ) -> anyhow::Result<Latencies> {
-    let server = ServerProcess::start(which, KCP_WINDOW)?;
-    let mut client = connect(which, server.addr, KCP_WINDOW)?;
+    one_client_of(which, which, size, rate, duration)
+}
+
+/// [`one_client`] with `client`'s client against `server`'s server (two that speak
+/// the same wire).
+pub(crate) fn one_client_of(
+    client: Impl,
+    server: Impl,
+    size: usize,
+    rate: Option<f64>,
+    duration: Duration,
+) -> anyhow::Result<Latencies> {
+    let server = ServerProcess::start(server, KCP_WINDOW)?;
+    let mut client = connect(client, server.addr, KCP_WINDOW)?;
     let start = Instant::now();
     let (run, cpu) = measure_cpu(&server, || {
         Ok(round_trips(client.as_mut(), size, rate, duration))
