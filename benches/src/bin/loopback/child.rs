@@ -28,6 +28,7 @@ impl ServerProcess {
             .args(["serve", which.name(), "--listen", "127.0.0.1:0"])
             .args(["--window", &window])
             .envs(crate::quinn_peer::server_env(which))
+            .envs(crate::secure_peer::server_env(which))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -76,6 +76,7 @@ impl KcpNetClient {
     fn connect(which: Impl, server: SocketAddr, window: u16) -> anyhow::Result<Self> {
         let mut config = kcp_client_config(window);
         config.secure = crate::secure_peer::client_security(which);
+        crate::secure_peer::configure_mtu(which, &mut config.engine.mtu);
         let secure = config.secure.is_some();
         let client = KcpClient::connect(server, config)
             .with_context(|| format!("{}: connecting", which.name()))?;

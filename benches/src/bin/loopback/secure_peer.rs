@@ -39,16 +39,76 @@ fn cipher() -> Cipher {
     *CIPHER.get_or_init(Cipher::fastest_here)
 }
 
+/// The datagram size of the secure sessions (`--secure-mtu`), for the harness's
+/// clients; the server process gets it through [`MTU_ENV`].
+static MTU: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// How the harness tells a secure server process its datagram size.
+const MTU_ENV: &str = "LOOPBACK_SECURE_MTU";
+
+/// The secure sessions' datagram size when `--secure-mtu` is not given: raw
+/// kcp-net's, so both modes put the same bytes on the wire per datagram.
+const DEFAULT_MTU: usize = 1400;
+
+/// Sets the secure sessions' datagram size (once, before the run).
+pub(crate) fn choose_mtu(mtu: usize) {
+    let _ = MTU.set(mtu);
+}
+
+/// The secure sessions' datagram size: `--secure-mtu` in the harness, [`MTU_ENV`] in
+/// a server process, else [`DEFAULT_MTU`].
+fn mtu() -> usize {
+    *MTU.get_or_init(|| {
+        std::env::var(MTU_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MTU)
+    })
+}
+
+/// The environment a server process of `which` needs: the secure datagram size.
+pub(crate) fn server_env(which: Impl) -> Option<(&'static str, String)> {
+    (which == Impl::KcpNetSecure).then(|| (MTU_ENV, mtu().to_string()))
+}
+
+/// The engine MTU `which` configures (kcp-net's `mtu` is the datagram size; a secure
+/// session's KCP segments are [`kcp_net::secure::TRANSPORT_OVERHEAD`] bytes smaller).
+pub(crate) fn configure_mtu(which: Impl, engine_mtu: &mut usize) {
+    if which == Impl::KcpNetSecure {
+        *engine_mtu = mtu();
+    }
+}
+
 /// How the secure mode runs, for the report's header (the transport cipher is the
 /// one the client prefers on this CPU, as in a real deployment, unless `--cipher`).
 pub(crate) fn settings() -> String {
     format!(
         "kcp-net secure: the raw kcp-net server and client with `secure` set (Noise NK \
          over X25519, {} seal with a replay window, cookies only under load, default \
-         rekey), the server key pinned by the client; its ratios to raw kcp-net are \
-         medians of rounds run back to back with it.",
-        cipher()
+         rekey), the server key pinned by the client, datagrams of at most {} bytes \
+         ({}); its ratios to raw kcp-net are medians of rounds run back to back with it.",
+        cipher(),
+        mtu(),
+        segments(),
     )
+}
+
+/// How the secure sessions' KCP segments compare with raw kcp-net's, for the header.
+fn segments() -> String {
+    let overhead = kcp_net::secure::TRANSPORT_OVERHEAD;
+    match mtu().checked_sub(overhead) {
+        Some(DEFAULT_MTU) => {
+            format!(
+                "so its KCP segments are raw kcp-net's, with the seal's {overhead} bytes on top"
+            )
+        }
+        Some(_) if mtu() == DEFAULT_MTU => format!(
+            "as raw kcp-net's, so its KCP segments are {overhead} bytes smaller to make room \
+             for the seal"
+        ),
+        Some(engine) => format!("KCP datagrams of {engine} bytes inside the seal"),
+        None => format!("too small for the seal's {overhead} bytes"),
+    }
 }
 
 /// The private key of the bench server. Fixed on purpose: the harness derives the

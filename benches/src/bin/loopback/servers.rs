@@ -76,6 +76,7 @@ fn kcp_server_config(window: u16) -> ServerConfig {
 fn kcp_net_server(which: Impl, listen: SocketAddr, window: u16) -> anyhow::Result<()> {
     let mut config = kcp_server_config(window);
     config.secure = crate::secure_peer::server_security(which);
+    crate::secure_peer::configure_mtu(which, &mut config.engine.mtu);
     let server = KcpServer::bind(listen, config, Echo)
         .with_context(|| format!("binding {}", which.name()))?;
     announce(server.local_addr());
