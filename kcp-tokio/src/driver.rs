@@ -5,8 +5,7 @@
 //! Datagrams move in batches ([`Socket`]): every session driven in a turn writes into
 //! one send batch, which leaves in as few syscalls as the backend allows.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::session::{DriverShared, Session, Spill, State, latency_bound, lock};
 use crate::socket::Socket;
 use crate::stream::KcpStream;
+use crate::timers::Timers;
 
 /// Datagrams read in one turn before timers and output get theirs: kcp-net's bound,
 /// for kcp-net's reason (see [`kcp_net::MAX_DATAGRAMS_PER_TURN`]): the ACKs waiting in
@@ -92,9 +92,8 @@ pub(crate) struct Driver {
     /// lookup, several lookups per datagram.
     sessions: HashMap<u64, Arc<Session>, BuildHasherDefault<IdHasher>>,
     routes: HashMap<(SocketAddr, u32), u64>,
-    /// Lazy timer heap: an entry is live only while it equals its session's
-    /// `next_wake`.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// The sessions' deadlines.
+    timers: Timers,
     /// Sessions to drive this turn.
     dirty: Vec<u64>,
     /// Datagrams to send this turn, written by the engines straight into the batch.
@@ -174,7 +173,7 @@ impl Driver {
             role,
             sessions: HashMap::default(),
             routes: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             dirty: Vec::new(),
             out: SendBatch::default(),
             spill: Spill::default(),
@@ -244,22 +243,10 @@ impl Driver {
     /// The earliest timer still wanted. Entries superseded since they were pushed
     /// are dropped here rather than woken for: the session closed, went quiet, or a
     /// stream's task drove it and moved its deadline later (it sets `next_wake` and
-    /// leaves the entry; the entry is replaced by one at the new deadline).
+    /// leaves the entry; its current entry is moved to the new deadline, once).
     fn next_live_timer(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, id))) = self.timers.peek() {
-            let wake = self.sessions.get(&id).and_then(|s| s.lock().next_wake);
-            match wake {
-                Some(wake) if wake == at => return Some(at),
-                Some(wake) if wake > at => {
-                    self.timers.pop();
-                    self.timers.push(Reverse((wake, id)));
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        None
+        let sessions = &self.sessions;
+        self.timers.next(|id| sessions.get(&id).map(|s| s.lock()))
     }
 
     fn is_finished(&self) -> bool {
@@ -403,7 +390,7 @@ impl Driver {
                     && latency_bound(&state.conversation)
                     && state.conversation.poll_close(now).is_none() =>
             {
-                schedule(&mut state, id, until, &mut self.timers);
+                self.timers.schedule(&mut state, id, until);
                 self.handed_to_reader = true;
             }
             _ => mark(&mut state, id, &mut self.dirty),
@@ -619,33 +606,22 @@ impl Driver {
     // ---------------------------------------------------------------- timers and output
 
     fn run_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((at, id))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(session) = self.sessions.get(&id) else {
-                continue; // closed since
-            };
-            let mut state = session.lock();
-            if state.next_wake != Some(at) {
-                continue; // superseded
-            }
-            state.next_wake = None;
-            self.stats.timer_fires += 1;
-            mark(&mut state, id, &mut self.dirty);
-        }
-        // Superseded entries are dropped only when they come up; rebuilt from the
-        // live deadlines once they outnumber those (amortised: at least as many
-        // pushes as the rebuild costs). A looser bound let a single session's heap
-        // hold a thousand stale entries, its pops a tenth of the driver's work.
-        if self.timers.len() > 2 * self.sessions.len() + 64 {
-            self.timers = self
-                .sessions
-                .iter()
-                .filter_map(|(&id, s)| s.lock().next_wake.map(|at| Reverse((at, id))))
-                .collect();
-        }
+        let Self {
+            sessions,
+            timers,
+            stats,
+            dirty,
+            ..
+        } = self;
+        let state_of = |id| sessions.get(&id).map(|s: &Arc<Session>| s.lock());
+        timers.fire(now, state_of, |state, id| {
+            stats.timer_fires += 1;
+            mark(state, id, dirty);
+        });
+        timers.compact(
+            sessions.len(),
+            sessions.iter().map(|(&id, s)| (id, s.lock())),
+        );
     }
 
     /// Drives every session touched this turn (input, timers, its stream), closes
@@ -675,7 +651,7 @@ impl Driver {
             }
             let due = state.conversation.next_deadline(now);
             if let Some(at) = due {
-                schedule(&mut state, id, at, &mut self.timers);
+                self.timers.schedule(&mut state, id, at);
             }
             // Later or never: the entry already in the heap is moved (or dropped)
             // when it comes up, as for a deadline a stream's drive made later.
@@ -776,20 +752,6 @@ impl Driver {
         self.stats.bytes_out += outcome.bytes;
         self.stats.send_syscalls += outcome.syscalls;
         self.stats.send_errors += outcome.errors;
-    }
-}
-
-/// Arms the session's timer at `at` if that is sooner than the one the driver holds
-/// for it.
-fn schedule(
-    state: &mut State,
-    id: u64,
-    at: Instant,
-    timers: &mut BinaryHeap<Reverse<(Instant, u64)>>,
-) {
-    if state.next_wake.is_none_or(|wake| at < wake) {
-        state.next_wake = Some(at);
-        timers.push(Reverse((at, id)));
     }
 }
 

@@ -182,6 +182,7 @@ mod listener;
 mod session;
 mod socket;
 mod stream;
+mod timers;
 mod udp;
 
 use std::io;

@@ -116,6 +116,10 @@ pub(crate) struct State {
     pub(crate) peer: SocketAddr,
     /// The deadline the driver's timer holds for this session (`None`: no timer).
     pub(crate) next_wake: Option<Instant>,
+    /// When the driver's heap entry for this session comes up (at or before
+    /// `next_wake`; `None`: no entry). Only that entry counts: the others are older,
+    /// and are dropped when they come up, so moving a deadline leaves no copies.
+    pub(crate) queued: Option<Instant>,
     /// Listed in the driver's dirty list and not yet looked at.
     pub(crate) dirty: bool,
     /// The stream asked for everything to leave at once (flush, shutdown).
@@ -143,6 +147,7 @@ impl State {
             conversation,
             peer,
             next_wake: None,
+            queued: None,
             dirty: false,
             flush: false,
             ended: None,
