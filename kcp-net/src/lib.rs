@@ -87,8 +87,8 @@
 //! For bulk transfer, set [`ServerConfig::flush_on_input`] and
 //! [`ClientConfig::flush_on_input`] (ACKs leave at once, and data waiting for the
 //! window goes out as soon as ACKs open it) beside `flush_on_send`, and a window of a
-//! few thousand segments. On loopback that moved 16 KiB messages at about TCP's rate
-//! (`docs/bench/loopback.md`). `SO_REUSEPORT` (needed for more
+//! few thousand segments. On loopback that moved 16 KiB messages at 0.7–1.2× TCP's
+//! rate across runs (`docs/bench/loopback.md`). `SO_REUSEPORT` (needed for more
 //! than one thread) exists on Linux and the BSDs; on Linux the kernel hashes each peer
 //! to one socket, so a peer stays on one loop. If the set of sockets changes (another
 //! process binds the port too), peers may be rehashed to a loop that does not know

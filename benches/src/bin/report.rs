@@ -24,21 +24,32 @@ const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const WINDOWS: [u16; 4] = [32, 128, 1024, 4096];
 const LOSSES: [f64; 3] = [0.0, 0.01, 0.10];
 
-fn main() {
-    let mut budget = 1.5;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => budget = 0.3,
-            "--budget" => {
-                budget = args
-                    .next()
-                    .and_then(|b| b.parse().ok())
-                    .expect("--budget takes seconds, e.g. 2.5");
-            }
-            other => panic!("unknown argument {other:?}; see the doc at the top of report.rs"),
-        }
+/// The report's options.
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "Engine benchmarks against ikcp.c and the kcp crate: writes BENCHMARKS.md \
+             (with the loopback tables copied from docs/bench/loopback.md) and the SVG \
+             plots under docs/bench/"
+)]
+struct Args {
+    /// A rough pass: 0.3 s per throughput cell (same as `--budget 0.3`).
+    #[arg(long, conflicts_with = "budget")]
+    quick: bool,
+    /// Seconds of measurement per throughput cell.
+    #[arg(long, default_value_t = 1.5, value_parser = positive_seconds)]
+    budget: f64,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!("{text:?} is not a positive number of seconds")),
     }
+}
+
+fn main() {
+    let args = <Args as clap::Parser>::parse();
+    let budget = if args.quick { 0.3 } else { args.budget };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("benches/ lives in the workspace")
